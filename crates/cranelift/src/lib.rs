@@ -1,0 +1,486 @@
+//! `kiln-cranelift`: compiles a translated WebAssembly module to one
+//! relocation-free text section with Cranelift, and wraps it in an ELF
+//! object.
+//!
+//! # Who is this crate for?
+//!
+//! The public API (`kiln`) calls it to compile modules. Use it alone to
+//! produce an object file from Wasm bytes: [`Compiler::compile_module`]
+//! takes a [`kiln_environ::ModuleTranslation`] and returns a
+//! [`CompiledObject`]. It does not load or run code: that is `kiln-jit`'s
+//! and `kiln-runtime`'s job, and this crate depends on neither.
+//!
+//! # Text layout
+//!
+//! The text section holds, in order: every function body (the `wasm_call`
+//! entry points), then the two entry trampolines of each escaping function,
+//! then one wasm-to-native trampoline per type. Every piece is appended to
+//! Cranelift's `TextSectionBuilder` as a labeled function, so a direct call
+//! between bodies (a `colocated` call in the IR) is resolved there as a
+//! pc-relative `call`/`bl` to the callee's label. When a target lies beyond
+//! the instruction's reach (±128 MiB for AArch64 `bl`), the builder emits a
+//! veneer in an island between functions. What is left after layout must
+//! be nothing: **Invariant:** a [`CompiledObject`]'s text section carries no
+//! relocations, so loading it never writes to code. A relocation the
+//! builder cannot resolve is a compile error, never a patch at load time.
+
+#![deny(missing_docs)]
+
+mod func_environ;
+mod obj;
+
+use cranelift_codegen::control::ControlPlane;
+use cranelift_codegen::ir::{self, UserExternalName, UserFuncName};
+use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::{Context, FinalizedRelocTarget};
+use cranelift_entity::PrimaryMap;
+use cranelift_wasm::FuncTranslator;
+use kiln_environ::{
+    AddressMapEntry, CompiledFunctionInfo, CompiledModuleInfo, DefinedFuncIndex, FuncType,
+    FunctionBodyData, FunctionLoc, ModuleTranslation, Trap, TrapSite, Tunables, TypeIndex,
+    VMOffsets,
+};
+
+pub use obj::ObjectInfo;
+
+/// An error while compiling.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// The module failed validation while a body was translated.
+    #[error(transparent)]
+    Wasm(#[from] kiln_environ::WasmError),
+    /// Cranelift rejected the code.
+    #[error("code generation failed for {func}: {message}")]
+    Codegen {
+        /// Which function.
+        func: String,
+        /// Cranelift's message.
+        message: String,
+    },
+    /// A relocation the text-section builder could not resolve.
+    #[error("unresolvable relocation {0} (calls must stay within one module)")]
+    Relocation(String),
+    /// The target or a setting is not supported.
+    #[error("unsupported compiler setting: {0}")]
+    Setting(String),
+}
+
+/// Settings for a [`Compiler`].
+#[derive(Clone, Debug, Default)]
+pub struct CompilerConfig {
+    /// Target triple; `None` compiles for the host.
+    pub target: Option<String>,
+    /// Settings shared with the runtime.
+    pub tunables: Tunables,
+    /// Debug: bytes of padding inserted between functions, to push call
+    /// targets out of a branch's reach.
+    pub padding_between_functions: usize,
+    /// Debug: route every call through a veneer.
+    pub force_veneers: bool,
+    /// Cranelift's optimisation level: "none", "speed" or "speed_and_size".
+    pub opt_level: Option<String>,
+    /// The number of threads compiling functions; 0 means one per core.
+    pub parallelism: usize,
+}
+
+/// A compiled module: an ELF object and what the runtime needs to use it.
+pub struct CompiledObject {
+    /// The ELF object bytes.
+    pub object: Vec<u8>,
+    /// Where things are in it.
+    pub info: CompiledModuleInfo,
+    /// Section offsets inside `object`.
+    pub layout: ObjectInfo,
+}
+
+/// Standalone trampolines for one host function type (see
+/// [`Compiler::compile_host_trampolines`]).
+pub struct HostTrampolines {
+    /// The ELF object bytes.
+    pub object: Vec<u8>,
+    /// Section offsets inside `object`.
+    pub layout: ObjectInfo,
+    /// The wasm-to-array trampoline in the text section.
+    pub wasm_to_array: FunctionLoc,
+    /// The native-to-array trampoline in the text section.
+    pub native_to_array: FunctionLoc,
+}
+
+/// Compiles modules for one target with one set of settings.
+pub struct Compiler {
+    isa: OwnedTargetIsa,
+    config: CompilerConfig,
+}
+
+struct CompiledFunc {
+    code: Vec<u8>,
+    alignment: u32,
+    /// (offset in function, kind, addend, target label)
+    relocs: Vec<(u32, cranelift_codegen::binemit::Reloc, i64, Result<usize, String>)>,
+    traps: Vec<(u32, Trap)>,
+    srclocs: Vec<(u32, u32)>,
+}
+
+impl Compiler {
+    /// A compiler for `config`.
+    pub fn new(config: CompilerConfig) -> Result<Compiler, CompileError> {
+        let mut flags = settings::builder();
+        let set = |f: &mut settings::Builder, k: &str, v: &str| {
+            f.set(k, v)
+                .map_err(|e| CompileError::Setting(format!("{k}={v}: {e}")))
+        };
+        set(&mut flags, "opt_level", config.opt_level.as_deref().unwrap_or("speed"))?;
+        set(&mut flags, "preserve_frame_pointers", "true")?;
+        set(&mut flags, "enable_verifier", "false")?;
+        set(&mut flags, "enable_probestack", "false")?;
+        set(&mut flags, "unwind_info", "true")?;
+        set(&mut flags, "enable_heap_access_spectre_mitigation", "false")?;
+        set(&mut flags, "enable_table_access_spectre_mitigation", "false")?;
+        let isa_builder = match &config.target {
+            None => cranelift_native::builder().map_err(|e| CompileError::Setting(e.to_string()))?,
+            Some(t) => {
+                let triple: target_lexicon::Triple = t
+                    .parse()
+                    .map_err(|e| CompileError::Setting(format!("target {t}: {e}")))?;
+                cranelift_codegen::isa::lookup(triple)
+                    .map_err(|e| CompileError::Setting(format!("target {t}: {e}")))?
+            }
+        };
+        let isa = isa_builder
+            .finish(settings::Flags::new(flags))
+            .map_err(|e| CompileError::Setting(e.to_string()))?;
+        Ok(Compiler { isa, config })
+    }
+
+    /// The target ISA.
+    pub fn isa(&self) -> &dyn TargetIsa {
+        &*self.isa
+    }
+
+    /// The target triple, as a string.
+    pub fn triple(&self) -> String {
+        self.isa.triple().to_string()
+    }
+
+    /// The settings this compiler was made with.
+    pub fn config(&self) -> &CompilerConfig {
+        &self.config
+    }
+
+    /// A string naming every setting that affects compatibility of
+    /// compiled code, recorded in artifacts and checked when loading.
+    pub fn settings_fingerprint(&self) -> String {
+        let mut s = format!(
+            "{} {:?} pad={} veneers={}",
+            self.isa.triple(),
+            self.config.tunables,
+            self.config.padding_between_functions,
+            self.config.force_veneers
+        );
+        for v in self.isa.flags().iter() {
+            s.push_str(&format!(" {}={}", v.name, v));
+        }
+        for v in self.isa.isa_flags() {
+            s.push_str(&format!(" {}={}", v.name, v));
+        }
+        s
+    }
+
+    /// Compiles every function body and trampoline of `translation`.
+    pub fn compile_module(
+        &self,
+        translation: ModuleTranslation<'_>,
+    ) -> Result<CompiledObject, CompileError> {
+        let module = &translation.module;
+        let offsets = VMOffsets::new(module);
+        let bodies: Vec<(DefinedFuncIndex, FunctionBodyData<'_>)> =
+            translation.function_bodies.into_iter().collect();
+        let compiled_bodies = self.compile_bodies(module, &offsets, bodies)?;
+
+        // Trampolines: two per escaping function, one per type.
+        let mut tramp_funcs: Vec<ir::Function> = Vec::new();
+        let mut escaping = Vec::new();
+        for d in module.defined_funcs() {
+            if module.func_ref_slots[d].is_some() {
+                let ty = module.func_type(module.func_index(d));
+                let callee = UserExternalName {
+                    namespace: 0,
+                    index: d.as_u32(),
+                };
+                tramp_funcs.push(kiln_trampolines::array_to_wasm(self.isa(), ty, callee.clone()));
+                tramp_funcs.push(kiln_trampolines::native_to_wasm(self.isa(), ty, callee));
+                escaping.push(d);
+            }
+        }
+        for (_, ty) in module.types.iter() {
+            tramp_funcs.push(kiln_trampolines::wasm_to_native(self.isa(), ty));
+        }
+        let compiled_tramps = tramp_funcs
+            .into_iter()
+            .map(|f| self.compile_ir("trampoline", f))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let all: Vec<&CompiledFunc> = compiled_bodies.iter().chain(compiled_tramps.iter()).collect();
+        let (text, locs, traps, address_map) = self.layout_text(&all)?;
+
+        let n = compiled_bodies.len();
+        let mut funcs: PrimaryMap<DefinedFuncIndex, CompiledFunctionInfo> = (0..n)
+            .map(|i| CompiledFunctionInfo {
+                wasm_func: locs[i],
+                array_to_wasm: None,
+                native_to_wasm: None,
+            })
+            .collect();
+        let mut next = n;
+        for d in escaping {
+            funcs[d].array_to_wasm = Some(locs[next]);
+            funcs[d].native_to_wasm = Some(locs[next + 1]);
+            next += 2;
+        }
+        let wasm_to_native: PrimaryMap<TypeIndex, FunctionLoc> =
+            (0..module.types.len()).map(|i| locs[next + i]).collect();
+
+        let (object, layout) = obj::write_object(&*self.isa, &text)?;
+        Ok(CompiledObject {
+            object,
+            layout,
+            info: CompiledModuleInfo {
+                module: translation.module,
+                funcs,
+                wasm_to_native,
+                traps,
+                address_map,
+            },
+        })
+    }
+
+    /// Compiles the wasm-to-array and native-to-array trampolines for host
+    /// functions of type `ty` created with `Func::new`.
+    pub fn compile_host_trampolines(&self, ty: &FuncType) -> Result<HostTrampolines, CompileError> {
+        let a = self.compile_ir("wasm_to_array", kiln_trampolines::wasm_to_array(self.isa(), ty))?;
+        let b = self.compile_ir(
+            "native_to_array",
+            kiln_trampolines::native_to_array(self.isa(), ty),
+        )?;
+        let (text, locs, _, _) = self.layout_text(&[&a, &b])?;
+        let (object, layout) = obj::write_object(&*self.isa, &text)?;
+        Ok(HostTrampolines {
+            object,
+            layout,
+            wasm_to_array: locs[0],
+            native_to_array: locs[1],
+        })
+    }
+
+    fn compile_bodies(
+        &self,
+        module: &kiln_environ::Module,
+        offsets: &VMOffsets,
+        bodies: Vec<(DefinedFuncIndex, FunctionBodyData<'_>)>,
+    ) -> Result<Vec<CompiledFunc>, CompileError> {
+        let threads = match self.config.parallelism {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let threads = threads.min(bodies.len() / 8 + 1);
+        if threads <= 1 {
+            let mut translator = FuncTranslator::new();
+            return bodies
+                .into_iter()
+                .map(|(i, b)| self.compile_body(&mut translator, module, offsets, i, b))
+                .collect();
+        }
+        // Split into contiguous chunks and compile them on scoped threads;
+        // results come back in index order.
+        let chunk = bodies.len().div_ceil(threads);
+        let mut chunks: Vec<Vec<(DefinedFuncIndex, FunctionBodyData<'_>)>> = Vec::new();
+        let mut it = bodies.into_iter().peekable();
+        while it.peek().is_some() {
+            chunks.push(it.by_ref().take(chunk).collect());
+        }
+        let results: Vec<Result<Vec<CompiledFunc>, CompileError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = chunks
+                .into_iter()
+                .map(|c| {
+                    s.spawn(move || {
+                        let mut translator = FuncTranslator::new();
+                        c.into_iter()
+                            .map(|(i, b)| self.compile_body(&mut translator, module, offsets, i, b))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(CompileError::Codegen {
+                            func: "?".into(),
+                            message: "compiler thread panicked".into(),
+                        })
+                    })
+                })
+                .collect()
+        });
+        let mut out = Vec::new();
+        for r in results {
+            out.extend(r?);
+        }
+        Ok(out)
+    }
+
+    fn compile_body(
+        &self,
+        translator: &mut FuncTranslator,
+        module: &kiln_environ::Module,
+        offsets: &VMOffsets,
+        index: DefinedFuncIndex,
+        body: FunctionBodyData<'_>,
+    ) -> Result<CompiledFunc, CompileError> {
+        let f = module.func_index(index);
+        let sig = kiln_trampolines::wasm_signature(self.isa(), module.func_type(f));
+        let mut func = ir::Function::with_name_signature(UserFuncName::user(0, index.as_u32()), sig);
+        let mut env =
+            func_environ::FuncEnv::new(self.isa(), module, offsets, &self.config.tunables);
+        env.vmctx_gv(&mut func);
+        env.set_stack_limit(&mut func);
+        let mut validator = body.validator.into_validator(Default::default());
+        translator
+            .translate_body(&mut validator, body.body, &mut func, &mut env)
+            .map_err(|e| match e {
+                cranelift_wasm::WasmError::InvalidWebAssembly { message, offset } => {
+                    CompileError::Wasm(kiln_environ::WasmError::InvalidWebAssembly { message, offset })
+                }
+                cranelift_wasm::WasmError::Unsupported(s) => {
+                    CompileError::Wasm(kiln_environ::WasmError::Unsupported(s))
+                }
+                cranelift_wasm::WasmError::ImplLimitExceeded => CompileError::Wasm(
+                    kiln_environ::WasmError::ImplLimitExceeded(format!("function {}", f.as_u32())),
+                ),
+                cranelift_wasm::WasmError::User(s) => CompileError::Codegen {
+                    func: format!("function {}", f.as_u32()),
+                    message: s,
+                },
+            })?;
+        self.compile_ir(&format!("wasm function {}", f.as_u32()), func)
+    }
+
+    fn compile_ir(&self, what: &str, func: ir::Function) -> Result<CompiledFunc, CompileError> {
+        let names = func.params.user_named_funcs().clone();
+        let mut ctx = Context::for_function(func);
+        let mut ctrl = ControlPlane::default();
+        let compiled = ctx.compile(&*self.isa, &mut ctrl).map_err(|e| CompileError::Codegen {
+            func: what.to_string(),
+            message: format!("{:?}", e.inner),
+        })?;
+        let relocs = compiled
+            .buffer
+            .relocs()
+            .iter()
+            .map(|r| {
+                let target = match &r.target {
+                    FinalizedRelocTarget::ExternalName(ir::ExternalName::User(n)) => {
+                        let name = &names[*n];
+                        if name.namespace == 0 {
+                            Ok(name.index as usize)
+                        } else {
+                            Err(format!("{name:?}"))
+                        }
+                    }
+                    other => Err(format!("{other:?}")),
+                };
+                (r.offset, r.kind, r.addend, target)
+            })
+            .collect();
+        let traps = compiled
+            .buffer
+            .traps()
+            .iter()
+            .map(|t| (t.offset, trap_code(t.code)))
+            .collect();
+        let srclocs = compiled
+            .buffer
+            .get_srclocs_sorted()
+            .iter()
+            .filter(|s| !s.loc.is_default())
+            .map(|s| (s.start, s.loc.bits()))
+            .collect();
+        Ok(CompiledFunc {
+            code: compiled.code_buffer().to_vec(),
+            alignment: compiled.buffer.alignment,
+            relocs,
+            traps,
+            srclocs,
+        })
+    }
+
+    /// Lays out `funcs` in one text section (label i = funcs[i]) and
+    /// resolves every relocation; see the crate docs.
+    #[allow(clippy::type_complexity)]
+    fn layout_text(
+        &self,
+        funcs: &[&CompiledFunc],
+    ) -> Result<(Vec<u8>, Vec<FunctionLoc>, Vec<TrapSite>, Vec<AddressMapEntry>), CompileError>
+    {
+        let mut builder = self.isa.text_section_builder(funcs.len());
+        if self.config.force_veneers {
+            builder.force_veneers();
+        }
+        let mut ctrl = ControlPlane::default();
+        let mut locs = Vec::with_capacity(funcs.len());
+        let mut traps = Vec::new();
+        let mut address_map = Vec::new();
+        let padding = vec![0u8; self.config.padding_between_functions];
+        for (i, f) in funcs.iter().enumerate() {
+            if i > 0 && !padding.is_empty() {
+                builder.append(false, &padding, 1, &mut ctrl);
+            }
+            let off = builder.append(true, &f.code, f.alignment.max(1), &mut ctrl);
+            let start = u32::try_from(off)
+                .map_err(|_| CompileError::Setting("text section larger than 4 GiB".into()))?;
+            for (roff, kind, addend, target) in &f.relocs {
+                let label = target.clone().map_err(CompileError::Relocation)?;
+                if !builder.resolve_reloc(off + u64::from(*roff), *kind, *addend, label) {
+                    return Err(CompileError::Relocation(format!(
+                        "{kind:?} to function {label} at offset {}",
+                        off + u64::from(*roff)
+                    )));
+                }
+            }
+            traps.extend(f.traps.iter().map(|(o, t)| TrapSite {
+                code_offset: start + o,
+                trap: *t,
+            }));
+            address_map.extend(f.srclocs.iter().map(|(o, w)| AddressMapEntry {
+                code_offset: start + o,
+                wasm_offset: *w,
+            }));
+            locs.push(FunctionLoc {
+                start,
+                length: f.code.len() as u32,
+            });
+        }
+        let text = builder.finish(&mut ctrl);
+        Ok((text, locs, traps, address_map))
+    }
+}
+
+fn trap_code(code: ir::TrapCode) -> Trap {
+    use ir::TrapCode as T;
+    match code {
+        T::StackOverflow => Trap::StackOverflow,
+        T::HeapOutOfBounds => Trap::MemoryOutOfBounds,
+        T::HeapMisaligned => Trap::HeapMisaligned,
+        T::TableOutOfBounds => Trap::TableOutOfBounds,
+        T::IndirectCallToNull => Trap::IndirectCallToNull,
+        T::BadSignature => Trap::BadSignature,
+        T::IntegerOverflow => Trap::IntegerOverflow,
+        T::IntegerDivisionByZero => Trap::IntegerDivisionByZero,
+        T::BadConversionToInteger => Trap::BadConversionToInteger,
+        T::UnreachableCodeReached => Trap::UnreachableCodeReached,
+        T::Interrupt => Trap::Interrupt,
+        T::NullReference => Trap::NullReference,
+        _ => Trap::UnreachableCodeReached,
+    }
+}

@@ -1,0 +1,215 @@
+//! The [`Module`]: everything about a module except its code.
+
+use crate::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// An import of a module.
+#[derive(Clone, Debug)]
+pub struct Import {
+    /// The module name.
+    pub module: String,
+    /// The field name.
+    pub name: String,
+    /// What the import defines in the module's index spaces.
+    pub index: EntityIndex,
+}
+
+/// Per-function facts.
+#[derive(Clone, Copy, Debug)]
+pub struct FunctionInfo {
+    /// The function's type.
+    pub type_index: TypeIndex,
+    /// Whether the function escapes: it is exported, placed in a table or
+    /// element segment, or named by `ref.func`. Only escaping functions get
+    /// a `VMFuncRef` of their own and host-entry trampolines.
+    pub escapes: bool,
+}
+
+/// Where an element segment goes.
+#[derive(Clone, Debug)]
+pub enum ElemKind {
+    /// Copied into a table at instantiation.
+    Active {
+        /// The destination table.
+        table: TableIndex,
+        /// The offset in the table.
+        offset: ConstExpr,
+    },
+    /// Available to `table.init`.
+    Passive,
+    /// Only declares functions for `ref.func`; dropped at instantiation.
+    Declared,
+}
+
+/// The items of an element segment.
+#[derive(Clone, Debug)]
+pub enum ElemItems {
+    /// Function indices.
+    Functions(Box<[FuncIndex]>),
+    /// Constant expressions producing references.
+    Expressions(Box<[ConstExpr]>),
+}
+
+impl ElemItems {
+    /// The number of items.
+    pub fn len(&self) -> usize {
+        match self {
+            ElemItems::Functions(f) => f.len(),
+            ElemItems::Expressions(e) => e.len(),
+        }
+    }
+
+    /// Whether there are no items.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// An element segment.
+#[derive(Clone, Debug)]
+pub struct ElemSegment {
+    /// Where it goes.
+    pub kind: ElemKind,
+    /// The element type.
+    pub ty: ValType,
+    /// The items.
+    pub items: ElemItems,
+}
+
+/// Where a data segment goes.
+#[derive(Clone, Debug)]
+pub enum DataKind {
+    /// Copied into a memory at instantiation.
+    Active {
+        /// The destination memory.
+        memory: MemoryIndex,
+        /// The offset in the memory.
+        offset: ConstExpr,
+    },
+    /// Available to `memory.init`.
+    Passive,
+}
+
+/// A data segment.
+#[derive(Clone, Debug)]
+pub struct DataSegment {
+    /// Where it goes.
+    pub kind: DataKind,
+    /// Its bytes.
+    pub data: Arc<[u8]>,
+}
+
+/// A parsed and validated module, without its function bodies.
+#[derive(Clone, Debug, Default)]
+pub struct Module {
+    /// The module's name from the name section, if any.
+    pub name: Option<String>,
+    /// The type section.
+    pub types: PrimaryMap<TypeIndex, FuncType>,
+    /// Imports, in order.
+    pub imports: Vec<Import>,
+    /// Exports, in order.
+    pub exports: Vec<(String, EntityIndex)>,
+    /// Exports by name.
+    pub export_map: HashMap<String, EntityIndex>,
+    /// Every function, imports first.
+    pub functions: PrimaryMap<FuncIndex, FunctionInfo>,
+    /// Every table, imports first.
+    pub tables: PrimaryMap<TableIndex, TableType>,
+    /// Every memory, imports first.
+    pub memories: PrimaryMap<MemoryIndex, MemoryType>,
+    /// Every global, imports first.
+    pub globals: PrimaryMap<GlobalIndex, GlobalType>,
+    /// Initialisers of the defined globals.
+    pub global_inits: PrimaryMap<DefinedGlobalIndex, ConstExpr>,
+    /// Initialisers of defined tables (from the table section), if given.
+    pub table_inits: PrimaryMap<DefinedTableIndex, Option<ConstExpr>>,
+    /// The number of imported functions.
+    pub num_imported_funcs: usize,
+    /// The number of imported tables.
+    pub num_imported_tables: usize,
+    /// The number of imported memories.
+    pub num_imported_memories: usize,
+    /// The number of imported globals.
+    pub num_imported_globals: usize,
+    /// The start function.
+    pub start: Option<FuncIndex>,
+    /// Element segments.
+    pub elems: PrimaryMap<ElemIndex, ElemSegment>,
+    /// Data segments.
+    pub data: PrimaryMap<DataIndex, DataSegment>,
+    /// Function names from the name section.
+    pub func_names: HashMap<FuncIndex, String>,
+    /// For each escaping defined function, its slot among the instance's
+    /// `VMFuncRef`s (see [`VMOffsets`]); `None` for functions that do not
+    /// escape.
+    pub func_ref_slots: PrimaryMap<DefinedFuncIndex, Option<u32>>,
+    /// The number of escaping defined functions.
+    pub num_escaping_funcs: u32,
+}
+
+impl Module {
+    /// Whether `f` is imported.
+    pub fn is_imported_func(&self, f: FuncIndex) -> bool {
+        f.index() < self.num_imported_funcs
+    }
+
+    /// The defined index of `f`, if it has a body here.
+    pub fn defined_func_index(&self, f: FuncIndex) -> Option<DefinedFuncIndex> {
+        f.index()
+            .checked_sub(self.num_imported_funcs)
+            .map(DefinedFuncIndex::new)
+    }
+
+    /// The module-wide index of a defined function.
+    pub fn func_index(&self, f: DefinedFuncIndex) -> FuncIndex {
+        FuncIndex::new(self.num_imported_funcs + f.index())
+    }
+
+    /// The defined index of table `t`, if defined here.
+    pub fn defined_table_index(&self, t: TableIndex) -> Option<DefinedTableIndex> {
+        t.index()
+            .checked_sub(self.num_imported_tables)
+            .map(DefinedTableIndex::new)
+    }
+
+    /// The defined index of memory `m`, if defined here.
+    pub fn defined_memory_index(&self, m: MemoryIndex) -> Option<DefinedMemoryIndex> {
+        m.index()
+            .checked_sub(self.num_imported_memories)
+            .map(DefinedMemoryIndex::new)
+    }
+
+    /// The defined index of global `g`, if defined here.
+    pub fn defined_global_index(&self, g: GlobalIndex) -> Option<DefinedGlobalIndex> {
+        g.index()
+            .checked_sub(self.num_imported_globals)
+            .map(DefinedGlobalIndex::new)
+    }
+
+    /// The module-wide index of a defined global.
+    pub fn global_index(&self, g: DefinedGlobalIndex) -> GlobalIndex {
+        GlobalIndex::new(self.num_imported_globals + g.index())
+    }
+
+    /// The type of function `f`.
+    pub fn func_type(&self, f: FuncIndex) -> &FuncType {
+        &self.types[self.functions[f].type_index]
+    }
+
+    /// The number of defined functions.
+    pub fn num_defined_funcs(&self) -> usize {
+        self.functions.len() - self.num_imported_funcs
+    }
+
+    /// Iterates over defined functions.
+    pub fn defined_funcs(&self) -> impl Iterator<Item = DefinedFuncIndex> {
+        (0..self.num_defined_funcs()).map(DefinedFuncIndex::new)
+    }
+
+    /// The export named `name`.
+    pub fn export(&self, name: &str) -> Option<EntityIndex> {
+        self.export_map.get(name).copied()
+    }
+}

@@ -1,0 +1,354 @@
+//! Parsing and validating a module into a [`ModuleTranslation`].
+//!
+//! One pass over the binary with wasmparser's `Parser` and `Validator`:
+//! every section is validated as it is read, and function bodies are kept
+//! as slices of the input together with their function validators, so the
+//! code generator validates each body while it translates it (bodies are
+//! never walked twice).
+
+use crate::*;
+use std::sync::Arc;
+use wasmparser::{
+    FuncToValidate, FunctionBody, Parser, Payload, TypeRef, Validator, ValidatorResources,
+    WasmFeatures,
+};
+
+/// A function body awaiting compilation.
+pub struct FunctionBodyData<'data> {
+    /// The body, a slice of the module's bytes.
+    pub body: FunctionBody<'data>,
+    /// The validator for this body.
+    pub validator: FuncToValidate<ValidatorResources>,
+}
+
+/// The result of [`translate_module`]: the module and its function bodies.
+pub struct ModuleTranslation<'data> {
+    /// Everything but code.
+    pub module: Module,
+    /// The function bodies, by defined index.
+    pub function_bodies: PrimaryMap<DefinedFuncIndex, FunctionBodyData<'data>>,
+    /// The module's bytes, for debugging and byte offsets.
+    pub wasm: &'data [u8],
+    /// The byte offset of the code section, for address maps.
+    pub code_section_offset: u64,
+}
+
+/// The WebAssembly features Kiln implements by default: WebAssembly 2.0.
+pub fn default_features() -> WasmFeatures {
+    WasmFeatures::WASM2
+}
+
+/// Parses and validates `wasm` with the given features.
+pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<ModuleTranslation<'_>> {
+    let mut validator = Validator::new_with_features(features);
+    let mut t = ModuleTranslation {
+        module: Module::default(),
+        function_bodies: PrimaryMap::new(),
+        wasm,
+        code_section_offset: 0,
+    };
+    let m = &mut t.module;
+    for payload in Parser::new(0).parse_all(wasm) {
+        let payload = payload?;
+        if let wasmparser::ValidPayload::Func(v, body) = validator.payload(&payload)? {
+            t.function_bodies.push(FunctionBodyData { body, validator: v });
+            continue;
+        }
+        match payload {
+            Payload::Version { encoding, .. } => {
+                if encoding != wasmparser::Encoding::Module {
+                    return Err(WasmError::Unsupported("components".into()));
+                }
+            }
+            Payload::TypeSection(s) => {
+                for rec in s {
+                    for sub in rec?.into_types() {
+                        match &sub.composite_type.inner {
+                            wasmparser::CompositeInnerType::Func(f) => {
+                                let params = f
+                                    .params()
+                                    .iter()
+                                    .map(|t| ValType::from_wasmparser(*t))
+                                    .collect::<WasmResult<Vec<_>>>()?;
+                                let results = f
+                                    .results()
+                                    .iter()
+                                    .map(|t| ValType::from_wasmparser(*t))
+                                    .collect::<WasmResult<Vec<_>>>()?;
+                                m.types.push(FuncType::new(params, results));
+                            }
+                            _ => return Err(WasmError::Unsupported("GC types".into())),
+                        }
+                    }
+                }
+            }
+            Payload::ImportSection(s) => {
+                for imp in s {
+                    let imp = imp?;
+                    let index = match imp.ty {
+                        TypeRef::Func(ty) => {
+                            m.num_imported_funcs += 1;
+                            EntityIndex::Function(m.functions.push(FunctionInfo {
+                                type_index: TypeIndex::from_u32(ty),
+                                escapes: true,
+                            }))
+                        }
+                        TypeRef::Table(ty) => {
+                            m.num_imported_tables += 1;
+                            EntityIndex::Table(m.tables.push(table_type(&ty)?))
+                        }
+                        TypeRef::Memory(ty) => {
+                            m.num_imported_memories += 1;
+                            EntityIndex::Memory(m.memories.push(memory_type(&ty)))
+                        }
+                        TypeRef::Global(ty) => {
+                            m.num_imported_globals += 1;
+                            EntityIndex::Global(m.globals.push(global_type(&ty)?))
+                        }
+                        TypeRef::Tag(_) => {
+                            return Err(WasmError::Unsupported("exception tags".into()))
+                        }
+                    };
+                    m.imports.push(Import {
+                        module: imp.module.to_string(),
+                        name: imp.name.to_string(),
+                        index,
+                    });
+                }
+            }
+            Payload::FunctionSection(s) => {
+                for ty in s {
+                    m.functions.push(FunctionInfo {
+                        type_index: TypeIndex::from_u32(ty?),
+                        escapes: false,
+                    });
+                }
+            }
+            Payload::TableSection(s) => {
+                for table in s {
+                    let table = table?;
+                    m.tables.push(table_type(&table.ty)?);
+                    let init = match table.init {
+                        wasmparser::TableInit::RefNull => None,
+                        wasmparser::TableInit::Expr(e) => Some(ConstExpr::from_wasmparser(&e)?),
+                    };
+                    m.table_inits.push(init);
+                }
+            }
+            Payload::MemorySection(s) => {
+                for mem in s {
+                    m.memories.push(memory_type(&mem?));
+                }
+            }
+            Payload::GlobalSection(s) => {
+                for g in s {
+                    let g = g?;
+                    m.globals.push(global_type(&g.ty)?);
+                    m.global_inits.push(ConstExpr::from_wasmparser(&g.init_expr)?);
+                }
+            }
+            Payload::ExportSection(s) => {
+                for e in s {
+                    let e = e?;
+                    let index = match e.kind {
+                        wasmparser::ExternalKind::Func => {
+                            EntityIndex::Function(FuncIndex::from_u32(e.index))
+                        }
+                        wasmparser::ExternalKind::Table => {
+                            EntityIndex::Table(TableIndex::from_u32(e.index))
+                        }
+                        wasmparser::ExternalKind::Memory => {
+                            EntityIndex::Memory(MemoryIndex::from_u32(e.index))
+                        }
+                        wasmparser::ExternalKind::Global => {
+                            EntityIndex::Global(GlobalIndex::from_u32(e.index))
+                        }
+                        wasmparser::ExternalKind::Tag => {
+                            return Err(WasmError::Unsupported("exception tags".into()))
+                        }
+                    };
+                    m.exports.push((e.name.to_string(), index));
+                    m.export_map.insert(e.name.to_string(), index);
+                }
+            }
+            Payload::StartSection { func, .. } => m.start = Some(FuncIndex::from_u32(func)),
+            Payload::ElementSection(s) => {
+                for e in s {
+                    let e = e?;
+                    let (ty, items) = match e.items {
+                        wasmparser::ElementItems::Functions(f) => (
+                            ValType::FuncRef,
+                            ElemItems::Functions(
+                                f.into_iter()
+                                    .map(|i| i.map(FuncIndex::from_u32))
+                                    .collect::<Result<_, _>>()?,
+                            ),
+                        ),
+                        wasmparser::ElementItems::Expressions(ty, exprs) => (
+                            ValType::from_ref_type(ty)?,
+                            ElemItems::Expressions(
+                                exprs
+                                    .into_iter()
+                                    .map(|e| ConstExpr::from_wasmparser(&e?))
+                                    .collect::<WasmResult<_>>()?,
+                            ),
+                        ),
+                    };
+                    let kind = match e.kind {
+                        wasmparser::ElementKind::Passive => ElemKind::Passive,
+                        wasmparser::ElementKind::Declared => ElemKind::Declared,
+                        wasmparser::ElementKind::Active {
+                            table_index,
+                            offset_expr,
+                        } => ElemKind::Active {
+                            table: TableIndex::from_u32(table_index.unwrap_or(0)),
+                            offset: ConstExpr::from_wasmparser(&offset_expr)?,
+                        },
+                    };
+                    m.elems.push(ElemSegment { kind, ty, items });
+                }
+            }
+            Payload::DataSection(s) => {
+                for d in s {
+                    let d = d?;
+                    let kind = match d.kind {
+                        wasmparser::DataKind::Passive => DataKind::Passive,
+                        wasmparser::DataKind::Active {
+                            memory_index,
+                            offset_expr,
+                        } => DataKind::Active {
+                            memory: MemoryIndex::from_u32(memory_index),
+                            offset: ConstExpr::from_wasmparser(&offset_expr)?,
+                        },
+                    };
+                    m.data.push(DataSegment {
+                        kind,
+                        data: Arc::from(d.data),
+                    });
+                }
+            }
+            Payload::CodeSectionStart { range, .. } => {
+                t.code_section_offset = range.start as u64;
+            }
+            Payload::CustomSection(c) => {
+                if let wasmparser::KnownCustom::Name(names) = c.as_known() {
+                    // A malformed name section is ignored, as the spec asks.
+                    let _ = read_names(m, names);
+                }
+            }
+            Payload::End(offset) => {
+                validator.end(offset)?;
+            }
+            _ => {}
+        }
+    }
+    compute_escapes(&mut t.module);
+    Ok(t)
+}
+
+fn read_names(m: &mut Module, names: wasmparser::NameSectionReader<'_>) -> WasmResult<()> {
+    for name in names {
+        match name? {
+            wasmparser::Name::Module { name, .. } => m.name = Some(name.to_string()),
+            wasmparser::Name::Function(map) => {
+                for n in map {
+                    let n = n?;
+                    if (n.index as usize) < m.functions.len() {
+                        m.func_names
+                            .insert(FuncIndex::from_u32(n.index), n.name.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Marks escaping functions and assigns their `VMFuncRef` slots.
+///
+/// A function escapes when the host or another module can get hold of it
+/// as a value: exported, the start function (called from the host), named
+/// in an element segment, or named by `ref.func` in a constant expression.
+/// Validation guarantees that every `ref.func` inside a function body names
+/// a function declared in one of those places, so bodies need no scan.
+fn compute_escapes(m: &mut Module) {
+    let mark = |m: &mut Module, f: FuncIndex| {
+        if let Some(info) = m.functions.get_mut(f) {
+            info.escapes = true;
+        }
+    };
+    for (_, e) in m.exports.clone() {
+        if let EntityIndex::Function(f) = e {
+            mark(m, f);
+        }
+    }
+    if let Some(f) = m.start {
+        mark(m, f);
+    }
+    let mut from_exprs = Vec::new();
+    for (_, seg) in m.elems.iter() {
+        match &seg.items {
+            ElemItems::Functions(fs) => from_exprs.extend(fs.iter().copied()),
+            ElemItems::Expressions(es) => {
+                for e in es.iter() {
+                    from_exprs.extend(e.ops.iter().filter_map(|op| match op {
+                        ConstOp::RefFunc(f) => Some(*f),
+                        _ => None,
+                    }));
+                }
+            }
+        }
+    }
+    for e in m.global_inits.values().chain(m.table_inits.values().flatten()) {
+        from_exprs.extend(e.ops.iter().filter_map(|op| match op {
+            ConstOp::RefFunc(f) => Some(*f),
+            _ => None,
+        }));
+    }
+    for f in from_exprs {
+        mark(m, f);
+    }
+    let mut next = 0u32;
+    let slots: Vec<Option<u32>> = m
+        .defined_funcs()
+        .map(|d| {
+            if m.functions[m.func_index(d)].escapes {
+                next += 1;
+                Some(next - 1)
+            } else {
+                None
+            }
+        })
+        .collect();
+    m.func_ref_slots = slots.into_iter().collect();
+    m.num_escaping_funcs = next;
+}
+
+fn table_type(ty: &wasmparser::TableType) -> WasmResult<TableType> {
+    if ty.table64 {
+        return Err(WasmError::Unsupported("64-bit tables".into()));
+    }
+    Ok(TableType {
+        element: ValType::from_ref_type(ty.element_type)?,
+        minimum: u32::try_from(ty.initial)
+            .map_err(|_| WasmError::ImplLimitExceeded("table minimum".into()))?,
+        maximum: ty.maximum.map(|m| u32::try_from(m).unwrap_or(u32::MAX)),
+    })
+}
+
+fn memory_type(ty: &wasmparser::MemoryType) -> MemoryType {
+    MemoryType {
+        minimum: ty.initial,
+        maximum: ty.maximum,
+        shared: ty.shared,
+        memory64: ty.memory64,
+    }
+}
+
+fn global_type(ty: &wasmparser::GlobalType) -> WasmResult<GlobalType> {
+    Ok(GlobalType {
+        ty: ValType::from_wasmparser(ty.content_type)?,
+        mutable: ty.mutable,
+    })
+}
