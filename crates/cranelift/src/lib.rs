@@ -105,6 +105,8 @@ pub struct HostTrampolines {
     pub wasm_to_array: FunctionLoc,
     /// The native-to-array trampoline in the text section.
     pub native_to_array: FunctionLoc,
+    /// The wasm-to-native trampoline in the text section.
+    pub wasm_to_native: FunctionLoc,
 }
 
 /// Compiles modules for one target with one set of settings.
@@ -255,21 +257,28 @@ impl Compiler {
         })
     }
 
-    /// Compiles the wasm-to-array and native-to-array trampolines for host
-    /// functions of type `ty` created with `Func::new`.
+    /// Compiles the per-type trampolines the engine keeps for host
+    /// functions of type `ty`: wasm-to-array and native-to-array for
+    /// `Func::new`, and wasm-to-native for `Func::wrap` functions that reach
+    /// Wasm without being imported by a module (tables, arguments).
     pub fn compile_host_trampolines(&self, ty: &FuncType) -> Result<HostTrampolines, CompileError> {
         let a = self.compile_ir("wasm_to_array", kiln_trampolines::wasm_to_array(self.isa(), ty))?;
         let b = self.compile_ir(
             "native_to_array",
             kiln_trampolines::native_to_array(self.isa(), ty),
         )?;
-        let (text, locs, _, _) = self.layout_text(&[&a, &b])?;
+        let c = self.compile_ir(
+            "wasm_to_native",
+            kiln_trampolines::wasm_to_native(self.isa(), ty),
+        )?;
+        let (text, locs, _, _) = self.layout_text(&[&a, &b, &c])?;
         let (object, layout) = obj::write_object(&*self.isa, &text)?;
         Ok(HostTrampolines {
             object,
             layout,
             wasm_to_array: locs[0],
             native_to_array: locs[1],
+            wasm_to_native: locs[2],
         })
     }
 

@@ -13,6 +13,7 @@ macro_rules! indices {
     ($($(#[$doc:meta])* $name:ident, $prefix:literal;)*) => {$(
         $(#[$doc])*
         #[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+        #[repr(transparent)]
         pub struct $name(u32);
         entity_impl!($name, $prefix);
     )*};

@@ -236,9 +236,6 @@ pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<Modul
                     let _ = read_names(m, names);
                 }
             }
-            Payload::End(offset) => {
-                validator.end(offset)?;
-            }
             _ => {}
         }
     }

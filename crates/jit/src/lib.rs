@@ -1,1 +1,177 @@
-//! placeholder
+//! `kiln-jit`: puts a compiled object into executable memory.
+//!
+//! # Who is this crate for?
+//!
+//! The runtime uses it to load what `kiln-cranelift` produced, either
+//! straight after compiling or from a serialized artifact. It knows ELF
+//! (through `object`) and page protections; it does not know Cranelift,
+//! and it never changes a byte of code.
+//!
+//! # How loading works
+//!
+//! An object's text section is page-aligned inside the file. Loading
+//! copies (or maps) the file into fresh memory that is read+write, then
+//! changes the text pages to read+execute and everything else to read-only.
+//! Memory is never writable and executable at once.
+//!
+//! **Invariant:** a loaded object has no relocations. [`CodeMemory::new`]
+//! refuses an object that carries any, because applying them would mean
+//! writing to code; `kiln-cranelift` resolves every call when it lays out
+//! the text section.
+
+#![deny(missing_docs)]
+
+use object::{Object as _, ObjectSection as _};
+use std::ops::Range;
+
+/// An error while loading an object.
+#[derive(Debug, thiserror::Error)]
+pub enum JitError {
+    /// The bytes are not an object Kiln can load.
+    #[error("not a loadable object: {0}")]
+    BadObject(String),
+    /// The object carries relocations.
+    #[error("object has {0} relocations; Kiln objects must have none")]
+    HasRelocations(usize),
+    /// A system call failed.
+    #[error("{what}: {err}")]
+    Os {
+        /// What was being done.
+        what: &'static str,
+        /// The error.
+        err: std::io::Error,
+    },
+}
+
+/// The number of relocation entries in every section of `object`.
+pub fn count_relocations(object: &[u8]) -> Result<usize, JitError> {
+    let file = object::File::parse(object).map_err(|e| JitError::BadObject(e.to_string()))?;
+    Ok(file.sections().map(|s| s.relocations().count()).sum())
+}
+
+/// The file range of the section called `name`, if present.
+pub fn section_range(object: &[u8], name: &str) -> Result<Option<Range<usize>>, JitError> {
+    let file = object::File::parse(object).map_err(|e| JitError::BadObject(e.to_string()))?;
+    Ok(file
+        .section_by_name(name)
+        .and_then(|s| s.file_range())
+        .map(|(o, l)| o as usize..(o + l) as usize))
+}
+
+/// Page-granular anonymous memory.
+struct Mmap {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: `Mmap` owns its mapping exclusively; the pointer is never shared
+// mutably after publication (the code is read-only then).
+unsafe impl Send for Mmap {}
+// SAFETY: after `CodeMemory::new` returns, the mapping is only read.
+unsafe impl Sync for Mmap {}
+
+impl Drop for Mmap {
+    fn drop(&mut self) {
+        // SAFETY: `ptr..ptr+len` is a mapping this struct created and owns.
+        unsafe {
+            let _ = rustix::mm::munmap(self.ptr.cast(), self.len);
+        }
+    }
+}
+
+fn page_size() -> usize {
+    rustix::param::page_size()
+}
+
+/// Compiled code loaded into executable memory.
+pub struct CodeMemory {
+    mmap: Mmap,
+    object_len: usize,
+    text: Range<usize>,
+}
+
+impl CodeMemory {
+    /// Copies `object` into fresh memory and makes its text executable.
+    pub fn new(object: &[u8]) -> Result<CodeMemory, JitError> {
+        let n = count_relocations(object)?;
+        if n != 0 {
+            return Err(JitError::HasRelocations(n));
+        }
+        let text = section_range(object, ".text")?
+            .ok_or_else(|| JitError::BadObject("no .text section".into()))?;
+        let page = page_size();
+        if text.start % page != 0 {
+            return Err(JitError::BadObject(format!(
+                "text section at {:#x} is not aligned to the {page:#x}-byte page size",
+                text.start
+            )));
+        }
+        let len = object.len().next_multiple_of(page).max(page);
+        // SAFETY: a fresh private anonymous mapping; no existing memory is
+        // affected.
+        let ptr = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                len,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::PRIVATE,
+            )
+        }
+        .map_err(|e| JitError::Os {
+            what: "mmap",
+            err: e.into(),
+        })?
+        .cast::<u8>();
+        let mmap = Mmap { ptr, len };
+        // SAFETY: the mapping is `len >= object.len()` bytes, writable, and
+        // not aliased by anything else yet.
+        unsafe {
+            std::ptr::copy_nonoverlapping(object.as_ptr(), ptr, object.len());
+        }
+        let text_pages = text.start..text.end.next_multiple_of(page);
+        // SAFETY: both ranges lie inside the mapping we own; after this no
+        // page is writable, and the text pages are executable.
+        unsafe {
+            rustix::mm::mprotect(ptr.cast(), len, rustix::mm::MprotectFlags::READ).map_err(
+                |e| JitError::Os {
+                    what: "mprotect",
+                    err: e.into(),
+                },
+            )?;
+            if !text_pages.is_empty() {
+                rustix::mm::mprotect(
+                    ptr.add(text_pages.start).cast(),
+                    text_pages.len(),
+                    rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::EXEC,
+                )
+                .map_err(|e| JitError::Os {
+                    what: "mprotect",
+                    err: e.into(),
+                })?;
+            }
+        }
+        Ok(CodeMemory {
+            mmap,
+            object_len: object.len(),
+            text,
+        })
+    }
+
+    /// The whole object, as loaded.
+    pub fn object(&self) -> &[u8] {
+        // SAFETY: the mapping holds `object_len` initialised bytes and is
+        // read-only for the lifetime of `self`.
+        unsafe { std::slice::from_raw_parts(self.mmap.ptr, self.object_len) }
+    }
+
+    /// The executable text section.
+    pub fn text(&self) -> &[u8] {
+        &self.object()[self.text.clone()]
+    }
+
+    /// The address range of the text section.
+    pub fn text_range(&self) -> Range<usize> {
+        let start = self.text().as_ptr() as usize;
+        start..start + self.text.len()
+    }
+}

@@ -1,1 +1,31 @@
-//! placeholder
+//! `kiln-runtime`: what compiled WebAssembly runs against.
+//!
+//! # Who is this crate for?
+//!
+//! The public API (`kiln`) builds on it; embedders who want the raw
+//! mechanism (instances, `VMContext`, `VMFuncRef`, linear memories,
+//! tables, trap handling) without the typed API can use it directly, at
+//! the price of `unsafe`.
+//!
+//! # What this crate must not know about
+//!
+//! It never compiles: it loads objects through `kiln-jit` and runs them.
+//! It does not depend on Cranelift. The offsets it shares with generated
+//! code come from `kiln_environ::VMOffsets`, and tests in `vmcontext.rs`
+//! check them against the structs defined here.
+
+#![deny(missing_docs)]
+
+mod instance;
+mod memory;
+mod module;
+mod table;
+mod traphandlers;
+mod vmcontext;
+
+pub use instance::*;
+pub use memory::*;
+pub use module::*;
+pub use table::*;
+pub use traphandlers::*;
+pub use vmcontext::*;

@@ -1,0 +1,190 @@
+//! [`Engine`] and [`Config`].
+
+use crate::{Error, Result};
+use kiln_cranelift::{Compiler, CompilerConfig};
+use kiln_environ::{FuncType, FunctionLoc, Tunables};
+use kiln_jit::CodeMemory;
+use kiln_runtime::TypeRegistry;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+/// Global settings for an [`Engine`].
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub(crate) compiler: CompilerConfig,
+    pub(crate) max_wasm_stack: usize,
+    pub(crate) features: wasmparser::WasmFeatures,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            compiler: CompilerConfig::default(),
+            max_wasm_stack: 512 * 1024,
+            features: kiln_environ::default_features(),
+        }
+    }
+}
+
+impl Config {
+    /// The default configuration.
+    pub fn new() -> Config {
+        Config::default()
+    }
+
+    /// The most native stack Wasm may use per call from the host
+    /// (default 512 KiB). Deeper recursion traps with `StackOverflow`.
+    pub fn max_wasm_stack(&mut self, bytes: usize) -> &mut Self {
+        self.max_wasm_stack = bytes;
+        self
+    }
+
+    /// Compile for another target (a triple such as
+    /// `aarch64-unknown-linux-gnu`). Such modules can be inspected and
+    /// serialized but not run here.
+    pub fn target(&mut self, triple: &str) -> &mut Self {
+        self.compiler.target = Some(triple.to_string());
+        self
+    }
+
+    /// Cranelift's optimisation level: `"none"`, `"speed"` (default) or
+    /// `"speed_and_size"`.
+    pub fn cranelift_opt_level(&mut self, level: &str) -> &mut Self {
+        self.compiler.opt_level = Some(level.to_string());
+        self
+    }
+
+    /// Threads used to compile functions; 0 (default) means one per core.
+    pub fn compile_threads(&mut self, n: usize) -> &mut Self {
+        self.compiler.parallelism = n;
+        self
+    }
+
+    /// Debug: insert `bytes` of padding between compiled functions, to
+    /// test calls whose target lies beyond a branch's reach.
+    pub fn debug_padding_between_functions(&mut self, bytes: usize) -> &mut Self {
+        self.compiler.padding_between_functions = bytes;
+        self
+    }
+
+    /// Debug: route every call within a module through a veneer.
+    pub fn debug_force_veneers(&mut self, on: bool) -> &mut Self {
+        self.compiler.force_veneers = on;
+        self
+    }
+
+    /// Enables the tail-call proposal (`return_call`).
+    pub fn wasm_tail_call(&mut self, on: bool) -> &mut Self {
+        self.features.set(wasmparser::WasmFeatures::TAIL_CALL, on);
+        self
+    }
+
+    /// Enables the multi-memory proposal.
+    pub fn wasm_multi_memory(&mut self, on: bool) -> &mut Self {
+        self.features.set(wasmparser::WasmFeatures::MULTI_MEMORY, on);
+        self
+    }
+
+    /// Enables the extended-const proposal.
+    pub fn wasm_extended_const(&mut self, on: bool) -> &mut Self {
+        self.features.set(wasmparser::WasmFeatures::EXTENDED_CONST, on);
+        self
+    }
+}
+
+/// Per-type trampolines for host functions, compiled once per engine.
+pub(crate) struct HostTrampolines {
+    _code: CodeMemory,
+    pub(crate) wasm_to_array: *const u8,
+    pub(crate) native_to_array: *const u8,
+    pub(crate) wasm_to_native: *const u8,
+}
+
+// SAFETY: code pointers into immutable, owned code memory.
+unsafe impl Send for HostTrampolines {}
+// SAFETY: see `Send`.
+unsafe impl Sync for HostTrampolines {}
+
+pub(crate) struct EngineInner {
+    pub(crate) compiler: Compiler,
+    pub(crate) config: Config,
+    pub(crate) types: TypeRegistry,
+    pub(crate) epoch: AtomicU64,
+    host_trampolines: Mutex<HashMap<FuncType, Arc<HostTrampolines>>>,
+}
+
+/// Compiles modules and owns what modules and stores of it share. Cheap
+/// to clone.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<EngineInner>,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine::new(&Config::default()).expect("the default configuration is valid for the host")
+    }
+}
+
+impl Engine {
+    /// An engine with `config`.
+    pub fn new(config: &Config) -> Result<Engine> {
+        kiln_runtime::init_traps();
+        let compiler =
+            Compiler::new(config.compiler.clone()).map_err(|e| Error::Compile(e.to_string()))?;
+        Ok(Engine {
+            inner: Arc::new(EngineInner {
+                compiler,
+                config: config.clone(),
+                types: TypeRegistry::default(),
+                epoch: AtomicU64::new(0),
+                host_trampolines: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Whether two handles are the same engine.
+    pub fn same(a: &Engine, b: &Engine) -> bool {
+        Arc::ptr_eq(&a.inner, &b.inner)
+    }
+
+    pub(crate) fn tunables(&self) -> &Tunables {
+        &self.inner.config.compiler.tunables
+    }
+
+    pub(crate) fn is_host_target(&self) -> bool {
+        self.inner.config.compiler.target.is_none()
+    }
+
+    pub(crate) fn host_trampolines(&self, ty: &FuncType) -> Result<Arc<HostTrampolines>> {
+        let mut g = self
+            .inner
+            .host_trampolines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = g.get(ty) {
+            return Ok(t.clone());
+        }
+        let t = self
+            .inner
+            .compiler
+            .compile_host_trampolines(ty)
+            .map_err(|e| Error::Compile(e.to_string()))?;
+        let code = CodeMemory::new(&t.object)?;
+        let addr = |l: FunctionLoc| (code.text_range().start + l.start as usize) as *const u8;
+        let h = Arc::new(HostTrampolines {
+            wasm_to_array: addr(t.wasm_to_array),
+            native_to_array: addr(t.native_to_array),
+            wasm_to_native: addr(t.wasm_to_native),
+            _code: code,
+        });
+        g.insert(ty.clone(), h.clone());
+        Ok(h)
+    }
+}

@@ -1,0 +1,866 @@
+//! [`Func`], [`TypedFunc`], host functions and [`Caller`].
+//!
+//! # The host boundary
+//!
+//! A host function defined with [`Func::wrap`] is a Rust closure plus two
+//! monomorphised `extern "C"` shims: `native_shim` (the `native_call`
+//! entry: the Wasm arguments arrive as C arguments) and `array_shim` (the
+//! `array_call` entry). Neither needs a compiler. Its `wasm_call` entry is
+//! the importing module's wasm-to-native trampoline for its type, patched
+//! in when a module first links it; a host function that reaches Wasm any
+//! other way (a table, an argument) gets the engine's per-type trampoline.
+//!
+//! [`Func::new`] closures take `&[Val]`, so they only have the array
+//! entry; the engine compiles (once per type) a native-to-array and a
+//! wasm-to-array trampoline for them.
+//!
+//! Each shim catches panics and errors of the closure and turns them into
+//! a trap with `raise_trap` *after* every Rust value in its frame is gone,
+//! so the `longjmp` back to the host entry skips no destructor. A panic is
+//! resumed in the host caller by [`Func::call`] / [`TypedFunc::call`].
+
+use crate::engine::HostTrampolines;
+use crate::store::StoreInner;
+use crate::{AsContext, AsContextMut, Engine, Error, Extern, Result, StoreContextMut, Trap, Val};
+use kiln_environ::{FuncType, ValType, VMOffsets, VM_HOST_FUNC_MAGIC};
+use kiln_runtime::{
+    catch_traps, raise_trap, StoreOpaque, TrapReason, TrapRecord, VMArrayCallFunction, VMContext,
+    VMFuncRef, VMHostFuncContext, ValRaw,
+};
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::Arc;
+
+/// A function in a store: exported by an instance or defined by the host.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Func {
+    pub(crate) store: u64,
+    pub(crate) index: usize,
+}
+
+/// A host function's context, shareable between stores of one engine.
+#[doc(hidden)]
+pub struct HostFunc {
+    ctx: Box<VMHostFuncContext>,
+    ty: FuncType,
+    _trampolines: Option<Arc<HostTrampolines>>,
+    engine: Engine,
+    /// The module whose wasm-to-native trampoline became `wasm_call`.
+    keepalive: std::sync::Mutex<Option<Arc<kiln_runtime::CompiledModule>>>,
+}
+
+// SAFETY: the raw pointers inside point at the context itself and at
+// immutable code; the closure is `Send + Sync`.
+unsafe impl Send for HostFunc {}
+// SAFETY: see `Send`; `wasm_call` is only written atomically.
+unsafe impl Sync for HostFunc {}
+
+impl HostFunc {
+    fn new(
+        engine: &Engine,
+        ty: FuncType,
+        array_call: *const u8,
+        native_call: Option<*const u8>,
+        state: Box<dyn std::any::Any + Send + Sync>,
+    ) -> Result<HostFunc> {
+        let type_index = engine.inner.types.register(&ty);
+        let (native_call, wasm_call, tramps) = match native_call {
+            Some(n) => (n, std::ptr::null(), None),
+            None => {
+                let t = engine.host_trampolines(&ty)?;
+                (t.native_to_array, t.wasm_to_array, Some(t))
+            }
+        };
+        let mut ctx = Box::new(VMHostFuncContext {
+            magic: VM_HOST_FUNC_MAGIC,
+            func_ref: VMFuncRef {
+                array_call,
+                native_call,
+                wasm_call,
+                type_index,
+                vmctx: std::ptr::null_mut(),
+            },
+            host_state: state,
+        });
+        ctx.func_ref.vmctx = (&mut *ctx as *mut VMHostFuncContext).cast();
+        Ok(HostFunc {
+            ctx,
+            ty,
+            _trampolines: tramps,
+            engine: engine.clone(),
+            keepalive: std::sync::Mutex::new(None),
+        })
+    }
+
+    pub(crate) fn func_ref(&self) -> *const VMFuncRef {
+        &self.ctx.func_ref
+    }
+
+    pub(crate) fn ty(&self) -> &FuncType {
+        &self.ty
+    }
+
+    /// Gives the function a `wasm_call` entry if it has none yet.
+    pub(crate) fn ensure_wasm_call(&self, tramp: impl FnOnce() -> Result<*const u8>) -> Result<()> {
+        // SAFETY: `wasm_call` is pointer-sized and aligned; it is only
+        // written here, atomically, from null to an equivalent trampoline.
+        let slot = unsafe {
+            &*(std::ptr::addr_of!(self.ctx.func_ref.wasm_call) as *const AtomicPtr<u8>)
+        };
+        if slot.load(Ordering::Acquire).is_null() {
+            let t = tramp()?;
+            let _ = slot.compare_exchange(
+                std::ptr::null_mut(),
+                t as *mut u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        }
+        Ok(())
+    }
+
+    pub(crate) fn into_func<T>(self: Arc<Self>, store: &mut StoreInner<T>) -> Func {
+        let f = store.push_func(self.func_ref(), self.ty.clone());
+        store.host_funcs.push(self);
+        f
+    }
+}
+
+/// Converts a trap record into the error returned to the host, resuming
+/// panics.
+pub(crate) fn trap_to_error(t: Box<TrapRecord>) -> Error {
+    let TrapRecord { reason, backtrace } = *t;
+    match reason {
+        TrapReason::Wasm(code) => Error::Trap(Trap::new(Some(code), None, backtrace)),
+        TrapReason::Panic(p) => std::panic::resume_unwind(p),
+        TrapReason::Host(e) => match e.downcast::<Error>() {
+            Ok(e) => *e,
+            Err(e) => Error::Host(e),
+        },
+    }
+}
+
+/// Runs `f` as a call into Wasm from `store`.
+pub(crate) fn enter_wasm<T>(store: &mut StoreInner<T>, f: impl FnOnce()) -> Result<()> {
+    let limits = Arc::as_ptr(&store.opaque.limits);
+    let max = store.engine.inner.config.max_wasm_stack;
+    // SAFETY: the limits belong to the store, which outlives the call; the
+    // callers' closures only call Wasm entry points, which do not unwind.
+    unsafe { catch_traps(limits, max, f) }.map_err(trap_to_error)
+}
+
+impl Func {
+    pub(crate) fn check<T>(&self, store: &StoreInner<T>) -> Result<()> {
+        if self.store != store.id {
+            return Err(Error::WrongStore);
+        }
+        Ok(())
+    }
+
+    /// The raw funcref, without filling in a missing `wasm_call`.
+    pub(crate) fn to_raw_unpatched<T>(&self, store: &StoreInner<T>) -> Result<*const VMFuncRef> {
+        self.check(store)?;
+        Ok(store.funcs[self.index].func_ref)
+    }
+
+    /// The raw funcref for Wasm, giving host functions a `wasm_call` entry
+    /// if they lack one.
+    pub(crate) fn to_raw<T>(&self, store: &mut StoreInner<T>) -> Result<*const VMFuncRef> {
+        self.check(store)?;
+        let fr = store.funcs[self.index].func_ref;
+        // SAFETY: funcrefs registered in the store are live.
+        if unsafe { (*fr).wasm_call.is_null() } {
+            let engine = store.engine.clone();
+            let ty = store.funcs[self.index].ty.clone();
+            if let Some(h) = store.host_funcs.iter().find(|h| h.func_ref() == fr) {
+                h.ensure_wasm_call(|| Ok(engine.host_trampolines(&ty)?.wasm_to_native))?;
+            }
+        }
+        Ok(fr)
+    }
+
+    /// A host function with a dynamic type: `f` receives the arguments as
+    /// [`Val`]s and writes the results.
+    pub fn new<T: 'static>(
+        mut store: impl AsContextMut<Data = T>,
+        ty: FuncType,
+        f: impl Fn(Caller<'_, T>, &[Val], &mut [Val]) -> Result<()> + Send + Sync + 'static,
+    ) -> Result<Func> {
+        let s = store.as_context_mut().0;
+        let h = new_dynamic_host_func(&s.engine, ty, f)?;
+        Ok(Arc::new(h).into_func(s))
+    }
+
+    /// A host function from a Rust closure; its Wasm type follows from the
+    /// closure's parameter and result types. The closure may take a
+    /// [`Caller`] first, and may return a `Result` to trap.
+    pub fn wrap<T: 'static, Params, Results>(
+        mut store: impl AsContextMut<Data = T>,
+        f: impl IntoFunc<T, Params, Results>,
+    ) -> Func {
+        let s = store.as_context_mut().0;
+        let h = f.into_host_func(&s.engine);
+        Arc::new(h).into_func(s)
+    }
+
+    /// The function's type.
+    pub fn ty(&self, store: impl AsContext) -> FuncType {
+        store.as_context().0.funcs[self.index].ty.clone()
+    }
+
+    /// Calls the function with dynamically typed arguments, through its
+    /// array entry point.
+    pub fn call(
+        &self,
+        mut store: impl AsContextMut,
+        params: &[Val],
+        results: &mut [Val],
+    ) -> Result<()> {
+        let s = store.as_context_mut().0;
+        self.check(s)?;
+        let ty = s.funcs[self.index].ty.clone();
+        if params.len() != ty.params().len() {
+            return Err(Error::TypeMismatch(format!(
+                "expected {} arguments, got {}",
+                ty.params().len(),
+                params.len()
+            )));
+        }
+        if results.len() != ty.results().len() {
+            return Err(Error::TypeMismatch(format!(
+                "expected {} results, got {}",
+                ty.results().len(),
+                results.len()
+            )));
+        }
+        let mut values = vec![ValRaw::default(); params.len().max(results.len()).max(1)];
+        for (i, (p, t)) in params.iter().zip(ty.params()).enumerate() {
+            if p.ty() != *t {
+                return Err(Error::TypeMismatch(format!(
+                    "argument {i} is {}, expected {t}",
+                    p.ty()
+                )));
+            }
+            values[i] = p.to_raw(s)?;
+        }
+        let fr = s.funcs[self.index].func_ref;
+        let caller = s.opaque.host_vmctx();
+        let (ptr, len) = (values.as_mut_ptr(), values.len());
+        enter_wasm(s, || {
+            // SAFETY: `fr` is a live funcref of this store whose array entry
+            // has the array convention; `values` holds `len` slots.
+            unsafe {
+                let f: VMArrayCallFunction = std::mem::transmute((*fr).array_call);
+                f((*fr).vmctx, caller, ptr, len)
+            }
+        })?;
+        for (i, t) in ty.results().iter().enumerate() {
+            results[i] = Val::from_raw(s, values[i], *t);
+        }
+        Ok(())
+    }
+
+    /// A statically typed view of the function, checked against its type.
+    pub fn typed<Params: WasmParams, Results: WasmResults>(
+        &self,
+        store: impl AsContext,
+    ) -> Result<TypedFunc<Params, Results>> {
+        let s = store.as_context().0;
+        self.check(s)?;
+        let ty = &s.funcs[self.index].ty;
+        if ty.params() != Params::types().as_slice() || ty.results() != Results::types().as_slice()
+        {
+            return Err(Error::TypeMismatch(format!(
+                "function has type {ty}, not {}",
+                FuncType::new(Params::types(), Results::types())
+            )));
+        }
+        Ok(TypedFunc {
+            func: *self,
+            func_ref: s.funcs[self.index].func_ref,
+            _marker: PhantomData,
+        })
+    }
+}
+
+pub(crate) fn new_dynamic_host_func<T: 'static, F>(
+    engine: &Engine,
+    ty: FuncType,
+    f: F,
+) -> Result<HostFunc>
+where
+    F: Fn(Caller<'_, T>, &[Val], &mut [Val]) -> Result<()> + Send + Sync + 'static,
+{
+    struct Dyn<T, F> {
+        f: F,
+        ty: FuncType,
+        _m: PhantomData<fn(T)>,
+    }
+    unsafe extern "C" fn array_shim<T: 'static, F>(
+        callee: *mut VMContext,
+        caller: *mut VMContext,
+        values: *mut ValRaw,
+        len: usize,
+    ) where
+        F: Fn(Caller<'_, T>, &[Val], &mut [Val]) -> Result<()> + Send + Sync + 'static,
+    {
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: `callee` is this function's host context (set up in
+            // `HostFunc::new`), `caller` a live context of the calling
+            // store, and `values` holds `len` slots.
+            unsafe {
+                let state = host_state::<Dyn<T, F>>(callee);
+                let store = caller_store::<T>(caller);
+                let values = std::slice::from_raw_parts_mut(values, len);
+                let params: Vec<Val> = state
+                    .ty
+                    .params()
+                    .iter()
+                    .zip(values.iter())
+                    .map(|(t, v)| Val::from_raw(store, *v, *t))
+                    .collect();
+                let mut results: Vec<Val> =
+                    state.ty.results().iter().map(|t| Val::default_for(*t)).collect();
+                (state.f)(Caller::new(store, caller), &params, &mut results)?;
+                for (i, (r, t)) in results.iter().zip(state.ty.results()).enumerate() {
+                    if r.ty() != *t {
+                        return Err(Error::TypeMismatch(format!(
+                            "host function result {i} is {}, expected {t}",
+                            r.ty()
+                        )));
+                    }
+                    values[i] = r.to_raw(store)?;
+                }
+                Ok(())
+            }
+        }));
+        finish_host_call(r)
+    }
+    let state = Dyn {
+        f,
+        ty: ty.clone(),
+        _m: PhantomData::<fn(T)>,
+    };
+    HostFunc::new(
+        engine,
+        ty,
+        array_shim::<T, F> as *const u8,
+        None,
+        Box::new(state),
+    )
+}
+
+/// Ends a host call: returns normally on success, otherwise raises a trap
+/// with the error or panic. Every Rust value of the shim is gone by now.
+fn finish_host_call<R>(r: std::thread::Result<Result<R>>) -> R {
+    let reason = match r {
+        Ok(Ok(v)) => return v,
+        Ok(Err(e)) => TrapReason::Host(Box::new(e)),
+        Err(p) => TrapReason::Panic(p),
+    };
+    // SAFETY: host functions only run inside a call into Wasm (from
+    // `enter_wasm`), and nothing in this frame needs dropping.
+    unsafe { raise_trap(reason) }
+}
+
+/// The closure state of a host function.
+///
+/// # Safety
+///
+/// `vmctx` must be a `VMHostFuncContext` whose state is an `S`.
+unsafe fn host_state<'a, S: 'static>(vmctx: *mut VMContext) -> &'a S {
+    // SAFETY: per the contract, the context is a host function context.
+    let ctx = unsafe { &*(vmctx as *const VMHostFuncContext) };
+    debug_assert_eq!(ctx.magic, VM_HOST_FUNC_MAGIC);
+    // SAFETY: per the contract, the state has type `S`.
+    unsafe { &*(&*ctx.host_state as *const (dyn std::any::Any + Send + Sync) as *const S) }
+}
+
+/// The store behind a caller's context.
+///
+/// # Safety
+///
+/// `vmctx` must be a live context of a `Store<T>`.
+unsafe fn caller_store<'a, T>(vmctx: *mut VMContext) -> &'a mut StoreInner<T> {
+    // SAFETY: per the contract.
+    unsafe { &mut *(StoreOpaque::store_ptr_from_vmctx(vmctx) as *mut StoreInner<T>) }
+}
+
+/// Access to the store and calling instance from inside a host function.
+pub struct Caller<'a, T> {
+    store: &'a mut StoreInner<T>,
+    caller: *mut VMContext,
+}
+
+impl<'a, T> Caller<'a, T> {
+    fn new(store: &'a mut StoreInner<T>, caller: *mut VMContext) -> Self {
+        Caller { store, caller }
+    }
+
+    /// The store's data.
+    pub fn data(&self) -> &T {
+        &self.store.data
+    }
+
+    /// The store's data, mutably.
+    pub fn data_mut(&mut self) -> &mut T {
+        &mut self.store.data
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.store.engine
+    }
+
+    /// An export of the calling instance (for example its memory), if the
+    /// caller is a Wasm instance.
+    pub fn get_export(&mut self, name: &str) -> Option<Extern> {
+        let idx = self
+            .store
+            .instances
+            .iter()
+            .position(|i| i.vmctx == self.caller)?;
+        crate::Instance {
+            store: self.store.id,
+            index: idx,
+        }
+        .get_export(StoreContextMut(self.store), name)
+    }
+}
+
+impl<T> crate::AsContext for Caller<'_, T> {
+    type Data = T;
+    fn as_context(&self) -> crate::StoreContext<'_, T> {
+        crate::StoreContext(self.store)
+    }
+}
+impl<T> crate::AsContextMut for Caller<'_, T> {
+    fn as_context_mut(&mut self) -> StoreContextMut<'_, T> {
+        StoreContextMut(self.store)
+    }
+}
+
+/// A Rust type that maps to one Wasm value type in typed calls.
+///
+/// # Safety
+///
+/// `Abi` must be passed in the C ABI exactly as Cranelift passes
+/// `valtype()`'s Cranelift type.
+pub unsafe trait WasmTy: Sized + 'static {
+    /// The C ABI representation.
+    type Abi: Copy;
+    /// The Wasm type.
+    fn valtype() -> ValType;
+    /// To the ABI representation.
+    fn into_abi(self) -> Self::Abi;
+    /// From the ABI representation.
+    fn from_abi(abi: Self::Abi) -> Self;
+    /// To an array slot.
+    fn into_raw(self) -> ValRaw;
+    /// From an array slot.
+    fn from_raw(raw: ValRaw) -> Self;
+}
+
+macro_rules! wasm_ty {
+    ($($t:ty => $vt:ident, $to:ident, $from:ident, $into_raw:expr, $from_raw:expr;)*) => {$(
+        // SAFETY: these scalar types are passed in the C ABI as Cranelift
+        // passes the corresponding Wasm type.
+        unsafe impl WasmTy for $t {
+            type Abi = $t;
+            fn valtype() -> ValType { ValType::$vt }
+            fn into_abi(self) -> $t { self }
+            fn from_abi(abi: $t) -> $t { abi }
+            fn into_raw(self) -> ValRaw { ($into_raw)(self) }
+            fn from_raw(raw: ValRaw) -> $t { ($from_raw)(raw) }
+        }
+    )*};
+}
+
+wasm_ty! {
+    i32 => I32, a, b, |v: i32| ValRaw::i32(v), |r: ValRaw| r.get_i32();
+    u32 => I32, a, b, |v: u32| ValRaw::i32(v as i32), |r: ValRaw| r.get_i32() as u32;
+    i64 => I64, a, b, |v: i64| ValRaw::i64(v), |r: ValRaw| r.get_i64();
+    u64 => I64, a, b, |v: u64| ValRaw::i64(v as i64), |r: ValRaw| r.get_i64() as u64;
+    f32 => F32, a, b, |v: f32| ValRaw::f32(v.to_bits()), |r: ValRaw| f32::from_bits(r.get_f32());
+    f64 => F64, a, b, |v: f64| ValRaw::f64(v.to_bits()), |r: ValRaw| f64::from_bits(r.get_f64());
+}
+
+/// Parameters of a typed call: a [`WasmTy`] or a tuple of them.
+///
+/// # Safety
+///
+/// `invoke` must call a native entry of matching type.
+pub unsafe trait WasmParams: Sized {
+    /// The Wasm parameter types.
+    fn types() -> Vec<ValType>;
+    /// Calls native entry `f`.
+    ///
+    /// # Safety
+    ///
+    /// `f` must be a native entry for these parameters and `R`'s results.
+    unsafe fn invoke<R: WasmResults>(
+        self,
+        f: *const u8,
+        callee: *mut VMContext,
+        caller: *mut VMContext,
+    ) -> R;
+}
+
+/// Results of a typed call: `()`, a [`WasmTy`] or a tuple of them.
+///
+/// # Safety
+///
+/// `Abi` must match the native convention's return for these results.
+pub unsafe trait WasmResults: Sized {
+    /// What the native entry returns: `()` for none or several results
+    /// (which come through the return pointer).
+    type Abi: Copy;
+    /// The Wasm result types.
+    fn types() -> Vec<ValType>;
+    /// From a native return and the return-pointer area.
+    fn from_native(abi: Self::Abi, retptr: &[ValRaw; 16]) -> Self;
+    /// To a native return, writing extra results through `retptr`.
+    ///
+    /// # Safety
+    ///
+    /// `retptr` must be valid for as many slots as there are results when
+    /// there is more than one.
+    unsafe fn into_native(self, retptr: *mut ValRaw) -> Self::Abi;
+    /// To array slots.
+    fn into_raw(self, out: &mut [ValRaw]);
+}
+
+// SAFETY: no results: the native entry returns nothing.
+unsafe impl WasmResults for () {
+    type Abi = ();
+    fn types() -> Vec<ValType> {
+        Vec::new()
+    }
+    fn from_native(_: (), _: &[ValRaw; 16]) {}
+    unsafe fn into_native(self, _: *mut ValRaw) {}
+    fn into_raw(self, _: &mut [ValRaw]) {}
+}
+
+// SAFETY: one result is returned directly in the C ABI.
+unsafe impl<A: WasmTy> WasmResults for A {
+    type Abi = A::Abi;
+    fn types() -> Vec<ValType> {
+        vec![A::valtype()]
+    }
+    fn from_native(abi: A::Abi, _: &[ValRaw; 16]) -> A {
+        A::from_abi(abi)
+    }
+    unsafe fn into_native(self, _: *mut ValRaw) -> A::Abi {
+        self.into_abi()
+    }
+    fn into_raw(self, out: &mut [ValRaw]) {
+        out[0] = self.into_raw();
+    }
+}
+
+// SAFETY: a single parameter, passed after the two contexts.
+unsafe impl<A: WasmTy> WasmParams for A {
+    fn types() -> Vec<ValType> {
+        vec![A::valtype()]
+    }
+    unsafe fn invoke<R: WasmResults>(
+        self,
+        f: *const u8,
+        callee: *mut VMContext,
+        caller: *mut VMContext,
+    ) -> R {
+        // SAFETY: forwarded contract.
+        unsafe { <(A,) as WasmParams>::invoke((self,), f, callee, caller) }
+    }
+}
+
+macro_rules! tuples {
+    ($(($($a:ident)*);)*) => {$(
+        // SAFETY: parameters are passed in order after the two contexts,
+        // followed by the return pointer (ignored by entries that return
+        // at most one result).
+        #[allow(non_snake_case, unused_variables, clippy::unused_unit)]
+        unsafe impl<$($a: WasmTy,)*> WasmParams for ($($a,)*) {
+            fn types() -> Vec<ValType> {
+                vec![$($a::valtype(),)*]
+            }
+            unsafe fn invoke<R: WasmResults>(
+                self,
+                f: *const u8,
+                callee: *mut VMContext,
+                caller: *mut VMContext,
+            ) -> R {
+                let ($($a,)*) = self;
+                let mut ret = [ValRaw::default(); 16];
+                // SAFETY: per the trait contract, `f` has this signature.
+                let f: unsafe extern "C" fn(*mut VMContext, *mut VMContext, $($a::Abi,)* *mut ValRaw) -> R::Abi =
+                    unsafe { std::mem::transmute(f) };
+                // SAFETY: see above.
+                let abi = unsafe { f(callee, caller, $($a.into_abi(),)* ret.as_mut_ptr()) };
+                R::from_native(abi, &ret)
+            }
+        }
+
+        tuples!(@results $($a)*);
+
+        #[allow(non_snake_case, unused_variables, unused_mut)]
+        impl<T: 'static, Func, $($a: WasmTy,)* R: IntoResult> IntoFunc<T, ($($a,)*), R> for Func
+        where
+            Func: Fn($($a),*) -> R + Send + Sync + 'static,
+        {
+            fn into_host_func(self, engine: &Engine) -> HostFunc {
+                let f = move |_: Caller<'_, T>, $($a: $a),*| self($($a),*);
+                let shims = wrapped_shims!(T, R, &f; $($a)*);
+                host_func_from::<T, _, ($($a,)*), R>(engine, f, shims)
+            }
+        }
+
+        #[allow(non_snake_case, unused_variables, unused_mut)]
+        impl<T: 'static, Func, $($a: WasmTy,)* R: IntoResult> IntoFunc<T, (Caller<'static, T>, $($a,)*), R> for Func
+        where
+            Func: Fn(Caller<'_, T>, $($a),*) -> R + Send + Sync + 'static,
+        {
+            fn into_host_func(self, engine: &Engine) -> HostFunc {
+                let shims = wrapped_shims!(T, R, &self; $($a)*);
+                host_func_from::<T, _, ($($a,)*), R>(engine, self, shims)
+            }
+        }
+    )*};
+    (@results) => {};
+    (@results $a0:ident) => {};
+    (@results $($a:ident)*) => {
+        // SAFETY: several results travel through the return pointer, in
+        // 16-byte slots.
+        #[allow(non_snake_case)]
+        unsafe impl<$($a: WasmTy,)*> WasmResults for ($($a,)*) {
+            type Abi = ();
+            fn types() -> Vec<ValType> {
+                vec![$($a::valtype(),)*]
+            }
+            fn from_native(_: (), ret: &[ValRaw; 16]) -> Self {
+                let mut i = 0;
+                ($({ let v = $a::from_raw(ret[i]); i += 1; let _ = i; v },)*)
+            }
+            unsafe fn into_native(self, retptr: *mut ValRaw) {
+                let ($($a,)*) = self;
+                let mut i = 0;
+                // SAFETY: per the contract, `retptr` has a slot per result.
+                $( unsafe { *retptr.add(i) = $a.into_raw(); } i += 1; )*
+                let _ = i;
+            }
+            fn into_raw(self, out: &mut [ValRaw]) {
+                let ($($a,)*) = self;
+                let mut i = 0;
+                $( out[i] = $a.into_raw(); i += 1; )*
+                let _ = i;
+            }
+        }
+    };
+}
+
+/// The two shims of a wrapped closure with parameters `$a` and result `R`.
+macro_rules! wrapped_shims {
+    ($t:ident, $r:ident, $g:expr; $($a:ident)*) => {{
+        #[allow(non_snake_case)]
+        unsafe extern "C" fn native_shim<$t: 'static, G, $($a: WasmTy,)* $r: IntoResult>(
+            callee: *mut VMContext,
+            caller: *mut VMContext,
+            $($a: $a::Abi,)*
+            retptr: *mut ValRaw,
+        ) -> <$r::Ok as WasmResults>::Abi
+        where
+            G: Fn(Caller<'_, $t>, $($a),*) -> $r + Send + Sync + 'static,
+        {
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                // SAFETY: `callee` is this function's host context with
+                // state `G`, `caller` a live context of a `Store<T>`.
+                let (g, store) = unsafe { (host_state::<G>(callee), caller_store::<$t>(caller)) };
+                let r = g(Caller::new(store, caller), $($a::from_abi($a)),*).into_result()?;
+                // SAFETY: the wasm-to-native trampoline passes a return
+                // area with a slot per result when there are several.
+                Ok(unsafe { r.into_native(retptr) })
+            }));
+            finish_host_call(r)
+        }
+        #[allow(non_snake_case, unused_mut, unused_variables, unused_assignments)]
+        unsafe extern "C" fn array_shim<$t: 'static, G, $($a: WasmTy,)* $r: IntoResult>(
+            callee: *mut VMContext,
+            caller: *mut VMContext,
+            values: *mut ValRaw,
+            len: usize,
+        ) where
+            G: Fn(Caller<'_, $t>, $($a),*) -> $r + Send + Sync + 'static,
+        {
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                // SAFETY: as in `native_shim`; `values` holds `len` slots.
+                let (g, store, values) = unsafe {
+                    (
+                        host_state::<G>(callee),
+                        caller_store::<$t>(caller),
+                        std::slice::from_raw_parts_mut(values, len),
+                    )
+                };
+                let mut i = 0;
+                $( let $a = $a::from_raw(values[i]); i += 1; )*
+                let r = g(Caller::new(store, caller), $($a),*).into_result()?;
+                r.into_raw(values);
+                Ok(())
+            }));
+            finish_host_call(r)
+        }
+        fn ptrs<$t: 'static, G, $($a: WasmTy,)* $r: IntoResult>(_: &G) -> (*const u8, *const u8)
+        where
+            G: Fn(Caller<'_, $t>, $($a),*) -> $r + Send + Sync + 'static,
+        {
+            (
+                native_shim::<$t, G, $($a,)* $r> as *const u8,
+                array_shim::<$t, G, $($a,)* $r> as *const u8,
+            )
+        }
+        ptrs::<$t, _, $($a,)* $r>($g)
+    }};
+}
+
+fn host_func_from<T, G, P: WasmParams, R: IntoResult>(
+    engine: &Engine,
+    g: G,
+    shims: (*const u8, *const u8),
+) -> HostFunc
+where
+    G: Send + Sync + 'static,
+{
+    let ty = FuncType::new(P::types(), R::Ok::types());
+    HostFunc::new(engine, ty, shims.1, Some(shims.0), Box::new(g))
+        .expect("host functions with a native entry need no compilation")
+}
+
+tuples! {
+    ();
+    (A1);
+    (A1 A2);
+    (A1 A2 A3);
+    (A1 A2 A3 A4);
+    (A1 A2 A3 A4 A5);
+    (A1 A2 A3 A4 A5 A6);
+    (A1 A2 A3 A4 A5 A6 A7);
+    (A1 A2 A3 A4 A5 A6 A7 A8);
+    (A1 A2 A3 A4 A5 A6 A7 A8 A9);
+    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10);
+    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11);
+    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12);
+    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12 A13);
+    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12 A13 A14);
+    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12 A13 A14 A15);
+    (A1 A2 A3 A4 A5 A6 A7 A8 A9 A10 A11 A12 A13 A14 A15 A16);
+}
+
+/// A host function's return value: results, or a `Result` of them.
+pub trait IntoResult: 'static {
+    /// The results.
+    type Ok: WasmResults;
+    /// Converts.
+    fn into_result(self) -> Result<Self::Ok>;
+}
+
+impl<R: WasmResults + 'static> IntoResult for R {
+    type Ok = R;
+    fn into_result(self) -> Result<R> {
+        Ok(self)
+    }
+}
+
+impl<R: WasmResults + 'static> IntoResult for Result<R> {
+    type Ok = R;
+    fn into_result(self) -> Result<R> {
+        self
+    }
+}
+
+/// Closures usable with [`Func::wrap`] and `Linker::func_wrap`.
+pub trait IntoFunc<T, Params, Results>: Send + Sync + 'static {
+    #[doc(hidden)]
+    fn into_host_func(self, engine: &Engine) -> HostFunc;
+}
+
+/// A function with a static type, called through its native entry.
+pub struct TypedFunc<Params, Results> {
+    func: Func,
+    func_ref: *const VMFuncRef,
+    _marker: PhantomData<fn(Params) -> Results>,
+}
+
+impl<P, R> Clone for TypedFunc<P, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<P, R> Copy for TypedFunc<P, R> {}
+
+// SAFETY: the funcref is only dereferenced together with its store, which
+// `call` checks.
+unsafe impl<P, R> Send for TypedFunc<P, R> {}
+// SAFETY: see `Send`.
+unsafe impl<P, R> Sync for TypedFunc<P, R> {}
+
+impl<Params: WasmParams, Results: WasmResults> TypedFunc<Params, Results> {
+    /// The untyped function.
+    pub fn func(&self) -> &Func {
+        &self.func
+    }
+
+    /// Calls the function.
+    pub fn call(&self, mut store: impl AsContextMut, params: Params) -> Result<Results> {
+        let s = store.as_context_mut().0;
+        self.func.check(s)?;
+        let fr = self.func_ref;
+        let caller = s.opaque.host_vmctx();
+        let mut out = None;
+        enter_wasm(s, || {
+            // SAFETY: the type was checked in `Func::typed`; `fr` is a live
+            // funcref of this store.
+            unsafe {
+                out = Some(params.invoke::<Results>((*fr).native_call, (*fr).vmctx, caller));
+            }
+        })?;
+        Ok(out.expect("a normal return produced results"))
+    }
+}
+
+impl HostFunc {
+    /// Gives the function the importing module's wasm-to-native trampoline
+    /// as `wasm_call`, if it has none yet, keeping that module's code
+    /// alive as long as the function.
+    pub(crate) fn link_to_module(&self, module: &Arc<kiln_runtime::CompiledModule>, t: kiln_environ::TypeIndex) {
+        let _ = self.ensure_wasm_call(|| {
+            let mut k = self.keepalive.lock().unwrap_or_else(|e| e.into_inner());
+            if k.is_none() {
+                *k = Some(module.clone());
+            }
+            Ok(module.wasm_to_native(t))
+        });
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+/// Gives a module-imported host function of this store the importing
+/// module's trampoline (see [`HostFunc::link_to_module`]).
+pub(crate) fn link_host_import<T>(
+    store: &mut StoreInner<T>,
+    func_ref: *const VMFuncRef,
+    module: &Arc<kiln_runtime::CompiledModule>,
+    t: kiln_environ::TypeIndex,
+) {
+    // SAFETY: funcrefs registered in a store are live.
+    if unsafe { !(*func_ref).wasm_call.is_null() } {
+        return;
+    }
+    if let Some(h) = store.host_funcs.iter().find(|h| h.func_ref() == func_ref) {
+        h.link_to_module(module, t);
+    }
+}
+
+const _: () = assert!(VMOffsets::HOST_FUNC_FUNC_REF == 8);

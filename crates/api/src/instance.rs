@@ -1,0 +1,272 @@
+//! [`Instance`]: a module instantiated in a store.
+
+use crate::func::enter_wasm;
+use crate::store::StoreInner;
+use crate::{
+    AsContextMut, Engine, Error, Extern, ExternType, Func, Global, Memory, Module, Result,
+    StoreContextMut, Table, Trap, TypedFunc, WasmParams, WasmResults,
+};
+use kiln_environ::{EntityIndex, MemoryType, TableType};
+use kiln_runtime::{Imports, InstantiationError, VMArrayCallFunction, VMContext, VMFunctionImport};
+
+pub(crate) struct InstanceData {
+    pub(crate) rt: usize,
+    pub(crate) vmctx: *mut VMContext,
+    pub(crate) module: Module,
+}
+
+/// An instance of a [`Module`] in a store.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Instance {
+    pub(crate) store: u64,
+    pub(crate) index: usize,
+}
+
+fn limits_ok(
+    actual_min: u64,
+    actual_max: Option<u64>,
+    expected_min: u64,
+    expected_max: Option<u64>,
+) -> bool {
+    actual_min >= expected_min
+        && match expected_max {
+            None => true,
+            Some(e) => actual_max.is_some_and(|a| a <= e),
+        }
+}
+
+/// Checks an import against what the module expects (the spec's import
+/// matching rules).
+pub(crate) fn check_import(actual: &ExternType, expected: &ExternType) -> Result<(), String> {
+    match (actual, expected) {
+        (ExternType::Func(a), ExternType::Func(e)) if a == e => Ok(()),
+        (ExternType::Func(a), ExternType::Func(e)) => {
+            Err(format!("function types incompatible: expected {e}, found {a}"))
+        }
+        (ExternType::Global(a), ExternType::Global(e)) if a == e => Ok(()),
+        (ExternType::Global(a), ExternType::Global(e)) => Err(format!(
+            "global types incompatible: expected {}{}, found {}{}",
+            if e.mutable { "mut " } else { "" },
+            e.ty,
+            if a.mutable { "mut " } else { "" },
+            a.ty
+        )),
+        (ExternType::Table(a), ExternType::Table(e)) => {
+            let TableType { element, minimum, maximum } = *a;
+            if element != e.element {
+                return Err(format!("table types incompatible: expected {} table, found {element}", e.element));
+            }
+            if !limits_ok(
+                u64::from(minimum),
+                maximum.map(u64::from),
+                u64::from(e.minimum),
+                e.maximum.map(u64::from),
+            ) {
+                return Err("incompatible table limits".into());
+            }
+            Ok(())
+        }
+        (ExternType::Memory(a), ExternType::Memory(e)) => {
+            let MemoryType { minimum, maximum, shared, memory64 } = *a;
+            if shared != e.shared || memory64 != e.memory64 {
+                return Err("memory types incompatible".into());
+            }
+            if !limits_ok(minimum, maximum, e.minimum, e.maximum) {
+                return Err("incompatible memory limits".into());
+            }
+            Ok(())
+        }
+        (a, e) => Err(format!("expected {}, found {}", e.kind(), a.kind())),
+    }
+}
+
+impl Instance {
+    /// Instantiates `module` with `imports`, given in the module's import
+    /// order, and runs its start function.
+    pub fn new(mut store: impl AsContextMut, module: &Module, imports: &[Extern]) -> Result<Instance> {
+        let s = store.as_context_mut().0;
+        instantiate(s, module, imports)
+    }
+
+    fn data<'a, T>(&self, s: &'a StoreInner<T>) -> &'a InstanceData {
+        assert_eq!(self.store, s.id, "instance used with the wrong store");
+        &s.instances[self.index]
+    }
+
+    /// The module this is an instance of.
+    pub fn module<'a, T: 'a>(&self, store: impl Into<crate::StoreRef<'a, T>>) -> &'a Module {
+        &self.data(store.into().0).module
+    }
+
+    /// The export called `name`.
+    pub fn get_export(&self, mut store: impl AsContextMut, name: &str) -> Option<Extern> {
+        let s = store.as_context_mut().0;
+        let d = self.data(s);
+        let module = d.module.clone();
+        let e = module.compiled.module().export(name)?;
+        let rt_index = d.rt;
+        let inst = &s.opaque.instances[rt_index];
+        Some(match e {
+            EntityIndex::Function(f) => {
+                let fr = inst.func_ref(f);
+                let ty = module.compiled.module().func_type(f).clone();
+                Extern::Func(s.push_func(fr, ty))
+            }
+            EntityIndex::Memory(m) => Extern::Memory(Memory {
+                store: s.id,
+                ptr: inst.memory(m) as usize,
+            }),
+            EntityIndex::Table(t) => Extern::Table(Table {
+                store: s.id,
+                ptr: inst.table(t) as usize,
+            }),
+            EntityIndex::Global(g) => Extern::Global(Global {
+                store: s.id,
+                def: inst.global(g) as usize,
+                ty: module.compiled.module().globals[g],
+            }),
+        })
+    }
+
+    /// Every export, in order.
+    pub fn exports(&self, mut store: impl AsContextMut) -> Vec<(String, Extern)> {
+        let cx = store.as_context_mut();
+        let names: Vec<String> = self
+            .data(cx.0)
+            .module
+            .compiled
+            .module()
+            .exports
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect();
+        names
+            .into_iter()
+            .filter_map(|n| {
+                let e = self.get_export(StoreContextMut(cx.0), &n)?;
+                Some((n, e))
+            })
+            .collect()
+    }
+
+    /// The exported function `name`.
+    pub fn get_func(&self, store: impl AsContextMut, name: &str) -> Option<Func> {
+        self.get_export(store, name)?.into_func()
+    }
+
+    /// The exported function `name`, typed.
+    pub fn get_typed_func<P: WasmParams, R: WasmResults>(
+        &self,
+        mut store: impl AsContextMut,
+        name: &str,
+    ) -> Result<TypedFunc<P, R>> {
+        let f = self
+            .get_func(&mut store, name)
+            .ok_or_else(|| Error::MissingExport {
+                kind: "function",
+                name: name.to_string(),
+            })?;
+        f.typed(&store)
+    }
+
+    /// The exported memory `name`.
+    pub fn get_memory(&self, store: impl AsContextMut, name: &str) -> Option<Memory> {
+        self.get_export(store, name)?.into_memory()
+    }
+
+    /// The exported table `name`.
+    pub fn get_table(&self, store: impl AsContextMut, name: &str) -> Option<Table> {
+        self.get_export(store, name)?.into_table()
+    }
+
+    /// The exported global `name`.
+    pub fn get_global(&self, store: impl AsContextMut, name: &str) -> Option<Global> {
+        self.get_export(store, name)?.into_global()
+    }
+}
+
+pub(crate) fn instantiate<T>(s: &mut StoreInner<T>, module: &Module, imports: &[Extern]) -> Result<Instance> {
+    if !Engine::same(&s.engine, module.engine()) {
+        return Err(Error::TypeMismatch("module was compiled by another engine".into()));
+    }
+    let m = module.compiled.module();
+    if imports.len() != m.imports.len() {
+        return Err(Error::TypeMismatch(format!(
+            "expected {} imports, got {}",
+            m.imports.len(),
+            imports.len()
+        )));
+    }
+    let mut rt = Imports::default();
+    for (imp, ext) in m.imports.iter().zip(imports) {
+        let expected = module.entity_type(imp.index);
+        let actual = ext.ty(&crate::StoreContext(s));
+        check_import(&actual, &expected).map_err(|reason| Error::IncompatibleImport {
+            module: imp.module.clone(),
+            name: imp.name.clone(),
+            reason,
+        })?;
+        match (ext, imp.index) {
+            (Extern::Func(f), EntityIndex::Function(fi)) => {
+                let fr = f.to_raw_unpatched(s)?;
+                crate::func::link_host_import(s, fr, &module.compiled, m.functions[fi].type_index);
+                // SAFETY: a funcref registered in the store is live.
+                let (wasm_call, vmctx) = unsafe { ((*fr).wasm_call, (*fr).vmctx) };
+                rt.funcs.push(VMFunctionImport {
+                    wasm_call,
+                    vmctx,
+                    func_ref: fr,
+                });
+            }
+            (Extern::Table(t), _) => {
+                check_store(s, t.store)?;
+                rt.tables.push(t.ptr as *mut _);
+            }
+            (Extern::Memory(mem), _) => {
+                check_store(s, mem.store)?;
+                rt.memories.push(mem.ptr as *mut _);
+            }
+            (Extern::Global(g), _) => {
+                check_store(s, g.store)?;
+                rt.globals.push(g.def as *mut _);
+            }
+            _ => unreachable!("kinds were checked by check_import"),
+        }
+    }
+    let rt_index = s.opaque.instantiate(&module.compiled, rt).map_err(|e| match e {
+        InstantiationError::Trap(t) => Error::Trap(Trap::new(Some(t), None, Vec::new())),
+        InstantiationError::Resource(r) => Error::Resource(r),
+    })?;
+    let vmctx = s.opaque.instances[rt_index].vmctx();
+    s.instances.push(InstanceData {
+        rt: rt_index,
+        vmctx,
+        module: module.clone(),
+    });
+    let instance = Instance {
+        store: s.id,
+        index: s.instances.len() - 1,
+    };
+    if let Some(start) = m.start {
+        let fr = s.opaque.instances[rt_index].func_ref(start);
+        let caller = s.opaque.host_vmctx();
+        let mut slot = [kiln_runtime::ValRaw::default()];
+        let ptr = slot.as_mut_ptr();
+        enter_wasm(s, || {
+            // SAFETY: the start function escapes, so it has an array entry;
+            // its type is [] -> [].
+            unsafe {
+                let f: VMArrayCallFunction = std::mem::transmute((*fr).array_call);
+                f((*fr).vmctx, caller, ptr, 1)
+            }
+        })?;
+    }
+    Ok(instance)
+}
+
+fn check_store<T>(s: &StoreInner<T>, id: u64) -> Result<()> {
+    if s.id != id {
+        return Err(Error::WrongStore);
+    }
+    Ok(())
+}

@@ -1,0 +1,136 @@
+//! [`Module`]: compiled code ready to instantiate.
+
+use crate::{Engine, Error, Result};
+use kiln_environ::{EntityIndex, FuncType, GlobalType, MemoryType, TableType};
+use kiln_runtime::CompiledModule;
+use std::sync::Arc;
+
+/// The type of an import or export.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExternType {
+    /// A function.
+    Func(FuncType),
+    /// A table.
+    Table(TableType),
+    /// A memory.
+    Memory(MemoryType),
+    /// A global.
+    Global(GlobalType),
+}
+
+impl ExternType {
+    /// The kind, in words.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ExternType::Func(_) => "function",
+            ExternType::Table(_) => "table",
+            ExternType::Memory(_) => "memory",
+            ExternType::Global(_) => "global",
+        }
+    }
+}
+
+/// A compiled WebAssembly module. Cheap to clone; shareable across threads.
+#[derive(Clone)]
+pub struct Module {
+    pub(crate) engine: Engine,
+    pub(crate) compiled: Arc<CompiledModule>,
+    object: Arc<[u8]>,
+}
+
+impl Module {
+    /// Compiles a module from its binary or (with the `wat` feature) text
+    /// format.
+    pub fn new(engine: &Engine, bytes: impl AsRef<[u8]>) -> Result<Module> {
+        let bytes = bytes.as_ref();
+        #[cfg(feature = "wat")]
+        let bytes = &*wat::parse_bytes(bytes).map_err(|e| Error::Wat(e.to_string()))?;
+        Module::from_binary(engine, bytes)
+    }
+
+    /// Compiles a module from a file (`.wasm` or `.wat`).
+    pub fn from_file(engine: &Engine, path: impl AsRef<std::path::Path>) -> Result<Module> {
+        let bytes = std::fs::read(path.as_ref()).map_err(|e| {
+            Error::Resource(format!("reading {}: {e}", path.as_ref().display()))
+        })?;
+        Module::new(engine, bytes)
+    }
+
+    /// Compiles a module from its binary format.
+    pub fn from_binary(engine: &Engine, wasm: &[u8]) -> Result<Module> {
+        let translation = kiln_environ::translate_module(wasm, engine.inner.config.features)?;
+        let compiled = engine
+            .inner
+            .compiler
+            .compile_module(translation)
+            .map_err(|e| match e {
+                kiln_cranelift::CompileError::Wasm(w) => Error::Wasm(w),
+                other => Error::Compile(other.to_string()),
+            })?;
+        if !engine.is_host_target() {
+            return Err(Error::Compile(
+                "modules compiled for another target cannot be loaded here".into(),
+            ));
+        }
+        let loaded = CompiledModule::new(&compiled.object, compiled.info, &engine.inner.types)?;
+        Ok(Module {
+            engine: engine.clone(),
+            compiled: loaded,
+            object: compiled.object.into(),
+        })
+    }
+
+    /// Validates `bytes` without compiling.
+    pub fn validate(engine: &Engine, bytes: &[u8]) -> Result<()> {
+        kiln_environ::translate_module(bytes, engine.inner.config.features)?;
+        Ok(())
+    }
+
+    /// The engine this module was compiled with.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The module's name from its name section.
+    pub fn name(&self) -> Option<&str> {
+        self.compiled.module().name.as_deref()
+    }
+
+    /// The compiled ELF object.
+    pub fn object(&self) -> &[u8] {
+        &self.object
+    }
+
+    /// The executable text section, as loaded.
+    pub fn text(&self) -> &[u8] {
+        self.compiled.code().text()
+    }
+
+    pub(crate) fn entity_type(&self, e: EntityIndex) -> ExternType {
+        let m = self.compiled.module();
+        match e {
+            EntityIndex::Function(f) => ExternType::Func(m.func_type(f).clone()),
+            EntityIndex::Table(t) => ExternType::Table(m.tables[t]),
+            EntityIndex::Memory(i) => ExternType::Memory(m.memories[i]),
+            EntityIndex::Global(g) => ExternType::Global(m.globals[g]),
+        }
+    }
+
+    /// The imports: (module, name, type), in order.
+    pub fn imports(&self) -> impl Iterator<Item = (&str, &str, ExternType)> + '_ {
+        self.compiled
+            .module()
+            .imports
+            .iter()
+            .map(|i| (i.module.as_str(), i.name.as_str(), self.entity_type(i.index)))
+    }
+
+    /// The exports: (name, type), in order.
+    pub fn exports(&self) -> impl Iterator<Item = (&str, ExternType)> + '_ {
+        self.compiled
+            .module()
+            .exports
+            .iter()
+            .map(|(n, e)| (n.as_str(), self.entity_type(*e)))
+    }
+}

@@ -1,0 +1,223 @@
+//! [`Store`]: the home of instances and everything they create.
+
+use crate::{Engine, Func};
+use kiln_runtime::{StoreOpaque, VMFuncRef, VMRuntimeLimits, INTERRUPT_SENTINEL};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
+
+pub(crate) struct FuncData {
+    pub(crate) func_ref: *const VMFuncRef,
+    pub(crate) ty: kiln_environ::FuncType,
+}
+
+/// Everything a store holds, with the embedder's data.
+pub struct StoreInner<T> {
+    pub(crate) opaque: StoreOpaque,
+    pub(crate) engine: Engine,
+    pub(crate) id: u64,
+    pub(crate) funcs: Vec<FuncData>,
+    pub(crate) func_by_ref: HashMap<usize, usize>,
+    pub(crate) host_funcs: Vec<Arc<crate::func::HostFunc>>,
+    pub(crate) instances: Vec<crate::instance::InstanceData>,
+    pub(crate) data: T,
+}
+
+/// Owns instances, memories, tables, globals and host functions, and the
+/// embedder's data `T`. Wasm objects from one store cannot be used with
+/// another.
+pub struct Store<T> {
+    inner: Box<StoreInner<T>>,
+}
+
+impl<T> Store<T> {
+    /// A new store for `engine`, holding `data`.
+    pub fn new(engine: &Engine, data: T) -> Store<T> {
+        let opaque = StoreOpaque::new(
+            engine.tunables().clone(),
+            &engine.inner.epoch as *const AtomicU64,
+        );
+        let mut inner = Box::new(StoreInner {
+            opaque,
+            engine: engine.clone(),
+            id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
+            funcs: Vec::new(),
+            func_by_ref: HashMap::new(),
+            host_funcs: Vec::new(),
+            instances: Vec::new(),
+            data,
+        });
+        let p: *mut StoreInner<T> = &mut *inner;
+        inner.opaque.set_store_ptr(p.cast());
+        Store { inner }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The embedder's data.
+    pub fn data(&self) -> &T {
+        &self.inner.data
+    }
+
+    /// The embedder's data, mutably.
+    pub fn data_mut(&mut self) -> &mut T {
+        &mut self.inner.data
+    }
+
+    /// Consumes the store, returning its data.
+    pub fn into_data(self) -> T {
+        self.inner.data
+    }
+
+    /// A handle that interrupts Wasm running in this store from any thread.
+    pub fn interrupt_handle(&self) -> InterruptHandle {
+        InterruptHandle {
+            limits: self.inner.opaque.limits.clone(),
+        }
+    }
+}
+
+/// Interrupts Wasm running in a store, from any thread.
+///
+/// `interrupt` makes the next function entry or loop back-edge in that
+/// store trap with [`TrapCode::Interrupt`](crate::TrapCode). If no Wasm is
+/// running, the request stays pending and takes effect at the next call
+/// into Wasm.
+#[derive(Clone)]
+pub struct InterruptHandle {
+    limits: Arc<VMRuntimeLimits>,
+}
+
+impl InterruptHandle {
+    /// Requests an interrupt.
+    pub fn interrupt(&self) {
+        self.limits
+            .stack_limit
+            .store(INTERRUPT_SENTINEL, Ordering::SeqCst);
+    }
+}
+
+/// Borrowed access to a store, from a [`Store`] or a [`Caller`](crate::Caller).
+pub struct StoreContextMut<'a, T>(pub(crate) &'a mut StoreInner<T>);
+
+/// Shared access to a store.
+pub struct StoreContext<'a, T>(pub(crate) &'a StoreInner<T>);
+
+impl<T> StoreContextMut<'_, T> {
+    /// The embedder's data.
+    pub fn data(&self) -> &T {
+        &self.0.data
+    }
+    /// The embedder's data, mutably.
+    pub fn data_mut(&mut self) -> &mut T {
+        &mut self.0.data
+    }
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.0.engine
+    }
+}
+
+/// Types that give shared access to a store.
+pub trait AsContext {
+    /// The store's data type.
+    type Data;
+    /// Borrows the store.
+    fn as_context(&self) -> StoreContext<'_, Self::Data>;
+}
+
+/// Types that give mutable access to a store.
+pub trait AsContextMut: AsContext {
+    /// Borrows the store mutably.
+    fn as_context_mut(&mut self) -> StoreContextMut<'_, Self::Data>;
+}
+
+impl<T> AsContext for Store<T> {
+    type Data = T;
+    fn as_context(&self) -> StoreContext<'_, T> {
+        StoreContext(&self.inner)
+    }
+}
+impl<T> AsContextMut for Store<T> {
+    fn as_context_mut(&mut self) -> StoreContextMut<'_, T> {
+        StoreContextMut(&mut self.inner)
+    }
+}
+impl<T> AsContext for StoreContext<'_, T> {
+    type Data = T;
+    fn as_context(&self) -> StoreContext<'_, T> {
+        StoreContext(self.0)
+    }
+}
+impl<T> AsContext for StoreContextMut<'_, T> {
+    type Data = T;
+    fn as_context(&self) -> StoreContext<'_, T> {
+        StoreContext(self.0)
+    }
+}
+impl<T> AsContextMut for StoreContextMut<'_, T> {
+    fn as_context_mut(&mut self) -> StoreContextMut<'_, T> {
+        StoreContextMut(self.0)
+    }
+}
+impl<T: AsContext> AsContext for &T {
+    type Data = T::Data;
+    fn as_context(&self) -> StoreContext<'_, T::Data> {
+        T::as_context(self)
+    }
+}
+impl<T: AsContext> AsContext for &mut T {
+    type Data = T::Data;
+    fn as_context(&self) -> StoreContext<'_, T::Data> {
+        T::as_context(self)
+    }
+}
+impl<T: AsContextMut> AsContextMut for &mut T {
+    fn as_context_mut(&mut self) -> StoreContextMut<'_, T::Data> {
+        T::as_context_mut(self)
+    }
+}
+
+impl<T> StoreInner<T> {
+    /// Registers a function by its `VMFuncRef`, deduplicating.
+    pub(crate) fn push_func(&mut self, func_ref: *const VMFuncRef, ty: kiln_environ::FuncType) -> Func {
+        if let Some(i) = self.func_by_ref.get(&(func_ref as usize)) {
+            return Func {
+                store: self.id,
+                index: *i,
+            };
+        }
+        self.funcs.push(FuncData { func_ref, ty });
+        let index = self.funcs.len() - 1;
+        self.func_by_ref.insert(func_ref as usize, index);
+        Func {
+            store: self.id,
+            index,
+        }
+    }
+
+    /// The `Func` for a raw funcref from Wasm (non-null).
+    pub(crate) fn func_from_raw(&mut self, func_ref: *const VMFuncRef) -> Func {
+        if let Some(i) = self.func_by_ref.get(&(func_ref as usize)) {
+            return Func {
+                store: self.id,
+                index: *i,
+            };
+        }
+        // SAFETY: a non-null funcref from Wasm points at a live VMFuncRef
+        // owned by this store.
+        let ti = unsafe { (*func_ref).type_index };
+        let ty = self
+            .engine
+            .inner
+            .types
+            .lookup(ti)
+            .unwrap_or_else(|| kiln_environ::FuncType::new([], []));
+        self.push_func(func_ref, ty)
+    }
+}

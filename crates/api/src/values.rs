@@ -1,0 +1,190 @@
+//! [`Val`] and references.
+
+use crate::store::StoreInner;
+use crate::{AsContext, AsContextMut, Error, Func, Result};
+use kiln_environ::ValType;
+use kiln_runtime::ValRaw;
+use std::any::Any;
+
+/// A WebAssembly value.
+#[derive(Clone, Debug)]
+pub enum Val {
+    /// An i32.
+    I32(i32),
+    /// An i64.
+    I64(i64),
+    /// An f32, as its bits.
+    F32(u32),
+    /// An f64, as its bits.
+    F64(u64),
+    /// A v128.
+    V128(u128),
+    /// A function reference (`None` is null).
+    FuncRef(Option<Func>),
+    /// An external reference (`None` is null).
+    ExternRef(Option<ExternRef>),
+}
+
+impl Val {
+    /// The value's type.
+    pub fn ty(&self) -> ValType {
+        match self {
+            Val::I32(_) => ValType::I32,
+            Val::I64(_) => ValType::I64,
+            Val::F32(_) => ValType::F32,
+            Val::F64(_) => ValType::F64,
+            Val::V128(_) => ValType::V128,
+            Val::FuncRef(_) => ValType::FuncRef,
+            Val::ExternRef(_) => ValType::ExternRef,
+        }
+    }
+
+    /// The zero (or null) value of `ty`.
+    pub fn default_for(ty: ValType) -> Val {
+        match ty {
+            ValType::I32 => Val::I32(0),
+            ValType::I64 => Val::I64(0),
+            ValType::F32 => Val::F32(0),
+            ValType::F64 => Val::F64(0),
+            ValType::V128 => Val::V128(0),
+            ValType::FuncRef => Val::FuncRef(None),
+            ValType::ExternRef => Val::ExternRef(None),
+        }
+    }
+
+    /// The i32, if this is one.
+    pub fn i32(&self) -> Option<i32> {
+        match self {
+            Val::I32(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// The i64, if this is one.
+    pub fn i64(&self) -> Option<i64> {
+        match self {
+            Val::I64(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// The f32, if this is one.
+    pub fn f32(&self) -> Option<f32> {
+        match self {
+            Val::F32(v) => Some(f32::from_bits(*v)),
+            _ => None,
+        }
+    }
+
+    /// The f64, if this is one.
+    pub fn f64(&self) -> Option<f64> {
+        match self {
+            Val::F64(v) => Some(f64::from_bits(*v)),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn to_raw<T>(&self, store: &mut StoreInner<T>) -> Result<ValRaw> {
+        Ok(match self {
+            Val::I32(v) => ValRaw::i32(*v),
+            Val::I64(v) => ValRaw::i64(*v),
+            Val::F32(v) => ValRaw::f32(*v),
+            Val::F64(v) => ValRaw::f64(*v),
+            Val::V128(v) => ValRaw::u128(*v),
+            Val::FuncRef(None) | Val::ExternRef(None) => ValRaw::ptr(0),
+            Val::FuncRef(Some(f)) => ValRaw::ptr(f.to_raw(store)? as usize),
+            Val::ExternRef(Some(e)) => {
+                if e.store != store.id {
+                    return Err(Error::WrongStore);
+                }
+                ValRaw::ptr(e.ptr)
+            }
+        })
+    }
+
+    pub(crate) fn from_raw<T>(store: &mut StoreInner<T>, raw: ValRaw, ty: ValType) -> Val {
+        match ty {
+            ValType::I32 => Val::I32(raw.get_i32()),
+            ValType::I64 => Val::I64(raw.get_i64()),
+            ValType::F32 => Val::F32(raw.get_f32()),
+            ValType::F64 => Val::F64(raw.get_f64()),
+            ValType::V128 => Val::V128(raw.get_u128()),
+            ValType::FuncRef => match raw.get_ptr() {
+                0 => Val::FuncRef(None),
+                p => Val::FuncRef(Some(store.func_from_raw(p as *const _))),
+            },
+            ValType::ExternRef => match raw.get_ptr() {
+                0 => Val::ExternRef(None),
+                p => Val::ExternRef(Some(ExternRef {
+                    store: store.id,
+                    ptr: p,
+                })),
+            },
+        }
+    }
+}
+
+impl From<i32> for Val {
+    fn from(v: i32) -> Val {
+        Val::I32(v)
+    }
+}
+impl From<i64> for Val {
+    fn from(v: i64) -> Val {
+        Val::I64(v)
+    }
+}
+impl From<f32> for Val {
+    fn from(v: f32) -> Val {
+        Val::F32(v.to_bits())
+    }
+}
+impl From<f64> for Val {
+    fn from(v: f64) -> Val {
+        Val::F64(v.to_bits())
+    }
+}
+
+/// A reference to host data that Wasm can hold but not look into. It lives
+/// as long as its store (Kiln has no garbage collector).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct ExternRef {
+    store: u64,
+    ptr: usize,
+}
+
+impl ExternRef {
+    /// Wraps `value` in a new reference owned by `store`.
+    pub fn new<T>(mut store: impl AsContextMut<Data = T>, value: impl Any + Send + Sync) -> ExternRef {
+        let s = store.as_context_mut().0;
+        s.opaque.externrefs.push(Box::new(Box::new(value)));
+        let ptr = &**s.opaque.externrefs.last().expect("pushed") as *const _ as usize;
+        ExternRef { store: s.id, ptr }
+    }
+
+    /// The host data.
+    pub fn data<'a, T: 'a>(&self, store: impl Into<StoreRef<'a, T>>) -> Result<&'a (dyn Any + Send + Sync)> {
+        let s = store.into().0;
+        if s.id != self.store {
+            return Err(Error::WrongStore);
+        }
+        // SAFETY: `ptr` is the address of a `Box<dyn Any>` owned by the
+        // store's `externrefs`, which is never shrunk while the store lives.
+        Ok(unsafe { &**(self.ptr as *const kiln_runtime::ExternData) })
+    }
+}
+
+/// A shared borrow of a store, accepted where only reading is needed.
+pub struct StoreRef<'a, T>(pub(crate) &'a StoreInner<T>);
+
+impl<'a, T> From<&'a crate::Store<T>> for StoreRef<'a, T> {
+    fn from(s: &'a crate::Store<T>) -> Self {
+        StoreRef(s.as_context().0)
+    }
+}
+impl<'a, T> From<&'a mut crate::Store<T>> for StoreRef<'a, T> {
+    fn from(s: &'a mut crate::Store<T>) -> Self {
+        let s: &'a crate::Store<T> = s;
+        StoreRef(s.as_context().0)
+    }
+}

@@ -1,0 +1,698 @@
+//! Instances, the store that owns them, and the libcalls generated code
+//! makes into them.
+//!
+//! An [`Instance`] owns one `VMContext` allocation laid out by
+//! [`VMOffsets`]. Everything the context points at (memories, tables,
+//! host-created globals, host functions, other instances) is owned by the
+//! same [`StoreOpaque`] in boxes that never move, which is what makes the
+//! raw pointers in the context valid: **Invariant:** nothing a `VMContext`
+//! points at is freed before the store is dropped.
+
+use crate::memory::LinearMemory;
+use crate::module::CompiledModule;
+use crate::table::Table;
+use crate::vmcontext::*;
+use kiln_environ::*;
+use std::alloc::Layout;
+use std::sync::Arc;
+
+/// Why instantiation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InstantiationError {
+    /// Creating a memory or table failed.
+    #[error("resource: {0}")]
+    Resource(String),
+    /// A segment did not fit (the spec's instantiation trap).
+    #[error(transparent)]
+    Trap(#[from] Trap),
+}
+
+/// Resolved imports, in the module's import order per kind.
+#[derive(Default)]
+pub struct Imports {
+    /// Functions.
+    pub funcs: Vec<VMFunctionImport>,
+    /// Tables.
+    pub tables: Vec<*mut Table>,
+    /// Memories.
+    pub memories: Vec<*mut LinearMemory>,
+    /// Globals.
+    pub globals: Vec<*mut VMGlobalDefinition>,
+}
+
+/// An instance of a compiled module.
+pub struct Instance {
+    module: Arc<CompiledModule>,
+    offsets: VMOffsets,
+    vmctx: *mut u8,
+    layout: Layout,
+    memories: Vec<*mut LinearMemory>,
+    tables: Vec<*mut Table>,
+    dropped_data: Vec<bool>,
+    dropped_elems: Vec<bool>,
+}
+
+// SAFETY: an instance belongs to one store; the store is `Send` when its
+// data is, and nothing here is tied to a thread.
+unsafe impl Send for Instance {}
+// SAFETY: shared references only read.
+unsafe impl Sync for Instance {}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `StoreOpaque::instantiate` with this layout.
+        unsafe { std::alloc::dealloc(self.vmctx, self.layout) }
+    }
+}
+
+/// Builtin function pointers, in `BuiltinFunction::ALL` order.
+#[repr(C)]
+pub struct VMBuiltinFunctions {
+    ptrs: [*const u8; 11],
+}
+
+// SAFETY: function pointers only.
+unsafe impl Sync for VMBuiltinFunctions {}
+
+static BUILTINS: VMBuiltinFunctions = VMBuiltinFunctions {
+    ptrs: [
+        libcalls::memory_grow as *const u8,
+        libcalls::memory_fill as *const u8,
+        libcalls::memory_copy as *const u8,
+        libcalls::memory_init as *const u8,
+        libcalls::data_drop as *const u8,
+        libcalls::table_grow as *const u8,
+        libcalls::table_fill as *const u8,
+        libcalls::table_copy as *const u8,
+        libcalls::table_init as *const u8,
+        libcalls::elem_drop as *const u8,
+        libcalls::out_of_gas as *const u8,
+    ],
+};
+
+impl Instance {
+    fn at<T>(&self, offset: u32) -> *mut T {
+        // SAFETY: offsets come from `VMOffsets` for this module and lie
+        // within the allocation.
+        unsafe { self.vmctx.add(offset as usize).cast() }
+    }
+
+    /// The `VMContext`.
+    pub fn vmctx(&self) -> *mut VMContext {
+        self.vmctx.cast()
+    }
+
+    /// The compiled module.
+    pub fn module(&self) -> &Arc<CompiledModule> {
+        &self.module
+    }
+
+    /// Recovers the instance from a context.
+    ///
+    /// # Safety
+    ///
+    /// `vmctx` must be the context of a live instance.
+    pub unsafe fn from_vmctx<'a>(vmctx: *mut VMContext) -> &'a mut Instance {
+        // SAFETY: the header's INSTANCE field points at the owning
+        // `Instance`, whose box outlives the context.
+        unsafe { &mut **(vmctx.cast::<u8>().add(VMOffsets::INSTANCE as usize) as *mut *mut Instance) }
+    }
+
+    /// The `VMFuncRef` of function `f` (imported or defined), or null if a
+    /// defined function does not escape.
+    pub fn func_ref(&self, f: FuncIndex) -> *const VMFuncRef {
+        let m = self.module.module();
+        match m.defined_func_index(f) {
+            None => {
+                let imp: *mut VMFunctionImport = self.at(self.offsets.imported_function(f));
+                // SAFETY: initialised during instantiation.
+                unsafe { (*imp).func_ref }
+            }
+            Some(d) => match m.func_ref_slots[d] {
+                Some(slot) => self.at(self.offsets.func_ref(slot)),
+                None => std::ptr::null(),
+            },
+        }
+    }
+
+    /// Memory `i`.
+    pub fn memory(&self, i: MemoryIndex) -> *mut LinearMemory {
+        self.memories[i.index()]
+    }
+
+    /// Table `i`.
+    pub fn table(&self, i: TableIndex) -> *mut Table {
+        self.tables[i.index()]
+    }
+
+    /// The definition of global `g`.
+    pub fn global(&self, g: GlobalIndex) -> *mut VMGlobalDefinition {
+        let m = self.module.module();
+        match m.defined_global_index(g) {
+            Some(d) => self.at(self.offsets.defined_global(d)),
+            // SAFETY: imported global pointers are set at instantiation.
+            None => unsafe { *self.at::<*mut VMGlobalDefinition>(self.offsets.imported_global(g)) },
+        }
+    }
+
+    fn eval(&self, expr: &ConstExpr) -> ValRaw {
+        let mut stack: Vec<ValRaw> = Vec::with_capacity(2);
+        for op in &expr.ops {
+            let v = match *op {
+                ConstOp::I32Const(v) => ValRaw::i32(v),
+                ConstOp::I64Const(v) => ValRaw::i64(v),
+                ConstOp::F32Const(v) => ValRaw::f32(v),
+                ConstOp::F64Const(v) => ValRaw::f64(v),
+                ConstOp::V128Const(v) => ValRaw::u128(v),
+                // SAFETY: the global's definition is live (validated index).
+                ConstOp::GlobalGet(g) => unsafe { (*self.global(g)).get() },
+                ConstOp::RefNull(_) => ValRaw::ptr(0),
+                ConstOp::RefFunc(f) => ValRaw::ptr(self.func_ref(f) as usize),
+                ConstOp::I32Add | ConstOp::I32Sub | ConstOp::I32Mul => {
+                    let b = stack.pop().unwrap_or_default().get_i32();
+                    let a = stack.pop().unwrap_or_default().get_i32();
+                    ValRaw::i32(match *op {
+                        ConstOp::I32Add => a.wrapping_add(b),
+                        ConstOp::I32Sub => a.wrapping_sub(b),
+                        _ => a.wrapping_mul(b),
+                    })
+                }
+                ConstOp::I64Add | ConstOp::I64Sub | ConstOp::I64Mul => {
+                    let b = stack.pop().unwrap_or_default().get_i64();
+                    let a = stack.pop().unwrap_or_default().get_i64();
+                    ValRaw::i64(match *op {
+                        ConstOp::I64Add => a.wrapping_add(b),
+                        ConstOp::I64Sub => a.wrapping_sub(b),
+                        _ => a.wrapping_mul(b),
+                    })
+                }
+            };
+            stack.push(v);
+        }
+        stack.pop().unwrap_or_default()
+    }
+
+    fn elem_items(&self, seg: &ElemSegment) -> Vec<usize> {
+        match &seg.items {
+            ElemItems::Functions(fs) => fs.iter().map(|f| self.func_ref(*f) as usize).collect(),
+            ElemItems::Expressions(es) => es.iter().map(|e| self.eval(e).get_ptr()).collect(),
+        }
+    }
+
+    // --- Operations shared by libcalls and the host API. ---
+
+    /// `memory.fill`.
+    pub fn memory_fill(&mut self, m: MemoryIndex, dst: u64, val: u8, len: u64) -> Result<(), Trap> {
+        // SAFETY: memory pointers are live for the store's lifetime.
+        let mem = unsafe { &mut *self.memory(m) };
+        let r = range(dst, len, mem.byte_size()).ok_or(Trap::MemoryOutOfBounds)?;
+        mem.data_mut()[r].fill(val);
+        Ok(())
+    }
+
+    /// `memory.copy`.
+    pub fn memory_copy(
+        &mut self,
+        dm: MemoryIndex,
+        dst: u64,
+        sm: MemoryIndex,
+        src: u64,
+        len: u64,
+    ) -> Result<(), Trap> {
+        // SAFETY: memory pointers are live; the two may be the same memory,
+        // so only raw pointers are used for the copy.
+        unsafe {
+            let (d, s) = (&*self.memory(dm), &*self.memory(sm));
+            let dr = range(dst, len, d.byte_size()).ok_or(Trap::MemoryOutOfBounds)?;
+            let sr = range(src, len, s.byte_size()).ok_or(Trap::MemoryOutOfBounds)?;
+            let dp = (*d.vmmemory()).base.add(dr.start);
+            let sp = (*s.vmmemory()).base.add(sr.start);
+            std::ptr::copy(sp, dp, dr.len());
+        }
+        Ok(())
+    }
+
+    /// `memory.init`.
+    pub fn memory_init(
+        &mut self,
+        m: MemoryIndex,
+        data: DataIndex,
+        dst: u64,
+        src: u32,
+        len: u32,
+    ) -> Result<(), Trap> {
+        let module = self.module.clone();
+        let bytes: &[u8] = if self.dropped_data[data.index()] {
+            &[]
+        } else {
+            &module.module().data[data].data
+        };
+        let sr = range(u64::from(src), u64::from(len), bytes.len()).ok_or(Trap::MemoryOutOfBounds)?;
+        // SAFETY: memory pointers are live for the store's lifetime.
+        let mem = unsafe { &mut *self.memory(m) };
+        let dr = range(dst, u64::from(len), mem.byte_size()).ok_or(Trap::MemoryOutOfBounds)?;
+        mem.data_mut()[dr].copy_from_slice(&bytes[sr]);
+        Ok(())
+    }
+
+    /// `table.init`.
+    pub fn table_init(
+        &mut self,
+        t: TableIndex,
+        elem: ElemIndex,
+        dst: u32,
+        src: u32,
+        len: u32,
+    ) -> Result<(), Trap> {
+        let module = self.module.clone();
+        let items = if self.dropped_elems[elem.index()] {
+            Vec::new()
+        } else {
+            self.elem_items(&module.module().elems[elem])
+        };
+        let sr = range(u64::from(src), u64::from(len), items.len()).ok_or(Trap::TableOutOfBounds)?;
+        // SAFETY: table pointers are live for the store's lifetime.
+        let table = unsafe { &mut *self.table(t) };
+        let dr = range(u64::from(dst), u64::from(len), table.size() as usize)
+            .ok_or(Trap::TableOutOfBounds)?;
+        table.elements_mut()[dr].copy_from_slice(&items[sr]);
+        Ok(())
+    }
+
+    /// `table.copy`.
+    pub fn table_copy(
+        &mut self,
+        dt: TableIndex,
+        st: TableIndex,
+        dst: u32,
+        src: u32,
+        len: u32,
+    ) -> Result<(), Trap> {
+        // SAFETY: table pointers are live; when both are the same table
+        // the copy goes through a temporary.
+        unsafe {
+            let s = &*self.table(st);
+            let sr = range(u64::from(src), u64::from(len), s.size() as usize)
+                .ok_or(Trap::TableOutOfBounds)?;
+            let tmp: Vec<usize> = s.elements()[sr].to_vec();
+            let d = &mut *self.table(dt);
+            let dr = range(u64::from(dst), u64::from(len), d.size() as usize)
+                .ok_or(Trap::TableOutOfBounds)?;
+            d.elements_mut()[dr].copy_from_slice(&tmp);
+        }
+        Ok(())
+    }
+}
+
+fn range(start: u64, len: u64, size: usize) -> Option<std::ops::Range<usize>> {
+    let end = start.checked_add(len)?;
+    if end > size as u64 {
+        return None;
+    }
+    Some(start as usize..end as usize)
+}
+
+/// Host data behind an `externref`.
+pub type ExternData = Box<dyn std::any::Any + Send + Sync>;
+
+/// The runtime side of a store: owns everything generated code can reach.
+pub struct StoreOpaque {
+    /// The limits generated code reads (shared with interrupt handles).
+    pub limits: Arc<VMRuntimeLimits>,
+    /// Every memory created in this store.
+    pub memories: Vec<Box<LinearMemory>>,
+    /// Every table created in this store.
+    pub tables: Vec<Box<Table>>,
+    /// Globals created by the host.
+    pub globals: Vec<Box<VMGlobalDefinition>>,
+    /// Instances.
+    pub instances: Vec<Box<Instance>>,
+    /// Host function contexts.
+    pub host_funcs: Vec<Box<VMHostFuncContext>>,
+    /// Externref payloads: an externref is a pointer to one of these boxes.
+    /// They live as long as the store (there is no collector).
+    pub externrefs: Vec<Box<ExternData>>,
+    /// Modules kept alive for host-function trampolines.
+    pub modules: Vec<Arc<CompiledModule>>,
+    /// A minimal context passed as `caller_vmctx` when the host calls.
+    store_vmctx: Box<[u64; (VMOffsets::HEADER_SIZE / 8) as usize]>,
+    /// Settings baked into code.
+    pub tunables: Tunables,
+}
+
+// SAFETY: all raw pointers inside point at data this store owns.
+unsafe impl Send for StoreOpaque {}
+
+impl StoreOpaque {
+    /// A new, empty store.
+    pub fn new(tunables: Tunables, epoch: *const std::sync::atomic::AtomicU64) -> StoreOpaque {
+        let limits = Arc::new(VMRuntimeLimits {
+            epoch_ptr: epoch,
+            ..VMRuntimeLimits::default()
+        });
+        let mut s = StoreOpaque {
+            limits,
+            memories: Vec::new(),
+            tables: Vec::new(),
+            globals: Vec::new(),
+            instances: Vec::new(),
+            host_funcs: Vec::new(),
+            externrefs: Vec::new(),
+            modules: Vec::new(),
+            store_vmctx: Box::new([0; (VMOffsets::HEADER_SIZE / 8) as usize]),
+            tunables,
+        };
+        s.store_vmctx[0] = u64::from(VMCONTEXT_MAGIC);
+        s.store_vmctx[(VMOffsets::RUNTIME_LIMITS / 8) as usize] = Arc::as_ptr(&s.limits) as u64;
+        s.store_vmctx[(VMOffsets::BUILTINS / 8) as usize] = &BUILTINS as *const _ as u64;
+        s
+    }
+
+    /// Records the address of the API-level store (read by host functions
+    /// through `caller_vmctx`).
+    pub fn set_store_ptr(&mut self, p: *mut ()) {
+        self.store_vmctx[(VMOffsets::STORE / 8) as usize] = p as u64;
+        for i in &mut self.instances {
+            // SAFETY: STORE is within every context's header.
+            unsafe { *i.at::<*mut ()>(VMOffsets::STORE) = p };
+        }
+    }
+
+    /// The context passed as `caller_vmctx` for calls from the host.
+    pub fn host_vmctx(&self) -> *mut VMContext {
+        self.store_vmctx.as_ptr() as *mut VMContext
+    }
+
+    /// The API-level store recorded with [`StoreOpaque::set_store_ptr`].
+    ///
+    /// # Safety
+    ///
+    /// `vmctx` must be a live instance context or a store's host context.
+    pub unsafe fn store_ptr_from_vmctx(vmctx: *mut VMContext) -> *mut () {
+        // SAFETY: STORE is within every context's header.
+        unsafe { *(vmctx.cast::<u8>().add(VMOffsets::STORE as usize) as *const *mut ()) }
+    }
+
+    /// Instantiates `module` with `imports`. Segments are applied in
+    /// order; on a segment trap the writes before it stay visible (as the
+    /// spec requires for imported tables and memories) and the instance
+    /// stays owned by the store, unreachable.
+    pub fn instantiate(
+        &mut self,
+        module: &Arc<CompiledModule>,
+        imports: Imports,
+    ) -> Result<usize, InstantiationError> {
+        let m = module.module();
+        let offsets = VMOffsets::new(m);
+
+        let mut memories = imports.memories.clone();
+        for (_, ty) in m.memories.iter().skip(m.num_imported_memories) {
+            let mem = LinearMemory::new(*ty, &self.tunables)
+                .map_err(|e| InstantiationError::Resource(e.to_string()))?;
+            self.memories.push(Box::new(mem));
+            memories.push(&mut **self.memories.last_mut().expect("pushed") as *mut LinearMemory);
+        }
+        let mut tables = imports.tables.clone();
+        for (_, ty) in m.tables.iter().skip(m.num_imported_tables) {
+            let t = Table::new(*ty, 0).ok_or_else(|| {
+                InstantiationError::Resource(format!("table of {} elements", ty.minimum))
+            })?;
+            self.tables.push(Box::new(t));
+            tables.push(&mut **self.tables.last_mut().expect("pushed") as *mut Table);
+        }
+
+        let layout = Layout::from_size_align(offsets.size().max(16) as usize, 16)
+            .map_err(|e| InstantiationError::Resource(e.to_string()))?;
+        // SAFETY: the layout has a non-zero size.
+        let vmctx = unsafe { std::alloc::alloc_zeroed(layout) };
+        if vmctx.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        let mut inst = Box::new(Instance {
+            module: module.clone(),
+            offsets,
+            vmctx,
+            layout,
+            memories,
+            tables,
+            dropped_data: vec![false; m.data.len()],
+            dropped_elems: vec![false; m.elems.len()],
+        });
+        let inst_ptr: *mut Instance = &mut *inst;
+        let o = &inst.offsets;
+        // SAFETY: every write below targets an offset `VMOffsets` assigned
+        // inside the fresh allocation, with the field's own type.
+        unsafe {
+            *inst.at::<u32>(VMOffsets::MAGIC) = VMCONTEXT_MAGIC;
+            *inst.at::<*const VMRuntimeLimits>(VMOffsets::RUNTIME_LIMITS) = Arc::as_ptr(&self.limits);
+            *inst.at::<*const VMBuiltinFunctions>(VMOffsets::BUILTINS) = &BUILTINS;
+            *inst.at::<*const SharedTypeIndex>(VMOffsets::TYPE_IDS) = module.type_ids().as_ptr();
+            *inst.at::<u64>(VMOffsets::STORE) = self.store_vmctx[(VMOffsets::STORE / 8) as usize];
+            *inst.at::<*mut Instance>(VMOffsets::INSTANCE) = inst_ptr;
+            for (i, f) in imports.funcs.iter().enumerate() {
+                *inst.at::<VMFunctionImport>(o.imported_function(FuncIndex::new(i))) = *f;
+            }
+            for (i, g) in imports.globals.iter().enumerate() {
+                *inst.at::<*mut VMGlobalDefinition>(o.imported_global(GlobalIndex::new(i))) = *g;
+            }
+            for (i, t) in inst.tables.iter().enumerate() {
+                *inst.at::<*mut VMTableDefinition>(o.table(TableIndex::new(i))) = (**t).vmtable();
+            }
+            for (i, mem) in inst.memories.iter().enumerate() {
+                *inst.at::<*mut VMMemoryDefinition>(o.memory(MemoryIndex::new(i))) =
+                    (**mem).vmmemory();
+            }
+            for d in m.defined_funcs() {
+                if let Some(slot) = m.func_ref_slots[d] {
+                    let f = m.func_index(d);
+                    let info = &module.info().funcs[d];
+                    let ptr = inst.at::<VMFuncRef>(o.func_ref(slot));
+                    ptr.write(VMFuncRef {
+                        array_call: info.array_to_wasm.map_or(std::ptr::null(), |l| module.text_addr(l)),
+                        native_call: info.native_to_wasm.map_or(std::ptr::null(), |l| module.text_addr(l)),
+                        wasm_call: module.wasm_call(d),
+                        type_index: module.type_id(m.functions[f].type_index),
+                        vmctx: vmctx.cast(),
+                    });
+                }
+            }
+        }
+        // Globals, in order: an initialiser may read earlier globals.
+        for (d, init) in m.global_inits.iter() {
+            let v = inst.eval(init);
+            let g: *mut VMGlobalDefinition = inst.at(inst.offsets.defined_global(d));
+            // SAFETY: the definition lies inside the context.
+            unsafe { (*g).set(v) };
+        }
+        // Defined tables with an initialiser expression.
+        for (d, init) in m.table_inits.iter() {
+            if let Some(init) = init {
+                let v = inst.eval(init).get_ptr();
+                let t = TableIndex::new(m.num_imported_tables + d.index());
+                // SAFETY: the table is live.
+                unsafe { (*inst.table(t)).fill(0, v, (*inst.table(t)).size()) };
+            }
+        }
+        self.instances.push(inst);
+        let id = self.instances.len() - 1;
+        let inst = &mut self.instances[id];
+
+        // Element segments, then data segments, in order.
+        for (e, seg) in m.elems.iter() {
+            match &seg.kind {
+                ElemKind::Active { table, offset } => {
+                    let off = inst.eval(offset).get_i32() as u32;
+                    let items = inst.elem_items(seg);
+                    // SAFETY: the table is live.
+                    let t = unsafe { &mut *inst.table(*table) };
+                    let r = range(u64::from(off), items.len() as u64, t.size() as usize)
+                        .ok_or(Trap::TableOutOfBounds)?;
+                    t.elements_mut()[r].copy_from_slice(&items);
+                    inst.dropped_elems[e.index()] = true;
+                }
+                ElemKind::Declared => inst.dropped_elems[e.index()] = true,
+                ElemKind::Passive => {}
+            }
+        }
+        for (d, seg) in m.data.iter() {
+            if let DataKind::Active { memory, offset } = &seg.kind {
+                let v = inst.eval(offset);
+                let off = if m.memories[*memory].memory64 {
+                    v.get_i64() as u64
+                } else {
+                    u64::from(v.get_i32() as u32)
+                };
+                // SAFETY: the memory is live.
+                let mem = unsafe { &mut *inst.memory(*memory) };
+                let r = range(off, seg.data.len() as u64, mem.byte_size())
+                    .ok_or(Trap::MemoryOutOfBounds)?;
+                mem.data_mut()[r].copy_from_slice(&seg.data);
+                inst.dropped_data[d.index()] = true;
+            }
+        }
+        Ok(id)
+    }
+}
+
+mod libcalls {
+    //! The functions in `VMBuiltinFunctions`. Each is `extern "C"`, takes
+    //! the caller's context first, and never panics: a failed operation is
+    //! reported through its status result so generated code traps.
+    use super::*;
+
+    unsafe fn inst<'a>(vmctx: *mut VMContext) -> &'a mut Instance {
+        // SAFETY: generated code passes its own live context.
+        unsafe { Instance::from_vmctx(vmctx) }
+    }
+
+    fn status(r: Result<(), Trap>) -> u32 {
+        u32::from(r.is_err())
+    }
+
+    pub(super) unsafe extern "C" fn memory_grow(vmctx: *mut VMContext, mem: u32, delta: u64) -> u64 {
+        // SAFETY: see `inst`; the memory belongs to the store.
+        unsafe {
+            let i = inst(vmctx);
+            let m = &mut *i.memory(MemoryIndex::from_u32(mem));
+            m.grow(delta).unwrap_or(u64::MAX)
+        }
+    }
+
+    pub(super) unsafe extern "C" fn memory_fill(
+        vmctx: *mut VMContext,
+        mem: u32,
+        dst: u64,
+        val: u32,
+        len: u64,
+    ) -> u32 {
+        // SAFETY: see `inst`.
+        status(unsafe { inst(vmctx) }.memory_fill(MemoryIndex::from_u32(mem), dst, val as u8, len))
+    }
+
+    pub(super) unsafe extern "C" fn memory_copy(
+        vmctx: *mut VMContext,
+        dst_mem: u32,
+        dst: u64,
+        src_mem: u32,
+        src: u64,
+        len: u64,
+    ) -> u32 {
+        // SAFETY: see `inst`.
+        status(unsafe { inst(vmctx) }.memory_copy(
+            MemoryIndex::from_u32(dst_mem),
+            dst,
+            MemoryIndex::from_u32(src_mem),
+            src,
+            len,
+        ))
+    }
+
+    pub(super) unsafe extern "C" fn memory_init(
+        vmctx: *mut VMContext,
+        mem: u32,
+        data: u32,
+        dst: u64,
+        src: u32,
+        len: u32,
+    ) -> u32 {
+        // SAFETY: see `inst`.
+        status(unsafe { inst(vmctx) }.memory_init(
+            MemoryIndex::from_u32(mem),
+            DataIndex::from_u32(data),
+            dst,
+            src,
+            len,
+        ))
+    }
+
+    pub(super) unsafe extern "C" fn data_drop(vmctx: *mut VMContext, data: u32) {
+        // SAFETY: see `inst`.
+        let i = unsafe { inst(vmctx) };
+        if let Some(d) = i.dropped_data.get_mut(data as usize) {
+            *d = true;
+        }
+    }
+
+    pub(super) unsafe extern "C" fn table_grow(
+        vmctx: *mut VMContext,
+        table: u32,
+        delta: u32,
+        init: *mut u8,
+    ) -> u32 {
+        // SAFETY: see `inst`; the table belongs to the store.
+        unsafe {
+            let t = &mut *inst(vmctx).table(TableIndex::from_u32(table));
+            t.grow(delta, init as usize).unwrap_or(u32::MAX)
+        }
+    }
+
+    pub(super) unsafe extern "C" fn table_fill(
+        vmctx: *mut VMContext,
+        table: u32,
+        dst: u32,
+        val: *mut u8,
+        len: u32,
+    ) -> u32 {
+        // SAFETY: see `inst`; the table belongs to the store.
+        unsafe {
+            let t = &mut *inst(vmctx).table(TableIndex::from_u32(table));
+            u32::from(t.fill(dst, val as usize, len).is_none())
+        }
+    }
+
+    pub(super) unsafe extern "C" fn table_copy(
+        vmctx: *mut VMContext,
+        dst_table: u32,
+        src_table: u32,
+        dst: u32,
+        src: u32,
+        len: u32,
+    ) -> u32 {
+        // SAFETY: see `inst`.
+        status(unsafe { inst(vmctx) }.table_copy(
+            TableIndex::from_u32(dst_table),
+            TableIndex::from_u32(src_table),
+            dst,
+            src,
+            len,
+        ))
+    }
+
+    pub(super) unsafe extern "C" fn table_init(
+        vmctx: *mut VMContext,
+        table: u32,
+        elem: u32,
+        dst: u32,
+        src: u32,
+        len: u32,
+    ) -> u32 {
+        // SAFETY: see `inst`.
+        status(unsafe { inst(vmctx) }.table_init(
+            TableIndex::from_u32(table),
+            ElemIndex::from_u32(elem),
+            dst,
+            src,
+            len,
+        ))
+    }
+
+    pub(super) unsafe extern "C" fn elem_drop(vmctx: *mut VMContext, elem: u32) {
+        // SAFETY: see `inst`.
+        let i = unsafe { inst(vmctx) };
+        if let Some(d) = i.dropped_elems.get_mut(elem as usize) {
+            *d = true;
+        }
+    }
+
+    pub(super) unsafe extern "C" fn out_of_gas(_vmctx: *mut VMContext) -> u32 {
+        1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn builtin_table_matches_declaration() {
+        assert_eq!(super::BUILTINS.ptrs.len(), kiln_environ::BuiltinFunction::ALL.len());
+    }
+}

@@ -1,0 +1,210 @@
+//! Loaded modules, the process-wide registry of code ranges that the
+//! signal handler consults, and the engine-wide type registry.
+
+use kiln_environ::{
+    CompiledModuleInfo, DefinedFuncIndex, EntityRef, FuncType, FunctionLoc, PrimaryMap,
+    SharedTypeIndex, Trap, TypeIndex,
+};
+use kiln_jit::CodeMemory;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Interns function types engine-wide: equal types get equal
+/// [`SharedTypeIndex`]es, so a `call_indirect` type check compares one
+/// integer across modules and host functions. Entries are never removed;
+/// the registry grows with the number of distinct types an engine sees.
+#[derive(Default, Debug)]
+pub struct TypeRegistry {
+    inner: Mutex<(HashMap<FuncType, SharedTypeIndex>, Vec<FuncType>)>,
+}
+
+impl TypeRegistry {
+    /// The index of `ty`, registering it if new.
+    pub fn register(&self, ty: &FuncType) -> SharedTypeIndex {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = g.0.get(ty) {
+            return *i;
+        }
+        let i = SharedTypeIndex::new(g.1.len());
+        g.1.push(ty.clone());
+        g.0.insert(ty.clone(), i);
+        i
+    }
+
+    /// The type registered as `i`.
+    pub fn lookup(&self, i: SharedTypeIndex) -> Option<FuncType> {
+        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.1.get(i.index()).cloned()
+    }
+}
+
+/// A module's code in executable memory, with its metadata.
+pub struct CompiledModule {
+    code: CodeMemory,
+    info: CompiledModuleInfo,
+    type_ids: Box<[SharedTypeIndex]>,
+    text_start: usize,
+}
+
+/// One frame of a Wasm backtrace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrameInfo {
+    /// The module's name, from its name section.
+    pub module_name: Option<String>,
+    /// The function's index in the module.
+    pub func_index: u32,
+    /// The function's name, from the name section.
+    pub func_name: Option<String>,
+    /// Byte offset of the instruction in the module, if known.
+    pub module_offset: Option<u32>,
+}
+
+impl CompiledModule {
+    /// Publishes `object` as executable code and registers it for trap
+    /// handling.
+    pub fn new(
+        object: &[u8],
+        info: CompiledModuleInfo,
+        types: &TypeRegistry,
+    ) -> Result<Arc<CompiledModule>, kiln_jit::JitError> {
+        let code = CodeMemory::new(object)?;
+        let type_ids = info
+            .module
+            .types
+            .values()
+            .map(|t| types.register(t))
+            .collect();
+        let text_start = code.text_range().start;
+        let m = Arc::new(CompiledModule {
+            code,
+            info,
+            type_ids,
+            text_start,
+        });
+        register_code(&m);
+        Ok(m)
+    }
+
+    /// The metadata.
+    pub fn info(&self) -> &CompiledModuleInfo {
+        &self.info
+    }
+
+    /// The module.
+    pub fn module(&self) -> &kiln_environ::Module {
+        &self.info.module
+    }
+
+    /// The code memory.
+    pub fn code(&self) -> &CodeMemory {
+        &self.code
+    }
+
+    /// Engine type ids, by module type index.
+    pub fn type_ids(&self) -> &[SharedTypeIndex] {
+        &self.type_ids
+    }
+
+    /// The engine type of module type `t`.
+    pub fn type_id(&self, t: TypeIndex) -> SharedTypeIndex {
+        self.type_ids[t.index()]
+    }
+
+    /// The address of a function in the text section.
+    pub fn text_addr(&self, loc: FunctionLoc) -> *const u8 {
+        (self.text_start + loc.start as usize) as *const u8
+    }
+
+    /// The `wasm_call` entry of a defined function.
+    pub fn wasm_call(&self, f: DefinedFuncIndex) -> *const u8 {
+        self.text_addr(self.info.funcs[f].wasm_func)
+    }
+
+    /// The wasm-to-native trampoline for module type `t`.
+    pub fn wasm_to_native(&self, t: TypeIndex) -> *const u8 {
+        self.text_addr(self.info.wasm_to_native[t])
+    }
+
+    /// All wasm-to-native trampolines.
+    pub fn wasm_to_native_all(&self) -> &PrimaryMap<TypeIndex, FunctionLoc> {
+        &self.info.wasm_to_native
+    }
+
+    pub(crate) fn lookup_trap(&self, pc: usize) -> Option<Trap> {
+        let off = u32::try_from(pc.checked_sub(self.text_start)?).ok()?;
+        self.info.lookup_trap(off)
+    }
+
+    pub(crate) fn frame_info(&self, pc: usize) -> Option<FrameInfo> {
+        let off = u32::try_from(pc.checked_sub(self.text_start)?).ok()?;
+        let d = self.info.func_by_text_offset(off)?;
+        let m = &self.info.module;
+        let f = m.func_index(d);
+        // A return address points after the call; look up the byte before
+        // so the frame names the call instruction.
+        let module_offset = self.info.lookup_wasm_offset(off.saturating_sub(1));
+        Some(FrameInfo {
+            module_name: m.name.clone(),
+            func_index: f.as_u32(),
+            func_name: m.func_names.get(&f).cloned(),
+            module_offset,
+        })
+    }
+}
+
+impl Drop for CompiledModule {
+    fn drop(&mut self) {
+        let mut g = CODE.write().unwrap_or_else(|e| e.into_inner());
+        g.remove(&self.code.text_range().end);
+    }
+}
+
+/// Registered code: text end address -> (text start, module). Keyed by the
+/// end so a lookup is one `range(pc..)` step.
+struct Entry {
+    start: usize,
+    module: *const CompiledModule,
+}
+
+// SAFETY: the pointer is only dereferenced while the module is alive: it
+// is removed from the registry in `CompiledModule::drop` before the module
+// is freed.
+unsafe impl Send for Entry {}
+// SAFETY: see `Send`.
+unsafe impl Sync for Entry {}
+
+static CODE: RwLock<BTreeMap<usize, Entry>> = RwLock::new(BTreeMap::new());
+
+fn register_code(m: &Arc<CompiledModule>) {
+    let r = m.code.text_range();
+    if r.is_empty() {
+        return;
+    }
+    let mut g = CODE.write().unwrap_or_else(|e| e.into_inner());
+    g.insert(
+        r.end,
+        Entry {
+            start: r.start,
+            module: Arc::as_ptr(m),
+        },
+    );
+}
+
+/// The loaded module whose text contains `pc`.
+pub(crate) fn lookup_code(pc: usize) -> Option<&'static CompiledModule> {
+    let g = CODE.read().ok()?;
+    let (end, e) = g.range(pc + 1..).next()?;
+    if pc >= e.start && pc < *end {
+        // SAFETY: the module is alive while registered, and it is only used
+        // by the signal handler or a walk on a thread executing its code,
+        // which holds a reference to it through its store.
+        Some(unsafe { &*e.module })
+    } else {
+        None
+    }
+}
+
+/// Whether `pc` is inside code Kiln loaded.
+pub fn is_wasm_pc(pc: usize) -> bool {
+    lookup_code(pc).is_some()
+}

@@ -1,0 +1,111 @@
+//! Tables: growable arrays of references (`*const VMFuncRef` for funcref,
+//! an externref pointer for externref; 0 is null).
+//!
+//! **Invariant:** `def.base` and `def.current_elements` always describe
+//! `elements`; every method that can reallocate updates them, because
+//! generated code reads the definition, not the vector.
+
+use crate::vmcontext::VMTableDefinition;
+use kiln_environ::TableType;
+
+/// A table.
+pub struct Table {
+    elements: Vec<usize>,
+    def: Box<VMTableDefinition>,
+    ty: TableType,
+}
+
+// SAFETY: owned by one store, used from its thread.
+unsafe impl Send for Table {}
+// SAFETY: see `Send`.
+unsafe impl Sync for Table {}
+
+/// Tables larger than this many elements are refused.
+pub const MAX_TABLE_ELEMENTS: u32 = 10_000_000;
+
+impl Table {
+    /// A table of type `ty` filled with `init`.
+    pub fn new(ty: TableType, init: usize) -> Option<Table> {
+        if ty.minimum > MAX_TABLE_ELEMENTS {
+            return None;
+        }
+        let mut t = Table {
+            elements: vec![init; ty.minimum as usize],
+            def: Box::new(VMTableDefinition {
+                base: std::ptr::null_mut(),
+                current_elements: 0,
+            }),
+            ty,
+        };
+        t.sync();
+        Some(t)
+    }
+
+    fn sync(&mut self) {
+        self.def.base = self.elements.as_mut_ptr();
+        self.def.current_elements = self.elements.len();
+    }
+
+    /// The type with the current size as minimum.
+    pub fn ty(&self) -> TableType {
+        TableType {
+            minimum: self.size(),
+            ..self.ty
+        }
+    }
+
+    /// The declared type.
+    pub fn declared_ty(&self) -> TableType {
+        self.ty
+    }
+
+    /// The definition generated code reads.
+    pub fn vmtable(&self) -> *mut VMTableDefinition {
+        &*self.def as *const VMTableDefinition as *mut VMTableDefinition
+    }
+
+    /// Number of elements.
+    pub fn size(&self) -> u32 {
+        self.elements.len() as u32
+    }
+
+    /// Element `i`.
+    pub fn get(&self, i: u32) -> Option<usize> {
+        self.elements.get(i as usize).copied()
+    }
+
+    /// Sets element `i`; `None` if out of bounds.
+    pub fn set(&mut self, i: u32, v: usize) -> Option<()> {
+        *self.elements.get_mut(i as usize)? = v;
+        Some(())
+    }
+
+    /// Grows by `delta` elements of `init`; returns the old size.
+    pub fn grow(&mut self, delta: u32, init: usize) -> Option<u32> {
+        let old = self.size();
+        let new = old.checked_add(delta)?;
+        if new > self.ty.maximum.unwrap_or(u32::MAX) || new > MAX_TABLE_ELEMENTS {
+            return None;
+        }
+        self.elements.resize(new as usize, init);
+        self.sync();
+        Some(old)
+    }
+
+    /// Fills `len` elements from `dst` with `v`.
+    pub fn fill(&mut self, dst: u32, v: usize, len: u32) -> Option<()> {
+        let end = dst.checked_add(len)?;
+        self.elements.get_mut(dst as usize..end as usize)?.fill(v);
+        Some(())
+    }
+
+    /// The elements.
+    pub fn elements(&self) -> &[usize] {
+        &self.elements
+    }
+
+    /// The elements, mutably (the length cannot change through this).
+    pub fn elements_mut(&mut self) -> &mut [usize] {
+        &mut self.elements
+    }
+}
