@@ -96,6 +96,11 @@ impl Module {
         self.compiled.module().name.as_deref()
     }
 
+    /// Whether the module has a start function (run at instantiation).
+    pub fn has_start(&self) -> bool {
+        self.compiled.module().start.is_some()
+    }
+
     /// The compiled ELF object.
     pub fn object(&self) -> &[u8] {
         &self.object

@@ -1,3 +1,18 @@
 //! Integration tests of the public API: `.wat` snippets run end to end.
 
 mod calls;
+mod errors;
+mod host;
+mod limits;
+mod memory;
+
+use kiln::*;
+
+/// Compiles and instantiates `wat` with no imports.
+pub fn instantiate(wat: &str) -> (Store<()>, Instance) {
+    let engine = Engine::default();
+    let module = Module::new(&engine, wat).expect("compiles");
+    let mut store = Store::new(&engine, ());
+    let instance = Instance::new(&mut store, &module, &[]).expect("instantiates");
+    (store, instance)
+}

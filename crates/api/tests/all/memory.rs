@@ -1,0 +1,68 @@
+use crate::instantiate;
+use kiln::*;
+
+#[test]
+fn sieve_over_linear_memory() {
+    let (mut store, i) = instantiate(include_str!("../../../../examples/sieve.wat"));
+    let count = i.get_typed_func::<i32, i32>(&mut store, "count_primes").unwrap();
+    assert_eq!(count.call(&mut store, 100).unwrap(), 25);
+    assert_eq!(count.call(&mut store, 100_000).unwrap(), 9592);
+}
+
+#[test]
+fn grow_data_and_out_of_bounds() {
+    let (mut store, i) = instantiate(
+        r#"(module
+             (memory (export "mem") 1 3)
+             (data (i32.const 16) "kiln")
+             (func (export "load") (param i32) (result i32) local.get 0 i32.load8_u)
+             (func (export "grow") (param i32) (result i32) local.get 0 memory.grow)
+             (func (export "size") (result i32) memory.size))"#,
+    );
+    let mem = i.get_memory(&mut store, "mem").unwrap();
+    assert_eq!(&mem.data(&store)[16..20], b"kiln");
+    let load = i.get_typed_func::<i32, i32>(&mut store, "load").unwrap();
+    let grow = i.get_typed_func::<i32, i32>(&mut store, "grow").unwrap();
+    let size = i.get_typed_func::<(), i32>(&mut store, "size").unwrap();
+    assert_eq!(load.call(&mut store, 17).unwrap(), i32::from(b'i'));
+    let e = load.call(&mut store, 65536).unwrap_err();
+    assert_eq!(e.trap_code(), Some(TrapCode::MemoryOutOfBounds));
+    assert_eq!(grow.call(&mut store, 1).unwrap(), 1);
+    assert_eq!(size.call(&mut store, ()).unwrap(), 2);
+    assert_eq!(load.call(&mut store, 65536).unwrap(), 0);
+    assert_eq!(grow.call(&mut store, 5).unwrap(), -1, "past the maximum");
+    mem.data_mut(&mut store)[70000] = 9;
+    assert_eq!(load.call(&mut store, 70000).unwrap(), 9);
+    assert_eq!(mem.grow(&mut store, 1).unwrap(), 2);
+    assert_eq!(size.call(&mut store, ()).unwrap(), 3);
+    // The whole 32-bit range traps cleanly, however far out.
+    for addr in [0x0003_0000u32, 0x7fff_ffff, 0xffff_fffc] {
+        let e = load.call(&mut store, addr as i32).unwrap_err();
+        assert_eq!(e.trap_code(), Some(TrapCode::MemoryOutOfBounds));
+    }
+}
+
+#[test]
+fn bulk_memory_and_passive_data() {
+    let (mut store, i) = instantiate(
+        r#"(module
+             (memory (export "mem") 1)
+             (data $d "hello")
+             (func (export "run")
+               (memory.init $d (i32.const 100) (i32.const 0) (i32.const 5))
+               (memory.copy (i32.const 200) (i32.const 100) (i32.const 5))
+               (memory.fill (i32.const 300) (i32.const 42) (i32.const 3))
+               data.drop $d)
+             (func (export "bad") (memory.fill (i32.const 65535) (i32.const 0) (i32.const 2))))"#,
+    );
+    let run = i.get_typed_func::<(), ()>(&mut store, "run").unwrap();
+    run.call(&mut store, ()).unwrap();
+    let mem = i.get_memory(&mut store, "mem").unwrap();
+    assert_eq!(&mem.data(&store)[200..205], b"hello");
+    assert_eq!(&mem.data(&store)[300..303], &[42, 42, 42]);
+    let bad = i.get_typed_func::<(), ()>(&mut store, "bad").unwrap();
+    assert_eq!(
+        bad.call(&mut store, ()).unwrap_err().trap_code(),
+        Some(TrapCode::MemoryOutOfBounds)
+    );
+}
