@@ -82,13 +82,15 @@ impl Config {
 
     /// Enables the multi-memory proposal.
     pub fn wasm_multi_memory(&mut self, on: bool) -> &mut Self {
-        self.features.set(wasmparser::WasmFeatures::MULTI_MEMORY, on);
+        self.features
+            .set(wasmparser::WasmFeatures::MULTI_MEMORY, on);
         self
     }
 
     /// Enables the extended-const proposal.
     pub fn wasm_extended_const(&mut self, on: bool) -> &mut Self {
-        self.features.set(wasmparser::WasmFeatures::EXTENDED_CONST, on);
+        self.features
+            .set(wasmparser::WasmFeatures::EXTENDED_CONST, on);
         self
     }
 }

@@ -90,16 +90,25 @@ impl Memory {
     /// A new memory of type `ty` owned by the host.
     pub fn new(mut store: impl AsContextMut, ty: MemoryType) -> Result<Memory> {
         let s = store.as_context_mut().0;
-        let m = LinearMemory::new(ty, &s.opaque.tunables).map_err(|e| Error::Resource(e.to_string()))?;
+        let m = LinearMemory::new(ty, &s.opaque.tunables)
+            .map_err(|e| Error::Resource(e.to_string()))?;
         s.opaque.memories.push(Box::new(m));
-        let ptr = &mut **s.opaque.memories.last_mut().expect("pushed") as *mut LinearMemory as usize;
+        let ptr =
+            &mut **s.opaque.memories.last_mut().expect("pushed") as *mut LinearMemory as usize;
         Ok(Memory { store: s.id, ptr })
     }
 
-    fn get<'a, T>(&self, s: &'a StoreInner<T>) -> &'a mut LinearMemory {
+    fn get<'a, T>(&self, s: &'a StoreInner<T>) -> &'a LinearMemory {
         assert_eq!(self.store, s.id, "memory used with the wrong store");
         // SAFETY: memories are boxed in their store and live as long as it;
         // the store is borrowed for 'a.
+        unsafe { &*(self.ptr as *const LinearMemory) }
+    }
+
+    fn get_mut<'a, T>(&self, s: &'a mut StoreInner<T>) -> &'a mut LinearMemory {
+        assert_eq!(self.store, s.id, "memory used with the wrong store");
+        // SAFETY: as in `get`; the store is borrowed mutably for 'a, and
+        // everything reachable from it is owned by it.
         unsafe { &mut *(self.ptr as *mut LinearMemory) }
     }
 
@@ -115,7 +124,7 @@ impl Memory {
 
     /// The memory's contents, mutably.
     pub fn data_mut<'a, T: 'a>(&self, store: &'a mut crate::Store<T>) -> &'a mut [u8] {
-        self.get(store.as_context_mut().0).data_mut()
+        self.get_mut(store.as_context_mut().0).data_mut()
     }
 
     /// Current size in pages.
@@ -130,7 +139,7 @@ impl Memory {
 
     /// Grows by `delta` pages, returning the old size in pages.
     pub fn grow(&self, mut store: impl AsContextMut, delta: u64) -> Result<u64> {
-        self.get(store.as_context_mut().0)
+        self.get_mut(store.as_context_mut().0)
             .grow(delta)
             .ok_or_else(|| Error::Resource(format!("failed to grow memory by {delta} pages")))
     }
@@ -148,7 +157,7 @@ impl Memory {
 
     /// Writes `buf` at `offset`.
     pub fn write(&self, mut store: impl AsContextMut, offset: usize, buf: &[u8]) -> Result<()> {
-        let m = self.get(store.as_context_mut().0);
+        let m = self.get_mut(store.as_context_mut().0);
         let dst = offset
             .checked_add(buf.len())
             .and_then(|end| m.data_mut().get_mut(offset..end))
@@ -176,9 +185,15 @@ impl Table {
         Ok(Table { store: s.id, ptr })
     }
 
-    fn get_rt<'a, T>(&self, s: &'a StoreInner<T>) -> &'a mut RtTable {
+    fn get_rt<'a, T>(&self, s: &'a StoreInner<T>) -> &'a RtTable {
         assert_eq!(self.store, s.id, "table used with the wrong store");
         // SAFETY: tables are boxed in their store and live as long as it.
+        unsafe { &*(self.ptr as *const RtTable) }
+    }
+
+    fn get_rt_mut<'a, T>(&self, s: &'a mut StoreInner<T>) -> &'a mut RtTable {
+        assert_eq!(self.store, s.id, "table used with the wrong store");
+        // SAFETY: as in `get_rt`, with the store borrowed mutably.
         unsafe { &mut *(self.ptr as *mut RtTable) }
     }
 
@@ -206,7 +221,7 @@ impl Table {
         let s = store.as_context_mut().0;
         let ty = self.get_rt(s).declared_ty().element;
         let raw = ref_to_raw(s, &v, ty)?;
-        self.get_rt(s)
+        self.get_rt_mut(s)
             .set(i, raw)
             .ok_or_else(|| Error::Resource(format!("table index {i} out of bounds")))
     }
@@ -216,7 +231,7 @@ impl Table {
         let s = store.as_context_mut().0;
         let ty = self.get_rt(s).declared_ty().element;
         let raw = ref_to_raw(s, &init, ty)?;
-        self.get_rt(s)
+        self.get_rt_mut(s)
             .grow(delta, raw)
             .ok_or_else(|| Error::Resource(format!("failed to grow table by {delta}")))
     }

@@ -22,7 +22,7 @@
 use crate::engine::HostTrampolines;
 use crate::store::StoreInner;
 use crate::{AsContext, AsContextMut, Engine, Error, Extern, Result, StoreContextMut, Trap, Val};
-use kiln_environ::{FuncType, ValType, VMOffsets, VM_HOST_FUNC_MAGIC};
+use kiln_environ::{FuncType, VMOffsets, ValType, VM_HOST_FUNC_MAGIC};
 use kiln_runtime::{
     catch_traps, raise_trap, StoreOpaque, TrapReason, TrapRecord, VMArrayCallFunction, VMContext,
     VMFuncRef, VMHostFuncContext, ValRaw,
@@ -105,9 +105,8 @@ impl HostFunc {
     pub(crate) fn ensure_wasm_call(&self, tramp: impl FnOnce() -> Result<*const u8>) -> Result<()> {
         // SAFETY: `wasm_call` is pointer-sized and aligned; it is only
         // written here, atomically, from null to an equivalent trampoline.
-        let slot = unsafe {
-            &*(std::ptr::addr_of!(self.ctx.func_ref.wasm_call) as *const AtomicPtr<u8>)
-        };
+        let slot =
+            unsafe { &*(std::ptr::addr_of!(self.ctx.func_ref.wasm_call) as *const AtomicPtr<u8>) };
         if slot.load(Ordering::Acquire).is_null() {
             let t = tramp()?;
             let _ = slot.compare_exchange(
@@ -129,6 +128,10 @@ impl HostFunc {
 
 /// Converts a trap record into the error returned to the host, resuming
 /// panics.
+#[expect(
+    clippy::boxed_local,
+    reason = "trap records travel boxed from the runtime"
+)]
 pub(crate) fn trap_to_error(t: Box<TrapRecord>) -> Error {
     let TrapRecord { reason, backtrace } = *t;
     match reason {
@@ -159,14 +162,14 @@ impl Func {
     }
 
     /// The raw funcref, without filling in a missing `wasm_call`.
-    pub(crate) fn to_raw_unpatched<T>(&self, store: &StoreInner<T>) -> Result<*const VMFuncRef> {
+    pub(crate) fn to_raw_unpatched<T>(self, store: &StoreInner<T>) -> Result<*const VMFuncRef> {
         self.check(store)?;
         Ok(store.funcs[self.index].func_ref)
     }
 
     /// The raw funcref for Wasm, giving host functions a `wasm_call` entry
     /// if they lack one.
-    pub(crate) fn to_raw<T>(&self, store: &mut StoreInner<T>) -> Result<*const VMFuncRef> {
+    pub(crate) fn to_raw<T>(self, store: &mut StoreInner<T>) -> Result<*const VMFuncRef> {
         self.check(store)?;
         let fr = store.funcs[self.index].func_ref;
         // SAFETY: funcrefs registered in the store are live.
@@ -320,8 +323,12 @@ where
                     .zip(values.iter())
                     .map(|(t, v)| Val::from_raw(store, *v, *t))
                     .collect();
-                let mut results: Vec<Val> =
-                    state.ty.results().iter().map(|t| Val::default_for(*t)).collect();
+                let mut results: Vec<Val> = state
+                    .ty
+                    .results()
+                    .iter()
+                    .map(|t| Val::default_for(*t))
+                    .collect();
                 (state.f)(Caller::new(store, caller), &params, &mut results)?;
                 for (i, (r, t)) in results.iter().zip(state.ty.results()).enumerate() {
                     if r.ty() != *t {
@@ -593,9 +600,9 @@ macro_rules! tuples {
             ) -> R {
                 let ($($a,)*) = self;
                 let mut ret = [ValRaw::default(); 16];
+                type Native<R, $($a,)*> = unsafe extern "C" fn(*mut VMContext, *mut VMContext, $($a,)* *mut ValRaw) -> R;
                 // SAFETY: per the trait contract, `f` has this signature.
-                let f: unsafe extern "C" fn(*mut VMContext, *mut VMContext, $($a::Abi,)* *mut ValRaw) -> R::Abi =
-                    unsafe { std::mem::transmute(f) };
+                let f = unsafe { std::mem::transmute::<*const u8, Native<R::Abi, $($a::Abi,)*>>(f) };
                 // SAFETY: see above.
                 let abi = unsafe { f(callee, caller, $($a.into_abi(),)* ret.as_mut_ptr()) };
                 R::from_native(abi, &ret)
@@ -612,7 +619,7 @@ macro_rules! tuples {
             fn into_host_func(self, engine: &Engine) -> HostFunc {
                 let f = move |_: Caller<'_, T>, $($a: $a),*| self($($a),*);
                 let shims = wrapped_shims!(T, R, &f; $($a)*);
-                host_func_from::<T, _, ($($a,)*), R>(engine, f, shims)
+                host_func_from::<_, ($($a,)*), R>(engine, f, shims)
             }
         }
 
@@ -623,7 +630,7 @@ macro_rules! tuples {
         {
             fn into_host_func(self, engine: &Engine) -> HostFunc {
                 let shims = wrapped_shims!(T, R, &self; $($a)*);
-                host_func_from::<T, _, ($($a,)*), R>(engine, self, shims)
+                host_func_from::<_, ($($a,)*), R>(engine, self, shims)
             }
         }
     )*};
@@ -722,7 +729,7 @@ macro_rules! wrapped_shims {
     }};
 }
 
-fn host_func_from<T, G, P: WasmParams, R: IntoResult>(
+fn host_func_from<G, P: WasmParams, R: IntoResult>(
     engine: &Engine,
     g: G,
     shims: (*const u8, *const u8),
@@ -831,7 +838,11 @@ impl HostFunc {
     /// Gives the function the importing module's wasm-to-native trampoline
     /// as `wasm_call`, if it has none yet, keeping that module's code
     /// alive as long as the function.
-    pub(crate) fn link_to_module(&self, module: &Arc<kiln_runtime::CompiledModule>, t: kiln_environ::TypeIndex) {
+    pub(crate) fn link_to_module(
+        &self,
+        module: &Arc<kiln_runtime::CompiledModule>,
+        t: kiln_environ::TypeIndex,
+    ) {
         let _ = self.ensure_wasm_call(|| {
             let mut k = self.keepalive.lock().unwrap_or_else(|e| e.into_inner());
             if k.is_none() {

@@ -40,9 +40,9 @@ fn limits_ok(
 pub(crate) fn check_import(actual: &ExternType, expected: &ExternType) -> Result<(), String> {
     match (actual, expected) {
         (ExternType::Func(a), ExternType::Func(e)) if a == e => Ok(()),
-        (ExternType::Func(a), ExternType::Func(e)) => {
-            Err(format!("function types incompatible: expected {e}, found {a}"))
-        }
+        (ExternType::Func(a), ExternType::Func(e)) => Err(format!(
+            "function types incompatible: expected {e}, found {a}"
+        )),
         (ExternType::Global(a), ExternType::Global(e)) if a == e => Ok(()),
         (ExternType::Global(a), ExternType::Global(e)) => Err(format!(
             "global types incompatible: expected {}{}, found {}{}",
@@ -52,9 +52,16 @@ pub(crate) fn check_import(actual: &ExternType, expected: &ExternType) -> Result
             a.ty
         )),
         (ExternType::Table(a), ExternType::Table(e)) => {
-            let TableType { element, minimum, maximum } = *a;
+            let TableType {
+                element,
+                minimum,
+                maximum,
+            } = *a;
             if element != e.element {
-                return Err(format!("table types incompatible: expected {} table, found {element}", e.element));
+                return Err(format!(
+                    "table types incompatible: expected {} table, found {element}",
+                    e.element
+                ));
             }
             if !limits_ok(
                 u64::from(minimum),
@@ -67,7 +74,12 @@ pub(crate) fn check_import(actual: &ExternType, expected: &ExternType) -> Result
             Ok(())
         }
         (ExternType::Memory(a), ExternType::Memory(e)) => {
-            let MemoryType { minimum, maximum, shared, memory64 } = *a;
+            let MemoryType {
+                minimum,
+                maximum,
+                shared,
+                memory64,
+            } = *a;
             if shared != e.shared || memory64 != e.memory64 {
                 return Err("memory types incompatible".into());
             }
@@ -83,7 +95,11 @@ pub(crate) fn check_import(actual: &ExternType, expected: &ExternType) -> Result
 impl Instance {
     /// Instantiates `module` with `imports`, given in the module's import
     /// order, and runs its start function.
-    pub fn new(mut store: impl AsContextMut, module: &Module, imports: &[Extern]) -> Result<Instance> {
+    pub fn new(
+        mut store: impl AsContextMut,
+        module: &Module,
+        imports: &[Extern],
+    ) -> Result<Instance> {
         let s = store.as_context_mut().0;
         instantiate(s, module, imports)
     }
@@ -185,9 +201,15 @@ impl Instance {
     }
 }
 
-pub(crate) fn instantiate<T>(s: &mut StoreInner<T>, module: &Module, imports: &[Extern]) -> Result<Instance> {
+pub(crate) fn instantiate<T>(
+    s: &mut StoreInner<T>,
+    module: &Module,
+    imports: &[Extern],
+) -> Result<Instance> {
     if !Engine::same(&s.engine, module.engine()) {
-        return Err(Error::TypeMismatch("module was compiled by another engine".into()));
+        return Err(Error::TypeMismatch(
+            "module was compiled by another engine".into(),
+        ));
     }
     let m = module.compiled.module();
     if imports.len() != m.imports.len() {
@@ -200,7 +222,7 @@ pub(crate) fn instantiate<T>(s: &mut StoreInner<T>, module: &Module, imports: &[
     let mut rt = Imports::default();
     for (imp, ext) in m.imports.iter().zip(imports) {
         let expected = module.entity_type(imp.index);
-        let actual = ext.ty(&crate::StoreContext(s));
+        let actual = ext.ty(crate::StoreContext(s));
         check_import(&actual, &expected).map_err(|reason| Error::IncompatibleImport {
             module: imp.module.clone(),
             name: imp.name.clone(),
@@ -233,10 +255,13 @@ pub(crate) fn instantiate<T>(s: &mut StoreInner<T>, module: &Module, imports: &[
             _ => unreachable!("kinds were checked by check_import"),
         }
     }
-    let rt_index = s.opaque.instantiate(&module.compiled, rt).map_err(|e| match e {
-        InstantiationError::Trap(t) => Error::Trap(Trap::new(Some(t), None, Vec::new())),
-        InstantiationError::Resource(r) => Error::Resource(r),
-    })?;
+    let rt_index = s
+        .opaque
+        .instantiate(&module.compiled, rt)
+        .map_err(|e| match e {
+            InstantiationError::Trap(t) => Error::Trap(Trap::new(Some(t), None, Vec::new())),
+            InstantiationError::Resource(r) => Error::Resource(r),
+        })?;
     let vmctx = s.opaque.instances[rt_index].vmctx();
     s.instances.push(InstanceData {
         rt: rt_index,

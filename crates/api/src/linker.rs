@@ -55,7 +55,12 @@ impl<T: 'static> Linker<T> {
     }
 
     /// Defines `module::name` as `item`, which belongs to a store.
-    pub fn define(&mut self, module: &str, name: &str, item: impl Into<Extern>) -> Result<&mut Self> {
+    pub fn define(
+        &mut self,
+        module: &str,
+        name: &str,
+        item: impl Into<Extern>,
+    ) -> Result<&mut Self> {
         self.insert(module, name, Definition::Extern(item.into()))
     }
 
@@ -96,7 +101,12 @@ impl<T: 'static> Linker<T> {
     }
 
     /// The definition of `module::name`, in `store`.
-    pub fn get(&self, mut store: impl AsContextMut<Data = T>, module: &str, name: &str) -> Option<Extern> {
+    pub fn get(
+        &self,
+        mut store: impl AsContextMut<Data = T>,
+        module: &str,
+        name: &str,
+    ) -> Option<Extern> {
         let d = self.defs.get(&(module.to_string(), name.to_string()))?;
         Some(resolve(store.as_context_mut().0, d))
     }
@@ -122,7 +132,9 @@ impl<T: 'static> Linker<T> {
                     }
                 })?;
                 if !Engine::same(h.engine(), module.engine()) {
-                    return Err(Error::TypeMismatch("host function from another engine".into()));
+                    return Err(Error::TypeMismatch(
+                        "host function from another engine".into(),
+                    ));
                 }
             }
             defs.push(d.clone());
@@ -131,7 +143,9 @@ impl<T: 'static> Linker<T> {
         // once, rather than at every instantiation.
         let cm = &module.compiled;
         for (imp, d) in cm.module().imports.iter().zip(&defs) {
-            if let (Definition::HostFunc(h), kiln_environ::EntityIndex::Function(f)) = (d, imp.index) {
+            if let (Definition::HostFunc(h), kiln_environ::EntityIndex::Function(f)) =
+                (d, imp.index)
+            {
                 h.link_to_module(cm, cm.module().functions[f].type_index);
             }
         }
@@ -143,7 +157,11 @@ impl<T: 'static> Linker<T> {
     }
 
     /// Instantiates `module`, resolving its imports by name.
-    pub fn instantiate(&self, mut store: impl AsContextMut<Data = T>, module: &Module) -> Result<Instance> {
+    pub fn instantiate(
+        &self,
+        mut store: impl AsContextMut<Data = T>,
+        module: &Module,
+    ) -> Result<Instance> {
         self.instantiate_pre(module)?.instantiate(&mut store)
     }
 

@@ -50,9 +50,8 @@ impl Module {
 
     /// Compiles a module from a file (`.wasm` or `.wat`).
     pub fn from_file(engine: &Engine, path: impl AsRef<std::path::Path>) -> Result<Module> {
-        let bytes = std::fs::read(path.as_ref()).map_err(|e| {
-            Error::Resource(format!("reading {}: {e}", path.as_ref().display()))
-        })?;
+        let bytes = std::fs::read(path.as_ref())
+            .map_err(|e| Error::Resource(format!("reading {}: {e}", path.as_ref().display())))?;
         Module::new(engine, bytes)
     }
 
@@ -123,11 +122,13 @@ impl Module {
 
     /// The imports: (module, name, type), in order.
     pub fn imports(&self) -> impl Iterator<Item = (&str, &str, ExternType)> + '_ {
-        self.compiled
-            .module()
-            .imports
-            .iter()
-            .map(|i| (i.module.as_str(), i.name.as_str(), self.entity_type(i.index)))
+        self.compiled.module().imports.iter().map(|i| {
+            (
+                i.module.as_str(),
+                i.name.as_str(),
+                self.entity_type(i.index),
+            )
+        })
     }
 
     /// The exports: (name, type), in order.

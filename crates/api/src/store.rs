@@ -185,7 +185,11 @@ impl<T: AsContextMut> AsContextMut for &mut T {
 
 impl<T> StoreInner<T> {
     /// Registers a function by its `VMFuncRef`, deduplicating.
-    pub(crate) fn push_func(&mut self, func_ref: *const VMFuncRef, ty: kiln_environ::FuncType) -> Func {
+    pub(crate) fn push_func(
+        &mut self,
+        func_ref: *const VMFuncRef,
+        ty: kiln_environ::FuncType,
+    ) -> Func {
         if let Some(i) = self.func_by_ref.get(&(func_ref as usize)) {
             return Func {
                 store: self.id,

@@ -155,7 +155,10 @@ pub struct ExternRef {
 
 impl ExternRef {
     /// Wraps `value` in a new reference owned by `store`.
-    pub fn new<T>(mut store: impl AsContextMut<Data = T>, value: impl Any + Send + Sync) -> ExternRef {
+    pub fn new<T>(
+        mut store: impl AsContextMut<Data = T>,
+        value: impl Any + Send + Sync,
+    ) -> ExternRef {
         let s = store.as_context_mut().0;
         s.opaque.externrefs.push(Box::new(Box::new(value)));
         let ptr = &**s.opaque.externrefs.last().expect("pushed") as *const _ as usize;
@@ -163,7 +166,10 @@ impl ExternRef {
     }
 
     /// The host data.
-    pub fn data<'a, T: 'a>(&self, store: impl Into<StoreRef<'a, T>>) -> Result<&'a (dyn Any + Send + Sync)> {
+    pub fn data<'a, T: 'a>(
+        &self,
+        store: impl Into<StoreRef<'a, T>>,
+    ) -> Result<&'a (dyn Any + Send + Sync)> {
         let s = store.into().0;
         if s.id != self.store {
             return Err(Error::WrongStore);

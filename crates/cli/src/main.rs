@@ -1,1 +1,216 @@
-fn main(){}
+//! The `kiln` command: run WebAssembly programs and test scripts.
+//!
+//! ```text
+//! kiln run FILE [--invoke NAME] [ARGS...]   run a .wasm or .wat file
+//! kiln wast FILE...                         run .wast test scripts
+//! ```
+//!
+//! Errors print as one line, the cause chain joined by `: `, and the
+//! process exits non-zero; a trap also prints its Wasm backtrace.
+
+use kiln::{Engine, Error, Func, Instance, Linker, Module, Store, Val, ValType};
+use std::process::ExitCode;
+
+const USAGE: &str = "usage:
+  kiln run FILE [--invoke NAME] [ARGS...]
+  kiln wast FILE...";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("run") => run(&args[1..]),
+        Some("wast") => wast(&args[1..]),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(CliError::Usage(USAGE.to_string())),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", chain(&e));
+            if let CliError::Kiln(Error::Trap(t)) = &e {
+                if !t.backtrace().is_empty() {
+                    eprintln!("wasm backtrace:\n{}", t.backtrace_string().trim_end());
+                }
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[derive(Debug)]
+enum CliError {
+    Usage(String),
+    Kiln(Error),
+    Msg(String),
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Usage(u) => write!(f, "{u}"),
+            CliError::Kiln(e) => write!(f, "{e}"),
+            CliError::Msg(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl std::error::Error for CliError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CliError::Kiln(e) => std::error::Error::source(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<Error> for CliError {
+    fn from(e: Error) -> Self {
+        CliError::Kiln(e)
+    }
+}
+
+/// One line: the error and its causes, joined by `: `.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s.replace('\n', " ")
+}
+
+fn run(args: &[String]) -> Result<(), CliError> {
+    let mut file = None;
+    let mut invoke = None;
+    let mut rest = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--invoke" if file.is_some() || invoke.is_none() => {
+                i += 1;
+                invoke = Some(
+                    args.get(i)
+                        .ok_or_else(|| CliError::Usage("--invoke needs a name".into()))?
+                        .clone(),
+                );
+            }
+            a if file.is_none() => file = Some(a.to_string()),
+            a => rest.push(a.to_string()),
+        }
+        i += 1;
+    }
+    let file = file.ok_or_else(|| CliError::Usage(USAGE.to_string()))?;
+    let engine = Engine::default();
+    let module = Module::from_file(&engine, &file)?;
+    let mut store = Store::new(&engine, ());
+    let linker = Linker::new(&engine);
+    // Instantiation runs the start function, if any.
+    let instance: Instance = linker.instantiate(&mut store, &module)?;
+    let name = match invoke {
+        Some(n) => n,
+        None => {
+            if instance.get_func(&mut store, "_start").is_some() {
+                "_start".to_string()
+            } else if module.has_start() {
+                return Ok(());
+            } else {
+                return Err(CliError::Msg(format!(
+                    "{file} has no `_start` export and no start function; name one with --invoke"
+                )));
+            }
+        }
+    };
+    let func: Func = instance.get_func(&mut store, &name).ok_or_else(|| {
+        CliError::Kiln(Error::MissingExport {
+            kind: "function",
+            name: name.clone(),
+        })
+    })?;
+    let ty = func.ty(&store);
+    if rest.len() != ty.params().len() {
+        return Err(CliError::Msg(format!(
+            "`{name}` takes {} arguments, {} given",
+            ty.params().len(),
+            rest.len()
+        )));
+    }
+    let params = ty
+        .params()
+        .iter()
+        .zip(&rest)
+        .map(|(t, a)| parse_arg(*t, a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut results: Vec<Val> = ty.results().iter().map(|t| Val::default_for(*t)).collect();
+    func.call(&mut store, &params, &mut results)?;
+    for r in results {
+        println!("{}", show(&r));
+    }
+    Ok(())
+}
+
+fn parse_arg(ty: ValType, a: &str) -> Result<Val, CliError> {
+    let bad = || CliError::Msg(format!("cannot parse `{a}` as {ty}"));
+    Ok(match ty {
+        ValType::I32 => Val::I32(
+            a.parse::<i32>()
+                .or_else(|_| a.parse::<u32>().map(|v| v as i32))
+                .map_err(|_| bad())?,
+        ),
+        ValType::I64 => Val::I64(
+            a.parse::<i64>()
+                .or_else(|_| a.parse::<u64>().map(|v| v as i64))
+                .map_err(|_| bad())?,
+        ),
+        ValType::F32 => Val::F32(a.parse::<f32>().map_err(|_| bad())?.to_bits()),
+        ValType::F64 => Val::F64(a.parse::<f64>().map_err(|_| bad())?.to_bits()),
+        ValType::V128 => Val::V128(a.parse::<u128>().map_err(|_| bad())?),
+        ValType::FuncRef | ValType::ExternRef => {
+            return Err(CliError::Msg(format!(
+                "reference arguments ({ty}) cannot be given on the command line"
+            )))
+        }
+    })
+}
+
+fn show(v: &Val) -> String {
+    match v {
+        Val::I32(x) => x.to_string(),
+        Val::I64(x) => x.to_string(),
+        Val::F32(b) => f32::from_bits(*b).to_string(),
+        Val::F64(b) => f64::from_bits(*b).to_string(),
+        Val::V128(x) => format!("{x:#034x}"),
+        Val::FuncRef(None) | Val::ExternRef(None) => "null".into(),
+        Val::FuncRef(Some(_)) => "<funcref>".into(),
+        Val::ExternRef(Some(_)) => "<externref>".into(),
+    }
+}
+
+fn wast(files: &[String]) -> Result<(), CliError> {
+    if files.is_empty() {
+        return Err(CliError::Usage(USAGE.to_string()));
+    }
+    let config = kiln::Config::default();
+    let (mut passed, mut failed) = (0, 0);
+    for f in files {
+        let stats = kiln_wast::run_file(std::path::Path::new(f), &config)
+            .map_err(|e| CliError::Msg(format!("{f}: {e}")))?;
+        for msg in &stats.failures {
+            eprintln!("{msg}");
+        }
+        passed += stats.passed;
+        failed += stats.failed;
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 {
+        return Err(CliError::Msg(format!("{failed} assertions failed")));
+    }
+    Ok(())
+}

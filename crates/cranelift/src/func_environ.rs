@@ -682,7 +682,11 @@ impl FuncEnvironment for FuncEnv<'_> {
                 pos.ins().uextend(I64, v)
             }
         };
-        let (dst, src, len) = (to64(&mut pos, dst), to64(&mut pos, src), to64(&mut pos, len));
+        let (dst, src, len) = (
+            to64(&mut pos, dst),
+            to64(&mut pos, src),
+            to64(&mut pos, len),
+        );
         let smv = pos.ins().iconst(I32, i64::from(sm.as_u32()));
         let dmv = pos.ins().iconst(I32, i64::from(dm.as_u32()));
         self.call_builtin_trapping(
@@ -778,7 +782,11 @@ impl FuncEnvironment for FuncEnv<'_> {
     ) -> WasmResult<ir::Value> {
         let t = pos.ins().iconst(I32, i64::from(table_index.as_u32()));
         Ok(self
-            .call_builtin(&mut pos, BuiltinFunction::table_grow, &[t, delta, init_value])
+            .call_builtin(
+                &mut pos,
+                BuiltinFunction::table_grow,
+                &[t, delta, init_value],
+            )
             .expect("table_grow returns"))
     }
 
@@ -871,7 +879,11 @@ impl FuncEnvironment for FuncEnv<'_> {
         Ok(())
     }
 
-    fn translate_ref_null(&mut self, mut pos: FuncCursor, _ty: WasmHeapType) -> WasmResult<ir::Value> {
+    fn translate_ref_null(
+        &mut self,
+        mut pos: FuncCursor,
+        _ty: WasmHeapType,
+    ) -> WasmResult<ir::Value> {
         let ptr = self.ptr();
         Ok(pos.ins().iconst(ptr, 0))
     }
@@ -996,11 +1008,9 @@ impl FuncEnvironment for FuncEnv<'_> {
 
 impl FuncEnv<'_> {
     fn func_ref_slot(&self, d: DefinedFuncIndex) -> WasmResult<u32> {
-        self.module.func_ref_slots[d].ok_or_else(|| {
-            WasmError::InvalidWebAssembly {
-                message: "ref.func of an undeclared function".into(),
-                offset: 0,
-            }
+        self.module.func_ref_slots[d].ok_or_else(|| WasmError::InvalidWebAssembly {
+            message: "ref.func of an undeclared function".into(),
+            offset: 0,
         })
     }
 }

@@ -119,7 +119,12 @@ struct CompiledFunc {
     code: Vec<u8>,
     alignment: u32,
     /// (offset in function, kind, addend, target label)
-    relocs: Vec<(u32, cranelift_codegen::binemit::Reloc, i64, Result<usize, String>)>,
+    relocs: Vec<(
+        u32,
+        cranelift_codegen::binemit::Reloc,
+        i64,
+        Result<usize, String>,
+    )>,
     traps: Vec<(u32, Trap)>,
     srclocs: Vec<(u32, u32)>,
 }
@@ -132,15 +137,25 @@ impl Compiler {
             f.set(k, v)
                 .map_err(|e| CompileError::Setting(format!("{k}={v}: {e}")))
         };
-        set(&mut flags, "opt_level", config.opt_level.as_deref().unwrap_or("speed"))?;
+        set(
+            &mut flags,
+            "opt_level",
+            config.opt_level.as_deref().unwrap_or("speed"),
+        )?;
         set(&mut flags, "preserve_frame_pointers", "true")?;
         set(&mut flags, "enable_verifier", "false")?;
         set(&mut flags, "enable_probestack", "false")?;
         set(&mut flags, "unwind_info", "true")?;
         set(&mut flags, "enable_heap_access_spectre_mitigation", "false")?;
-        set(&mut flags, "enable_table_access_spectre_mitigation", "false")?;
+        set(
+            &mut flags,
+            "enable_table_access_spectre_mitigation",
+            "false",
+        )?;
         let isa_builder = match &config.target {
-            None => cranelift_native::builder().map_err(|e| CompileError::Setting(e.to_string()))?,
+            None => {
+                cranelift_native::builder().map_err(|e| CompileError::Setting(e.to_string()))?
+            }
             Some(t) => {
                 let triple: target_lexicon::Triple = t
                     .parse()
@@ -210,7 +225,11 @@ impl Compiler {
                     namespace: 0,
                     index: d.as_u32(),
                 };
-                tramp_funcs.push(kiln_trampolines::array_to_wasm(self.isa(), ty, callee.clone()));
+                tramp_funcs.push(kiln_trampolines::array_to_wasm(
+                    self.isa(),
+                    ty,
+                    callee.clone(),
+                ));
                 tramp_funcs.push(kiln_trampolines::native_to_wasm(self.isa(), ty, callee));
                 escaping.push(d);
             }
@@ -223,7 +242,10 @@ impl Compiler {
             .map(|f| self.compile_ir("trampoline", f))
             .collect::<Result<Vec<_>, _>>()?;
 
-        let all: Vec<&CompiledFunc> = compiled_bodies.iter().chain(compiled_tramps.iter()).collect();
+        let all: Vec<&CompiledFunc> = compiled_bodies
+            .iter()
+            .chain(compiled_tramps.iter())
+            .collect();
         let (text, locs, traps, address_map) = self.layout_text(&all)?;
 
         let n = compiled_bodies.len();
@@ -262,7 +284,10 @@ impl Compiler {
     /// `Func::new`, and wasm-to-native for `Func::wrap` functions that reach
     /// Wasm without being imported by a module (tables, arguments).
     pub fn compile_host_trampolines(&self, ty: &FuncType) -> Result<HostTrampolines, CompileError> {
-        let a = self.compile_ir("wasm_to_array", kiln_trampolines::wasm_to_array(self.isa(), ty))?;
+        let a = self.compile_ir(
+            "wasm_to_array",
+            kiln_trampolines::wasm_to_array(self.isa(), ty),
+        )?;
         let b = self.compile_ir(
             "native_to_array",
             kiln_trampolines::native_to_array(self.isa(), ty),
@@ -349,7 +374,8 @@ impl Compiler {
     ) -> Result<CompiledFunc, CompileError> {
         let f = module.func_index(index);
         let sig = kiln_trampolines::wasm_signature(self.isa(), module.func_type(f));
-        let mut func = ir::Function::with_name_signature(UserFuncName::user(0, index.as_u32()), sig);
+        let mut func =
+            ir::Function::with_name_signature(UserFuncName::user(0, index.as_u32()), sig);
         let mut env =
             func_environ::FuncEnv::new(self.isa(), module, offsets, &self.config.tunables);
         env.vmctx_gv(&mut func);
@@ -359,7 +385,10 @@ impl Compiler {
             .translate_body(&mut validator, body.body, &mut func, &mut env)
             .map_err(|e| match e {
                 cranelift_wasm::WasmError::InvalidWebAssembly { message, offset } => {
-                    CompileError::Wasm(kiln_environ::WasmError::InvalidWebAssembly { message, offset })
+                    CompileError::Wasm(kiln_environ::WasmError::InvalidWebAssembly {
+                        message,
+                        offset,
+                    })
                 }
                 cranelift_wasm::WasmError::Unsupported(s) => {
                     CompileError::Wasm(kiln_environ::WasmError::Unsupported(s))
@@ -379,10 +408,12 @@ impl Compiler {
         let names = func.params.user_named_funcs().clone();
         let mut ctx = Context::for_function(func);
         let mut ctrl = ControlPlane::default();
-        let compiled = ctx.compile(&*self.isa, &mut ctrl).map_err(|e| CompileError::Codegen {
-            func: what.to_string(),
-            message: format!("{:?}", e.inner),
-        })?;
+        let compiled = ctx
+            .compile(&*self.isa, &mut ctrl)
+            .map_err(|e| CompileError::Codegen {
+                func: what.to_string(),
+                message: format!("{:?}", e.inner),
+            })?;
         let relocs = compiled
             .buffer
             .relocs()
@@ -430,8 +461,15 @@ impl Compiler {
     fn layout_text(
         &self,
         funcs: &[&CompiledFunc],
-    ) -> Result<(Vec<u8>, Vec<FunctionLoc>, Vec<TrapSite>, Vec<AddressMapEntry>), CompileError>
-    {
+    ) -> Result<
+        (
+            Vec<u8>,
+            Vec<FunctionLoc>,
+            Vec<TrapSite>,
+            Vec<AddressMapEntry>,
+        ),
+        CompileError,
+    > {
         let mut builder = self.isa.text_section_builder(funcs.len());
         if self.config.force_veneers {
             builder.force_veneers();

@@ -47,9 +47,8 @@ pub(crate) fn write_object(
     let bytes = obj
         .write()
         .map_err(|e| CompileError::Setting(format!("writing object: {e}")))?;
-    let info = locate_text(&bytes).ok_or_else(|| {
-        CompileError::Setting("written object has no text section".to_string())
-    })?;
+    let info = locate_text(&bytes)
+        .ok_or_else(|| CompileError::Setting("written object has no text section".to_string()))?;
     Ok((bytes, info))
 }
 

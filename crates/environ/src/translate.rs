@@ -51,14 +51,13 @@ pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<Modul
     for payload in Parser::new(0).parse_all(wasm) {
         let payload = payload?;
         if let wasmparser::ValidPayload::Func(v, body) = validator.payload(&payload)? {
-            t.function_bodies.push(FunctionBodyData { body, validator: v });
+            t.function_bodies
+                .push(FunctionBodyData { body, validator: v });
             continue;
         }
         match payload {
-            Payload::Version { encoding, .. } => {
-                if encoding != wasmparser::Encoding::Module {
-                    return Err(WasmError::Unsupported("components".into()));
-                }
+            Payload::Version { encoding, .. } if encoding != wasmparser::Encoding::Module => {
+                return Err(WasmError::Unsupported("components".into()));
             }
             Payload::TypeSection(s) => {
                 for rec in s {
@@ -144,7 +143,8 @@ pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<Modul
                 for g in s {
                     let g = g?;
                     m.globals.push(global_type(&g.ty)?);
-                    m.global_inits.push(ConstExpr::from_wasmparser(&g.init_expr)?);
+                    m.global_inits
+                        .push(ConstExpr::from_wasmparser(&g.init_expr)?);
                 }
             }
             Payload::ExportSection(s) => {
@@ -297,7 +297,11 @@ fn compute_escapes(m: &mut Module) {
             }
         }
     }
-    for e in m.global_inits.values().chain(m.table_inits.values().flatten()) {
+    for e in m
+        .global_inits
+        .values()
+        .chain(m.table_inits.values().flatten())
+    {
         from_exprs.extend(e.ops.iter().filter_map(|op| match op {
             ConstOp::RefFunc(f) => Some(*f),
             _ => None,

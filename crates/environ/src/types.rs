@@ -209,13 +209,16 @@ impl ConstExpr {
                 O::F32Const { value } => ConstOp::F32Const(value.bits()),
                 O::F64Const { value } => ConstOp::F64Const(value.bits()),
                 O::V128Const { value } => ConstOp::V128Const(u128::from_le_bytes(*value.bytes())),
-                O::GlobalGet { global_index } => ConstOp::GlobalGet(GlobalIndex::from_u32(global_index)),
+                O::GlobalGet { global_index } => {
+                    ConstOp::GlobalGet(GlobalIndex::from_u32(global_index))
+                }
                 O::RefNull { hty } => ConstOp::RefNull(ValType::from_ref_type(
-                    wasmparser::RefType::new(true, hty).ok_or_else(|| {
-                        crate::WasmError::Unsupported("ref.null type".into())
-                    })?,
+                    wasmparser::RefType::new(true, hty)
+                        .ok_or_else(|| crate::WasmError::Unsupported("ref.null type".into()))?,
                 )?),
-                O::RefFunc { function_index } => ConstOp::RefFunc(FuncIndex::from_u32(function_index)),
+                O::RefFunc { function_index } => {
+                    ConstOp::RefFunc(FuncIndex::from_u32(function_index))
+                }
                 O::I32Add => ConstOp::I32Add,
                 O::I32Sub => ConstOp::I32Sub,
                 O::I32Mul => ConstOp::I32Mul,
@@ -232,5 +235,3 @@ impl ConstExpr {
         Ok(ConstExpr { ops })
     }
 }
-
-

@@ -79,7 +79,8 @@ impl VMOffsets {
         let num_defined_globals = (module.globals.len() - module.num_imported_globals) as u32;
         let num_escaping_funcs = module.num_escaping_funcs;
         let imported_functions = Self::HEADER_SIZE;
-        let imported_globals = imported_functions + num_imported_funcs * Self::SIZE_OF_FUNCTION_IMPORT;
+        let imported_globals =
+            imported_functions + num_imported_funcs * Self::SIZE_OF_FUNCTION_IMPORT;
         let tables = imported_globals + num_imported_globals * PTR;
         let memories = tables + num_tables * PTR;
         let defined_globals = (memories + num_memories * PTR).next_multiple_of(16);
@@ -238,9 +239,11 @@ mod tests {
 
     #[test]
     fn arrays_do_not_overlap_and_globals_are_aligned() {
-        let mut m = Module::default();
-        m.num_imported_funcs = 3;
-        m.num_imported_globals = 1;
+        let mut m = Module {
+            num_imported_funcs: 3,
+            num_imported_globals: 1,
+            ..Module::default()
+        };
         for _ in 0..3 {
             m.globals.push(crate::GlobalType {
                 ty: crate::ValType::I32,
@@ -249,7 +252,10 @@ mod tests {
         }
         m.num_escaping_funcs = 2;
         let o = VMOffsets::new(&m);
-        assert_eq!(o.imported_function(FuncIndex::from_u32(0)), VMOffsets::HEADER_SIZE);
+        assert_eq!(
+            o.imported_function(FuncIndex::from_u32(0)),
+            VMOffsets::HEADER_SIZE
+        );
         assert_eq!(o.imported_globals, VMOffsets::HEADER_SIZE + 3 * 24);
         assert_eq!(o.defined_globals % 16, 0);
         assert_eq!(o.func_ref(0), o.defined_globals + 2 * 16);

@@ -115,7 +115,9 @@ impl Instance {
     pub unsafe fn from_vmctx<'a>(vmctx: *mut VMContext) -> &'a mut Instance {
         // SAFETY: the header's INSTANCE field points at the owning
         // `Instance`, whose box outlives the context.
-        unsafe { &mut **(vmctx.cast::<u8>().add(VMOffsets::INSTANCE as usize) as *mut *mut Instance) }
+        unsafe {
+            &mut **(vmctx.cast::<u8>().add(VMOffsets::INSTANCE as usize) as *mut *mut Instance)
+        }
     }
 
     /// The `VMFuncRef` of function `f` (imported or defined), or null if a
@@ -247,7 +249,8 @@ impl Instance {
         } else {
             &module.module().data[data].data
         };
-        let sr = range(u64::from(src), u64::from(len), bytes.len()).ok_or(Trap::MemoryOutOfBounds)?;
+        let sr =
+            range(u64::from(src), u64::from(len), bytes.len()).ok_or(Trap::MemoryOutOfBounds)?;
         // SAFETY: memory pointers are live for the store's lifetime.
         let mem = unsafe { &mut *self.memory(m) };
         let dr = range(dst, u64::from(len), mem.byte_size()).ok_or(Trap::MemoryOutOfBounds)?;
@@ -270,7 +273,8 @@ impl Instance {
         } else {
             self.elem_items(&module.module().elems[elem])
         };
-        let sr = range(u64::from(src), u64::from(len), items.len()).ok_or(Trap::TableOutOfBounds)?;
+        let sr =
+            range(u64::from(src), u64::from(len), items.len()).ok_or(Trap::TableOutOfBounds)?;
         // SAFETY: table pointers are live for the store's lifetime.
         let table = unsafe { &mut *self.table(t) };
         let dr = range(u64::from(dst), u64::from(len), table.size() as usize)
@@ -444,7 +448,8 @@ impl StoreOpaque {
         // inside the fresh allocation, with the field's own type.
         unsafe {
             *inst.at::<u32>(VMOffsets::MAGIC) = VMCONTEXT_MAGIC;
-            *inst.at::<*const VMRuntimeLimits>(VMOffsets::RUNTIME_LIMITS) = Arc::as_ptr(&self.limits);
+            *inst.at::<*const VMRuntimeLimits>(VMOffsets::RUNTIME_LIMITS) =
+                Arc::as_ptr(&self.limits);
             *inst.at::<*const VMBuiltinFunctions>(VMOffsets::BUILTINS) = &BUILTINS;
             *inst.at::<*const SharedTypeIndex>(VMOffsets::TYPE_IDS) = module.type_ids().as_ptr();
             *inst.at::<u64>(VMOffsets::STORE) = self.store_vmctx[(VMOffsets::STORE / 8) as usize];
@@ -468,8 +473,12 @@ impl StoreOpaque {
                     let info = &module.info().funcs[d];
                     let ptr = inst.at::<VMFuncRef>(o.func_ref(slot));
                     ptr.write(VMFuncRef {
-                        array_call: info.array_to_wasm.map_or(std::ptr::null(), |l| module.text_addr(l)),
-                        native_call: info.native_to_wasm.map_or(std::ptr::null(), |l| module.text_addr(l)),
+                        array_call: info
+                            .array_to_wasm
+                            .map_or(std::ptr::null(), |l| module.text_addr(l)),
+                        native_call: info
+                            .native_to_wasm
+                            .map_or(std::ptr::null(), |l| module.text_addr(l)),
                         wasm_call: module.wasm_call(d),
                         type_index: module.type_id(m.functions[f].type_index),
                         vmctx: vmctx.cast(),
@@ -549,7 +558,11 @@ mod libcalls {
         u32::from(r.is_err())
     }
 
-    pub(super) unsafe extern "C" fn memory_grow(vmctx: *mut VMContext, mem: u32, delta: u64) -> u64 {
+    pub(super) unsafe extern "C" fn memory_grow(
+        vmctx: *mut VMContext,
+        mem: u32,
+        delta: u64,
+    ) -> u64 {
         // SAFETY: see `inst`; the memory belongs to the store.
         unsafe {
             let i = inst(vmctx);
@@ -693,6 +706,9 @@ mod libcalls {
 mod tests {
     #[test]
     fn builtin_table_matches_declaration() {
-        assert_eq!(super::BUILTINS.ptrs.len(), kiln_environ::BuiltinFunction::ALL.len());
+        assert_eq!(
+            super::BUILTINS.ptrs.len(),
+            kiln_environ::BuiltinFunction::ALL.len()
+        );
     }
 }

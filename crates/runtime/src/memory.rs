@@ -55,7 +55,8 @@ impl LinearMemory {
         if ty.minimum > maximum_pages {
             return Err(MemoryError::TooLarge(ty.minimum));
         }
-        let reservation = (tunables.static_memory_reservation + tunables.memory_guard_size) as usize;
+        let reservation =
+            (tunables.static_memory_reservation + tunables.memory_guard_size) as usize;
         // SAFETY: a fresh anonymous, inaccessible, unreserved mapping.
         let base = unsafe {
             rustix::mm::mmap_anonymous(

@@ -127,12 +127,9 @@ pub unsafe fn catch_traps<F: FnOnce()>(
     if outermost {
         let limit = approx_sp().saturating_sub(max_wasm_stack);
         // An interrupt requested while no Wasm ran stays in force.
-        let _ = l.stack_limit.compare_exchange(
-            usize::MAX,
-            limit,
-            Ordering::SeqCst,
-            Ordering::SeqCst,
-        );
+        let _ =
+            l.stack_limit
+                .compare_exchange(usize::MAX, limit, Ordering::SeqCst, Ordering::SeqCst);
     }
     *depth += 1;
 
@@ -211,7 +208,12 @@ pub unsafe fn raise_trap(reason: TrapReason) -> ! {
     // SAFETY: limits outlive the activation.
     let limits = unsafe { &*act.limits };
     // SAFETY: written by the wasm-to-host trampoline on this thread.
-    let (fp, pc) = unsafe { (*limits.last_wasm_exit_fp.get(), *limits.last_wasm_exit_pc.get()) };
+    let (fp, pc) = unsafe {
+        (
+            *limits.last_wasm_exit_fp.get(),
+            *limits.last_wasm_exit_pc.get(),
+        )
+    };
     let backtrace = walk_frames(pc, fp);
     act.trap = Some(Box::new(TrapRecord { reason, backtrace }));
     // SAFETY: the jmp_buf belongs to a frame that is still live (the
@@ -318,11 +320,7 @@ mod sys {
         }
     }
 
-    extern "C" fn handler(
-        signum: libc::c_int,
-        info: *mut libc::siginfo_t,
-        ctx: *mut libc::c_void,
-    ) {
+    extern "C" fn handler(signum: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
         // SAFETY: the kernel passes a valid ucontext for SA_SIGINFO
         // handlers.
         let (pc, fp) = unsafe { regs(ctx) };

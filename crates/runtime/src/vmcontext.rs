@@ -213,10 +213,22 @@ mod tests {
 
     #[test]
     fn func_ref_layout() {
-        assert_eq!(offset_of!(VMFuncRef, array_call), O::FUNC_REF_ARRAY_CALL as usize);
-        assert_eq!(offset_of!(VMFuncRef, native_call), O::FUNC_REF_NATIVE_CALL as usize);
-        assert_eq!(offset_of!(VMFuncRef, wasm_call), O::FUNC_REF_WASM_CALL as usize);
-        assert_eq!(offset_of!(VMFuncRef, type_index), O::FUNC_REF_TYPE_INDEX as usize);
+        assert_eq!(
+            offset_of!(VMFuncRef, array_call),
+            O::FUNC_REF_ARRAY_CALL as usize
+        );
+        assert_eq!(
+            offset_of!(VMFuncRef, native_call),
+            O::FUNC_REF_NATIVE_CALL as usize
+        );
+        assert_eq!(
+            offset_of!(VMFuncRef, wasm_call),
+            O::FUNC_REF_WASM_CALL as usize
+        );
+        assert_eq!(
+            offset_of!(VMFuncRef, type_index),
+            O::FUNC_REF_TYPE_INDEX as usize
+        );
         assert_eq!(offset_of!(VMFuncRef, vmctx), O::FUNC_REF_VMCTX as usize);
         assert_eq!(size_of::<VMFuncRef>(), O::SIZE_OF_FUNC_REF as usize);
         assert_eq!(size_of::<SharedTypeIndex>(), 4);
@@ -224,15 +236,30 @@ mod tests {
 
     #[test]
     fn import_layout() {
-        assert_eq!(offset_of!(VMFunctionImport, wasm_call), O::FUNCTION_IMPORT_WASM_CALL as usize);
-        assert_eq!(offset_of!(VMFunctionImport, vmctx), O::FUNCTION_IMPORT_VMCTX as usize);
-        assert_eq!(offset_of!(VMFunctionImport, func_ref), O::FUNCTION_IMPORT_FUNC_REF as usize);
-        assert_eq!(size_of::<VMFunctionImport>(), O::SIZE_OF_FUNCTION_IMPORT as usize);
+        assert_eq!(
+            offset_of!(VMFunctionImport, wasm_call),
+            O::FUNCTION_IMPORT_WASM_CALL as usize
+        );
+        assert_eq!(
+            offset_of!(VMFunctionImport, vmctx),
+            O::FUNCTION_IMPORT_VMCTX as usize
+        );
+        assert_eq!(
+            offset_of!(VMFunctionImport, func_ref),
+            O::FUNCTION_IMPORT_FUNC_REF as usize
+        );
+        assert_eq!(
+            size_of::<VMFunctionImport>(),
+            O::SIZE_OF_FUNCTION_IMPORT as usize
+        );
     }
 
     #[test]
     fn memory_table_global_layout() {
-        assert_eq!(offset_of!(VMMemoryDefinition, base), O::MEMORY_BASE as usize);
+        assert_eq!(
+            offset_of!(VMMemoryDefinition, base),
+            O::MEMORY_BASE as usize
+        );
         assert_eq!(
             offset_of!(VMMemoryDefinition, current_length),
             O::MEMORY_CURRENT_LENGTH as usize
@@ -242,16 +269,34 @@ mod tests {
             offset_of!(VMTableDefinition, current_elements),
             O::TABLE_CURRENT_ELEMENTS as usize
         );
-        assert_eq!(size_of::<VMGlobalDefinition>(), O::SIZE_OF_GLOBAL_DEFINITION as usize);
-        assert_eq!(size_of::<ValRaw>(), kiln_environ::VMOffsets::SIZE_OF_GLOBAL_DEFINITION as usize);
+        assert_eq!(
+            size_of::<VMGlobalDefinition>(),
+            O::SIZE_OF_GLOBAL_DEFINITION as usize
+        );
+        assert_eq!(
+            size_of::<ValRaw>(),
+            kiln_environ::VMOffsets::SIZE_OF_GLOBAL_DEFINITION as usize
+        );
     }
 
     #[test]
     fn limits_layout() {
-        assert_eq!(offset_of!(VMRuntimeLimits, stack_limit), O::LIMITS_STACK_LIMIT as usize);
-        assert_eq!(offset_of!(VMRuntimeLimits, fuel_consumed), O::LIMITS_FUEL_CONSUMED as usize);
-        assert_eq!(offset_of!(VMRuntimeLimits, epoch_deadline), O::LIMITS_EPOCH_DEADLINE as usize);
-        assert_eq!(offset_of!(VMRuntimeLimits, epoch_ptr), O::LIMITS_EPOCH_PTR as usize);
+        assert_eq!(
+            offset_of!(VMRuntimeLimits, stack_limit),
+            O::LIMITS_STACK_LIMIT as usize
+        );
+        assert_eq!(
+            offset_of!(VMRuntimeLimits, fuel_consumed),
+            O::LIMITS_FUEL_CONSUMED as usize
+        );
+        assert_eq!(
+            offset_of!(VMRuntimeLimits, epoch_deadline),
+            O::LIMITS_EPOCH_DEADLINE as usize
+        );
+        assert_eq!(
+            offset_of!(VMRuntimeLimits, epoch_ptr),
+            O::LIMITS_EPOCH_PTR as usize
+        );
         assert_eq!(
             offset_of!(VMRuntimeLimits, last_wasm_exit_fp),
             O::LIMITS_LAST_WASM_EXIT_FP as usize
@@ -264,7 +309,13 @@ mod tests {
 
     #[test]
     fn host_func_layout() {
-        assert_eq!(offset_of!(VMHostFuncContext, magic), O::HOST_FUNC_MAGIC as usize);
-        assert_eq!(offset_of!(VMHostFuncContext, func_ref), O::HOST_FUNC_FUNC_REF as usize);
+        assert_eq!(
+            offset_of!(VMHostFuncContext, magic),
+            O::HOST_FUNC_MAGIC as usize
+        );
+        assert_eq!(
+            offset_of!(VMHostFuncContext, func_ref),
+            O::HOST_FUNC_FUNC_REF as usize
+        );
     }
 }

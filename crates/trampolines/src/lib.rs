@@ -36,12 +36,12 @@
 #![deny(missing_docs)]
 
 use cranelift_codegen::ir::{
-    self, types, AbiParam, ArgumentPurpose, InstBuilder, MemFlags, Signature,
-    UserExternalName, UserFuncName,
+    self, types, AbiParam, ArgumentPurpose, InstBuilder, MemFlags, Signature, UserExternalName,
+    UserFuncName,
 };
 use cranelift_codegen::isa::{CallConv, TargetIsa};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
-use kiln_environ::{FuncType, ValType, VMOffsets};
+use kiln_environ::{FuncType, VMOffsets, ValType};
 
 /// Size of one `ValRaw` slot in the array convention.
 pub const VAL_RAW_SIZE: u32 = 16;
@@ -62,12 +62,19 @@ pub fn value_type(ty: ValType, pointer: ir::Type) -> ir::Type {
 pub fn wasm_signature(isa: &dyn TargetIsa, ty: &FuncType) -> Signature {
     let ptr = isa.pointer_type();
     let mut sig = Signature::new(CallConv::Tail);
-    sig.params.push(AbiParam::special(ptr, ArgumentPurpose::VMContext));
-    sig.params.push(AbiParam::new(ptr));
     sig.params
-        .extend(ty.params().iter().map(|t| AbiParam::new(value_type(*t, ptr))));
-    sig.returns
-        .extend(ty.results().iter().map(|t| AbiParam::new(value_type(*t, ptr))));
+        .push(AbiParam::special(ptr, ArgumentPurpose::VMContext));
+    sig.params.push(AbiParam::new(ptr));
+    sig.params.extend(
+        ty.params()
+            .iter()
+            .map(|t| AbiParam::new(value_type(*t, ptr))),
+    );
+    sig.returns.extend(
+        ty.results()
+            .iter()
+            .map(|t| AbiParam::new(value_type(*t, ptr))),
+    );
     sig
 }
 
@@ -83,13 +90,19 @@ pub fn native_signature(isa: &dyn TargetIsa, ty: &FuncType) -> Signature {
     let mut sig = Signature::new(isa.default_call_conv());
     sig.params.push(AbiParam::new(ptr));
     sig.params.push(AbiParam::new(ptr));
-    sig.params
-        .extend(ty.params().iter().map(|t| AbiParam::new(value_type(*t, ptr))));
+    sig.params.extend(
+        ty.params()
+            .iter()
+            .map(|t| AbiParam::new(value_type(*t, ptr))),
+    );
     if native_retptr(ty) {
         sig.params.push(AbiParam::new(ptr));
     } else {
-        sig.returns
-            .extend(ty.results().iter().map(|t| AbiParam::new(value_type(*t, ptr))));
+        sig.returns.extend(
+            ty.results()
+                .iter()
+                .map(|t| AbiParam::new(value_type(*t, ptr))),
+        );
     }
     sig
 }
@@ -152,7 +165,11 @@ pub fn array_to_wasm(isa: &dyn TargetIsa, ty: &FuncType, callee: UserExternalNam
 /// Builds a native-to-wasm trampoline: entered from the host through
 /// `native_call` with arguments in registers, it calls the body (a
 /// colocated call to `callee`) and returns its results in the C ABI.
-pub fn native_to_wasm(isa: &dyn TargetIsa, ty: &FuncType, callee: UserExternalName) -> ir::Function {
+pub fn native_to_wasm(
+    isa: &dyn TargetIsa,
+    ty: &FuncType,
+    callee: UserExternalName,
+) -> ir::Function {
     let mut func =
         ir::Function::with_name_signature(UserFuncName::default(), native_signature(isa, ty));
     let wasm_sig = func.import_signature(wasm_signature(isa, ty));
@@ -385,6 +402,10 @@ fn save_exit_state(b: &mut FunctionBuilder, ptr: ir::Type, caller_vmctx: ir::Val
         limits,
         VMOffsets::LIMITS_LAST_WASM_EXIT_FP as i32,
     );
-    b.ins()
-        .store(trusted(), pc, limits, VMOffsets::LIMITS_LAST_WASM_EXIT_PC as i32);
+    b.ins().store(
+        trusted(),
+        pc,
+        limits,
+        VMOffsets::LIMITS_LAST_WASM_EXIT_PC as i32,
+    );
 }

@@ -7,11 +7,14 @@ fn add_typed_and_untyped() {
         r#"(module (func (export "add") (param i32 i32) (result i32)
               local.get 0 local.get 1 i32.add))"#,
     );
-    let add = i.get_typed_func::<(i32, i32), i32>(&mut store, "add").unwrap();
+    let add = i
+        .get_typed_func::<(i32, i32), i32>(&mut store, "add")
+        .unwrap();
     assert_eq!(add.call(&mut store, (2, 40)).unwrap(), 42);
     let f = i.get_func(&mut store, "add").unwrap();
     let mut r = [Val::I32(0)];
-    f.call(&mut store, &[Val::I32(1), Val::I32(2)], &mut r).unwrap();
+    f.call(&mut store, &[Val::I32(1), Val::I32(2)], &mut r)
+        .unwrap();
     assert_eq!(r[0].i32(), Some(3));
 }
 
@@ -28,7 +31,9 @@ fn trap_divide_by_zero_then_store_still_usable() {
         r#"(module (func (export "div") (param i32 i32) (result i32)
               local.get 0 local.get 1 i32.div_s))"#,
     );
-    let div = i.get_typed_func::<(i32, i32), i32>(&mut store, "div").unwrap();
+    let div = i
+        .get_typed_func::<(i32, i32), i32>(&mut store, "div")
+        .unwrap();
     let e = div.call(&mut store, (1, 0)).unwrap_err();
     assert_eq!(e.trap_code(), Some(TrapCode::IntegerDivisionByZero));
     assert_eq!(div.call(&mut store, (9, 3)).unwrap(), 3);
@@ -37,7 +42,9 @@ fn trap_divide_by_zero_then_store_still_usable() {
 #[test]
 fn indirect_calls_and_their_traps() {
     let (mut store, i) = instantiate(include_str!("../../../../examples/indirect.wat"));
-    let apply = i.get_typed_func::<(i32, i32), i32>(&mut store, "apply").unwrap();
+    let apply = i
+        .get_typed_func::<(i32, i32), i32>(&mut store, "apply")
+        .unwrap();
     assert_eq!(apply.call(&mut store, (2, 7)).unwrap(), 49);
     assert_eq!(apply.call(&mut store, (1, 7)).unwrap(), 14);
     let e = apply.call(&mut store, (99, 7)).unwrap_err();
@@ -73,11 +80,14 @@ fn multi_value_results() {
              (func (export "swap") (param i32 i64) (result i64 i32)
                local.get 0 local.get 1 call $swap))"#,
     );
-    let f = i.get_typed_func::<(i32, i64), (i64, i32)>(&mut store, "swap").unwrap();
+    let f = i
+        .get_typed_func::<(i32, i64), (i64, i32)>(&mut store, "swap")
+        .unwrap();
     assert_eq!(f.call(&mut store, (1, 2)).unwrap(), (2, 1));
     let g = i.get_func(&mut store, "swap").unwrap();
     let mut r = [Val::I64(0), Val::I32(0)];
-    g.call(&mut store, &[Val::I32(3), Val::I64(4)], &mut r).unwrap();
+    g.call(&mut store, &[Val::I32(3), Val::I64(4)], &mut r)
+        .unwrap();
     assert_eq!((r[0].i64(), r[1].i32()), (Some(4), Some(3)));
 }
 

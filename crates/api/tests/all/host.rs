@@ -55,7 +55,8 @@ fn host_errors_and_panics_cross_wasm_cleanly() {
     assert_eq!(e.to_string(), "host says no");
     let p = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.call(&mut store, 1)));
     assert!(p.is_err(), "the panic resumes in the host caller");
-    run.call(&mut store, 0).expect("store usable after a host panic");
+    run.call(&mut store, 0)
+        .expect("store usable after a host panic");
 }
 
 #[test]
@@ -85,11 +86,17 @@ fn dynamic_host_function_and_multi_value() {
         .unwrap();
     let mut store = Store::new(&engine, ());
     let i = linker.instantiate(&mut store, &module).unwrap();
-    let run = i.get_typed_func::<(i32, i32), i32>(&mut store, "run").unwrap();
+    let run = i
+        .get_typed_func::<(i32, i32), i32>(&mut store, "run")
+        .unwrap();
     assert_eq!(run.call(&mut store, (17, 5)).unwrap(), 3 - 2);
 
     // The same host function called directly from the host, both ways.
-    let dm = linker.get(&mut store, "env", "divmod").unwrap().into_func().unwrap();
+    let dm = linker
+        .get(&mut store, "env", "divmod")
+        .unwrap()
+        .into_func()
+        .unwrap();
     let typed = dm.typed::<(i32, i32), (i32, i32)>(&store).unwrap();
     assert_eq!(typed.call(&mut store, (9, 4)).unwrap(), (2, 1));
 }
@@ -99,13 +106,27 @@ fn wrapped_multi_value_and_many_params() {
     let engine = Engine::default();
     let mut store = Store::new(&engine, ());
     let f = Func::wrap(&mut store, |a: i32, b: i64, c: f32, d: f64| (d, c, b, a));
-    let typed = f.typed::<(i32, i64, f32, f64), (f64, f32, i64, i32)>(&store).unwrap();
-    assert_eq!(typed.call(&mut store, (1, 2, 3.0, 4.0)).unwrap(), (4.0, 3.0, 2, 1));
+    let typed = f
+        .typed::<(i32, i64, f32, f64), (f64, f32, i64, i32)>(&store)
+        .unwrap();
+    assert_eq!(
+        typed.call(&mut store, (1, 2, 3.0, 4.0)).unwrap(),
+        (4.0, 3.0, 2, 1)
+    );
     let sum = Func::wrap(
         &mut store,
-        |a: i32, b: i32, c: i32, d: i32, e: i32, f: i32, g: i32, h: i32, i: i64, j: i64, k: f64, l: f64| {
-            (a + b + c + d + e + f + g + h) as i64 + i + j + (k + l) as i64
-        },
+        |a: i32,
+         b: i32,
+         c: i32,
+         d: i32,
+         e: i32,
+         f: i32,
+         g: i32,
+         h: i32,
+         i: i64,
+         j: i64,
+         k: f64,
+         l: f64| { (a + b + c + d + e + f + g + h) as i64 + i + j + (k + l) as i64 },
     );
     let module = Module::new(
         &engine,

@@ -19,9 +19,7 @@ fn unbounded_recursion_traps_and_store_stays_usable() {
 
 #[test]
 fn interrupt_an_infinite_loop_from_another_thread() {
-    let (mut store, i) = crate::instantiate(
-        r#"(module (func (export "spin") (loop br 0)))"#,
-    );
+    let (mut store, i) = crate::instantiate(r#"(module (func (export "spin") (loop br 0)))"#);
     let spin = i.get_typed_func::<(), ()>(&mut store, "spin").unwrap();
     let h = store.interrupt_handle();
     let t = std::thread::spawn(move || {
@@ -57,9 +55,14 @@ fn traps_carry_a_backtrace_with_names() {
     );
     let f = i.get_typed_func::<(), ()>(&mut store, "outer").unwrap();
     let e = f.call(&mut store, ()).unwrap_err();
-    let Error::Trap(t) = e else { panic!("not a trap") };
+    let Error::Trap(t) = e else {
+        panic!("not a trap")
+    };
     let names: Vec<_> = t.backtrace().iter().map(|f| f.func_name.clone()).collect();
-    assert_eq!(names, [Some("inner".to_string()), Some("outer".to_string())]);
+    assert_eq!(
+        names,
+        [Some("inner".to_string()), Some("outer".to_string())]
+    );
 }
 
 #[test]

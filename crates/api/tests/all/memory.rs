@@ -4,7 +4,9 @@ use kiln::*;
 #[test]
 fn sieve_over_linear_memory() {
     let (mut store, i) = instantiate(include_str!("../../../../examples/sieve.wat"));
-    let count = i.get_typed_func::<i32, i32>(&mut store, "count_primes").unwrap();
+    let count = i
+        .get_typed_func::<i32, i32>(&mut store, "count_primes")
+        .unwrap();
     assert_eq!(count.call(&mut store, 100).unwrap(), 25);
     assert_eq!(count.call(&mut store, 100_000).unwrap(), 9592);
 }

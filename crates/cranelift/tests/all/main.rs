@@ -7,7 +7,10 @@ use object::{Object as _, ObjectSection as _};
 fn compile(config: CompilerConfig, wat: &str) -> CompiledObject {
     let wasm = wat::parse_str(wat).expect("valid wat");
     let t = kiln_environ::translate_module(&wasm, kiln_environ::default_features()).expect("valid");
-    Compiler::new(config).expect("compiler").compile_module(t).expect("compiles")
+    Compiler::new(config)
+        .expect("compiler")
+        .compile_module(t)
+        .expect("compiles")
 }
 
 fn relocation_count(obj: &[u8]) -> usize {
@@ -44,7 +47,12 @@ fn thousands_of_calls_leave_zero_relocations() {
     assert_eq!(obj.info.funcs.len(), 1500);
     // Escaping functions (all exported) get two trampolines each, plus one
     // wasm-to-native trampoline per type.
-    let escaping = obj.info.funcs.values().filter(|f| f.array_to_wasm.is_some()).count();
+    let escaping = obj
+        .info
+        .funcs
+        .values()
+        .filter(|f| f.array_to_wasm.is_some())
+        .count();
     assert_eq!(escaping, 1500);
     assert_eq!(obj.info.wasm_to_native.len(), obj.info.module.types.len());
 }
@@ -57,7 +65,12 @@ fn non_escaping_functions_get_no_trampolines() {
              (func $private (result i32) i32.const 1)
              (func (export "pub") (result i32) call $private))"#,
     );
-    let with: Vec<bool> = obj.info.funcs.values().map(|f| f.array_to_wasm.is_some()).collect();
+    let with: Vec<bool> = obj
+        .info
+        .funcs
+        .values()
+        .map(|f| f.array_to_wasm.is_some())
+        .collect();
     assert_eq!(with, [false, true]);
 }
 
@@ -79,5 +92,8 @@ fn trap_sites_are_recorded() {
         .traps
         .iter()
         .any(|t| t.trap == kiln_environ::Trap::IntegerDivisionByZero));
-    assert!(!obj.info.address_map.is_empty(), "address map records wasm offsets");
+    assert!(
+        !obj.info.address_map.is_empty(),
+        "address map records wasm offsets"
+    );
 }
