@@ -19,11 +19,11 @@ const SUITE_COMMIT: &str = "a8101597d3c3c660086c3cd1eedee608ff18d3c3";
 const STACK_SIZE: usize = 16 << 20;
 
 fn suite_dir() -> PathBuf {
-    match std::env::var_os("KILN_TESTSUITE") {
+    let dir = match std::env::var_os("KILN_TESTSUITE") {
         Some(d) => PathBuf::from(d).join("core"),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/testsuite/core"),
-    }
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testsuite/core"),
+    };
+    dir.canonicalize().unwrap_or(dir)
 }
 
 /// `file.wast -> reason`.
@@ -125,8 +125,14 @@ fn main() {
     files.sort();
     let known = known_failures();
     for name in known.keys() {
-        if !files.iter().any(|f| f.file_name().is_some_and(|n| n == name.as_str())) {
-            eprintln!("warning: known_failures.txt lists {name}, which is not in {}", dir.display());
+        if !files
+            .iter()
+            .any(|f| f.file_name().is_some_and(|n| n == name.as_str()))
+        {
+            eprintln!(
+                "warning: known_failures.txt lists {name}, which is not in {}",
+                dir.display()
+            );
         }
     }
     let mut skipped = Vec::new();
