@@ -135,14 +135,15 @@ impl CompiledModule {
         self.info.lookup_trap(off)
     }
 
-    pub(crate) fn frame_info(&self, pc: usize) -> Option<FrameInfo> {
+    pub(crate) fn frame_info(&self, pc: usize, exact: bool) -> Option<FrameInfo> {
         let off = u32::try_from(pc.checked_sub(self.text_start)?).ok()?;
+        // A return address points after the call; look up the byte before
+        // so the frame names the call instruction.
+        let off = if exact { off } else { off.saturating_sub(1) };
         let d = self.info.func_by_text_offset(off)?;
         let m = &self.info.module;
         let f = m.func_index(d);
-        // A return address points after the call; look up the byte before
-        // so the frame names the call instruction.
-        let module_offset = self.info.lookup_wasm_offset(off.saturating_sub(1));
+        let module_offset = self.info.lookup_wasm_offset(off);
         Some(FrameInfo {
             module_name: m.name.clone(),
             func_index: f.as_u32(),

@@ -214,7 +214,7 @@ pub unsafe fn raise_trap(reason: TrapReason) -> ! {
             *limits.last_wasm_exit_pc.get(),
         )
     };
-    let backtrace = walk_frames(pc, fp);
+    let backtrace = walk_frames(pc, fp, false);
     act.trap = Some(Box::new(TrapRecord { reason, backtrace }));
     // SAFETY: the jmp_buf belongs to a frame that is still live (the
     // activation is on this thread's list).
@@ -222,18 +222,22 @@ pub unsafe fn raise_trap(reason: TrapReason) -> ! {
 }
 
 /// Walks the frame-pointer chain from a Wasm pc/fp pair, collecting Wasm
-/// frames until the first return address outside Wasm code.
-fn walk_frames(mut pc: usize, mut fp: usize) -> Vec<FrameInfo> {
+/// frames until the first return address outside Wasm code. `exact_first`
+/// says whether `pc` is the faulting instruction itself (from a signal)
+/// rather than a return address, which points just past its call.
+fn walk_frames(mut pc: usize, mut fp: usize, exact_first: bool) -> Vec<FrameInfo> {
     let mut frames = Vec::new();
+    let mut exact = exact_first;
     while fp != 0 && frames.len() < 100_000 {
         match lookup_code(pc) {
             Some(m) => {
-                if let Some(f) = m.frame_info(pc) {
+                if let Some(f) = m.frame_info(pc, exact) {
                     frames.push(f);
                 }
             }
             None => break,
         }
+        exact = false;
         // SAFETY: `fp` is a frame pointer of a Wasm (or trampoline) frame,
         // all compiled with frame pointers preserved: [fp] is the caller's
         // fp and [fp + 8] the return address.
@@ -273,7 +277,7 @@ unsafe fn handle_trap(pc: usize, fp: usize) {
             Trap::StackOverflow
         };
     }
-    let backtrace = walk_frames(pc, fp);
+    let backtrace = walk_frames(pc, fp, true);
     act.trap = Some(Box::new(TrapRecord {
         reason: TrapReason::Wasm(trap),
         backtrace,
