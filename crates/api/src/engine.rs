@@ -74,6 +74,27 @@ impl Config {
         self
     }
 
+    /// Counts fuel in generated code: each operator costs one unit (a few
+    /// that do no work cost none), and Wasm traps with
+    /// [`TrapCode::OutOfFuel`](crate::TrapCode) when the store's fuel
+    /// ([`Store::set_fuel`](crate::Store::set_fuel)) runs out. Checked at
+    /// function entries and loop headers, so a trap lands within one
+    /// straight-line stretch of code of the exact point.
+    pub fn consume_fuel(&mut self, on: bool) -> &mut Self {
+        self.compiler.tunables.consume_fuel = on;
+        self
+    }
+
+    /// Checks the engine's epoch against the store's deadline at function
+    /// entries and loop headers; Wasm traps with
+    /// [`TrapCode::Interrupt`](crate::TrapCode) once
+    /// [`Engine::increment_epoch`] has reached
+    /// [`Store::set_epoch_deadline`](crate::Store::set_epoch_deadline).
+    pub fn epoch_interruption(&mut self, on: bool) -> &mut Self {
+        self.compiler.tunables.epoch_interruption = on;
+        self
+    }
+
     /// Enables the tail-call proposal (`return_call`).
     pub fn wasm_tail_call(&mut self, on: bool) -> &mut Self {
         self.features.set(wasmparser::WasmFeatures::TAIL_CALL, on);
@@ -149,6 +170,15 @@ impl Engine {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// Advances the epoch by one; stores whose deadline it reaches trap at
+    /// their next check. Cheap, and callable from any thread (a timer
+    /// thread, typically).
+    pub fn increment_epoch(&self) {
+        self.inner
+            .epoch
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Whether two handles are the same engine.

@@ -74,6 +74,40 @@ impl<T> Store<T> {
         self.inner.data
     }
 
+    /// Sets the fuel left (see [`Config::consume_fuel`](crate::Config::consume_fuel)).
+    pub fn set_fuel(&mut self, fuel: u64) -> crate::Result<()> {
+        self.check_fuel_enabled()?;
+        let v = -(i64::try_from(fuel).unwrap_or(i64::MAX));
+        // SAFETY: the store's own thread; no Wasm runs during `&mut self`.
+        unsafe { *self.inner.opaque.limits.fuel_consumed.get() = v };
+        Ok(())
+    }
+
+    /// The fuel left.
+    pub fn get_fuel(&self) -> crate::Result<u64> {
+        self.check_fuel_enabled()?;
+        // SAFETY: as in `set_fuel`.
+        let v = unsafe { *self.inner.opaque.limits.fuel_consumed.get() };
+        Ok(if v >= 0 { 0 } else { v.unsigned_abs() })
+    }
+
+    fn check_fuel_enabled(&self) -> crate::Result<()> {
+        if !self.inner.engine.tunables().consume_fuel {
+            return Err(crate::Error::TypeMismatch(
+                "fuel is not enabled: use Config::consume_fuel".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sets the epoch deadline `ticks` epochs from now (see
+    /// [`Config::epoch_interruption`](crate::Config::epoch_interruption)).
+    pub fn set_epoch_deadline(&mut self, ticks: u64) {
+        let now = self.inner.engine.inner.epoch.load(Ordering::Relaxed);
+        // SAFETY: as in `set_fuel`.
+        unsafe { *self.inner.opaque.limits.epoch_deadline.get() = now.saturating_add(ticks) };
+    }
+
     /// A handle that interrupts Wasm running in this store from any thread.
     pub fn interrupt_handle(&self) -> InterruptHandle {
         InterruptHandle {

@@ -38,8 +38,10 @@ use kiln_environ::{
 use kiln_trampolines::{value_type, wasm_signature};
 use std::collections::HashMap;
 
-/// Sentinel-aware trap code for loop-header checks.
-pub(crate) const LOOP_HEADER_TRAP: ir::TrapCode = ir::TrapCode::Interrupt;
+/// Trap code for the loop-header stack-limit check: the same as the
+/// prologue's, because the runtime decides from the limit's value whether
+/// it was an interrupt (the sentinel) or a real overflow.
+pub(crate) const LOOP_HEADER_TRAP: ir::TrapCode = ir::TrapCode::StackOverflow;
 
 pub(crate) struct FuncEnv<'a> {
     isa: &'a dyn TargetIsa,
@@ -54,7 +56,14 @@ pub(crate) struct FuncEnv<'a> {
     builtin_sigs: HashMap<u32, ir::SigRef>,
     tables: HashMap<TableIndex, TableData>,
     memory_defs: HashMap<MemoryIndex, ir::GlobalValue>,
+    /// Fuel charged for operators since the last flush to memory.
+    fuel_pending: i64,
 }
+
+/// Trap code for running out of fuel (mapped to `Trap::OutOfFuel`).
+pub(crate) const OUT_OF_FUEL_TRAP: ir::TrapCode = ir::TrapCode::User(1);
+/// Trap code for a passed epoch deadline (mapped to `Trap::Interrupt`).
+pub(crate) const EPOCH_TRAP: ir::TrapCode = ir::TrapCode::Interrupt;
 
 fn flags_ro() -> MemFlags {
     MemFlags::trusted().with_readonly()
@@ -84,6 +93,79 @@ impl<'a> FuncEnv<'a> {
             builtin_sigs: HashMap::new(),
             tables: HashMap::new(),
             memory_defs: HashMap::new(),
+            fuel_pending: 0,
+        }
+    }
+
+    /// Adds the pending fuel to `VMRuntimeLimits::fuel_consumed`.
+    fn fuel_flush(&mut self, builder: &mut FunctionBuilder) {
+        if self.fuel_pending == 0 {
+            return;
+        }
+        let ptr = self.ptr();
+        let limits_gv = self.limits_gv(builder.func);
+        let limits = builder.ins().global_value(ptr, limits_gv);
+        let off = VMOffsets::LIMITS_FUEL_CONSUMED as i32;
+        let cur = builder.ins().load(I64, MemFlags::trusted(), limits, off);
+        let new = builder.ins().iadd_imm(cur, self.fuel_pending);
+        builder.ins().store(MemFlags::trusted(), new, limits, off);
+        self.fuel_pending = 0;
+    }
+
+    /// Traps with `OutOfFuel` once the consumed fuel reaches zero.
+    fn fuel_check(&mut self, builder: &mut FunctionBuilder) {
+        self.fuel_flush(builder);
+        let ptr = self.ptr();
+        let limits_gv = self.limits_gv(builder.func);
+        let limits = builder.ins().global_value(ptr, limits_gv);
+        let cur = builder.ins().load(
+            I64,
+            MemFlags::trusted(),
+            limits,
+            VMOffsets::LIMITS_FUEL_CONSUMED as i32,
+        );
+        let out = builder
+            .ins()
+            .icmp_imm(IntCC::SignedGreaterThanOrEqual, cur, 0);
+        builder.ins().trapnz(out, OUT_OF_FUEL_TRAP);
+    }
+
+    /// Traps with `Interrupt` once the engine's epoch reaches the store's
+    /// deadline.
+    fn epoch_check(&mut self, builder: &mut FunctionBuilder) {
+        let ptr = self.ptr();
+        let limits_gv = self.limits_gv(builder.func);
+        let limits = builder.ins().global_value(ptr, limits_gv);
+        let epoch_ptr = builder.ins().load(
+            ptr,
+            MemFlags::trusted().with_readonly(),
+            limits,
+            VMOffsets::LIMITS_EPOCH_PTR as i32,
+        );
+        // Atomic, so Cranelift never treats it as redundant with an
+        // earlier load: another thread moves the epoch.
+        let epoch = builder
+            .ins()
+            .atomic_load(I64, MemFlags::trusted(), epoch_ptr);
+        let deadline = builder.ins().load(
+            I64,
+            MemFlags::trusted(),
+            limits,
+            VMOffsets::LIMITS_EPOCH_DEADLINE as i32,
+        );
+        let passed = builder
+            .ins()
+            .icmp(IntCC::UnsignedGreaterThanOrEqual, epoch, deadline);
+        builder.ins().trapnz(passed, EPOCH_TRAP);
+    }
+
+    /// The budget checks at function entry and loop headers.
+    fn budget_checks(&mut self, builder: &mut FunctionBuilder) {
+        if self.tunables.consume_fuel {
+            self.fuel_check(builder);
+        }
+        if self.tunables.epoch_interruption {
+            self.epoch_check(builder);
         }
     }
 
@@ -980,17 +1062,75 @@ impl FuncEnvironment for FuncEnv<'_> {
         Err(unsupported("GC (i31ref)"))
     }
 
+    fn before_translate_function(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        _state: &cranelift_wasm::FuncTranslationState,
+    ) -> WasmResult<()> {
+        self.budget_checks(builder);
+        Ok(())
+    }
+
+    fn before_translate_operator(
+        &mut self,
+        op: &wasmparser::Operator,
+        builder: &mut FunctionBuilder,
+        state: &cranelift_wasm::FuncTranslationState,
+    ) -> WasmResult<()> {
+        use wasmparser::Operator as O;
+        if !self.tunables.consume_fuel || !state.reachable() {
+            return Ok(());
+        }
+        // Fuel: every operator costs 1, except those that do no work
+        // (Wasmtime's accounting, so budgets carry over).
+        self.fuel_pending += match op {
+            O::Nop
+            | O::Drop
+            | O::Block { .. }
+            | O::Loop { .. }
+            | O::Unreachable
+            | O::Return
+            | O::Else
+            | O::End => 0,
+            _ => 1,
+        };
+        // Flush before anything that leaves straight-line code, so the
+        // count in memory is exact whenever control can leave this block.
+        if matches!(
+            op,
+            O::Block { .. }
+                | O::Loop { .. }
+                | O::If { .. }
+                | O::Else
+                | O::End
+                | O::Br { .. }
+                | O::BrIf { .. }
+                | O::BrTable { .. }
+                | O::Return
+                | O::Call { .. }
+                | O::CallIndirect { .. }
+                | O::ReturnCall { .. }
+                | O::ReturnCallIndirect { .. }
+                | O::Unreachable
+        ) {
+            self.fuel_flush(builder);
+        }
+        Ok(())
+    }
+
     fn translate_loop_header(&mut self, builder: &mut FunctionBuilder) -> WasmResult<()> {
-        // The interrupt check: see the module docs.
+        self.budget_checks(builder);
+        // The interrupt check: see the module docs. It traps with the
+        // stack-overflow code; the runtime reports `Interrupt` when the
+        // limit holds the sentinel.
         let ptr = self.ptr();
         let limits_gv = self.limits_gv(builder.func);
         let limits = builder.ins().global_value(ptr, limits_gv);
-        let limit = builder.ins().load(
-            ptr,
-            MemFlags::trusted(),
-            limits,
-            VMOffsets::LIMITS_STACK_LIMIT as i32,
-        );
+        // An atomic load: a plain one would be merged with an earlier load
+        // of the same address (alias analysis sees no store in between),
+        // and an interrupt from another thread would go unseen.
+        let limit = builder.ins().atomic_load(ptr, MemFlags::trusted(), limits);
+        debug_assert_eq!(VMOffsets::LIMITS_STACK_LIMIT, 0);
         let sp = builder.ins().get_stack_pointer(ptr);
         let over = builder.ins().icmp(IntCC::UnsignedLessThan, sp, limit);
         builder.ins().trapnz(over, LOOP_HEADER_TRAP);

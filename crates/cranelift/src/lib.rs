@@ -526,8 +526,9 @@ fn trap_code(code: ir::TrapCode) -> Trap {
         T::IntegerDivisionByZero => Trap::IntegerDivisionByZero,
         T::BadConversionToInteger => Trap::BadConversionToInteger,
         T::UnreachableCodeReached => Trap::UnreachableCodeReached,
-        T::Interrupt => Trap::Interrupt,
         T::NullReference => Trap::NullReference,
+        func_environ::OUT_OF_FUEL_TRAP => Trap::OutOfFuel,
+        T::Interrupt => Trap::Interrupt,
         _ => Trap::UnreachableCodeReached,
     }
 }

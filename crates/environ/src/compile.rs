@@ -166,9 +166,6 @@ builtins! {
     table_init(I32, I32, I32, I32, I32) -> I32;
     /// `elem.drop(elem)`.
     elem_drop(I32);
-    /// Called when fuel runs out or an epoch deadline passes; returns
-    /// non-zero if execution must trap (`OutOfFuel` / `Interrupt`).
-    out_of_gas() -> I32;
 }
 
 /// Settings that both the code generator and the runtime must agree on,

@@ -51,6 +51,9 @@ pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<Modul
     for payload in Parser::new(0).parse_all(wasm) {
         let payload = payload?;
         if let wasmparser::ValidPayload::Func(v, body) = validator.payload(&payload)? {
+            if !features.multi_memory() {
+                check_reserved_memory_bytes(wasm, &body)?;
+            }
             t.function_bodies
                 .push(FunctionBodyData { body, validator: v });
             continue;
@@ -241,6 +244,28 @@ pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<Modul
     }
     compute_escapes(&mut t.module);
     Ok(t)
+}
+
+/// Without multi-memory, the memory index after `memory.size` and
+/// `memory.grow` is a reserved byte that must be exactly 0x00; wasmparser
+/// 0.217 decodes it as a LEB128 index and so accepts `0x80 0x00`, which the
+/// spec calls malformed ("zero byte expected").
+fn check_reserved_memory_bytes(wasm: &[u8], body: &FunctionBody<'_>) -> WasmResult<()> {
+    let mut ops = body.get_operators_reader()?;
+    while !ops.eof() {
+        let (op, offset) = ops.read_with_offset()?;
+        if matches!(
+            op,
+            wasmparser::Operator::MemorySize { .. } | wasmparser::Operator::MemoryGrow { .. }
+        ) && wasm.get(offset + 1) != Some(&0)
+        {
+            return Err(WasmError::InvalidWebAssembly {
+                message: "zero byte expected".into(),
+                offset: offset + 1,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn read_names(m: &mut Module, names: wasmparser::NameSectionReader<'_>) -> WasmResult<()> {

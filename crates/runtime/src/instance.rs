@@ -68,7 +68,7 @@ impl Drop for Instance {
 /// Builtin function pointers, in `BuiltinFunction::ALL` order.
 #[repr(C)]
 pub struct VMBuiltinFunctions {
-    ptrs: [*const u8; 11],
+    ptrs: [*const u8; 10],
 }
 
 // SAFETY: function pointers only.
@@ -86,7 +86,6 @@ static BUILTINS: VMBuiltinFunctions = VMBuiltinFunctions {
         libcalls::table_copy as *const u8,
         libcalls::table_init as *const u8,
         libcalls::elem_drop as *const u8,
-        libcalls::out_of_gas as *const u8,
     ],
 };
 
@@ -695,10 +694,6 @@ mod libcalls {
         if let Some(d) = i.dropped_elems.get_mut(elem as usize) {
             *d = true;
         }
-    }
-
-    pub(super) unsafe extern "C" fn out_of_gas(_vmctx: *mut VMContext) -> u32 {
-        1
     }
 }
 

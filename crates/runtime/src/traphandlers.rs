@@ -270,7 +270,7 @@ unsafe fn handle_trap(pc: usize, fp: usize) {
     let act = unsafe { &mut *act };
     // SAFETY: limits outlive the activation.
     let limits = unsafe { &*act.limits };
-    if matches!(trap, Trap::StackOverflow | Trap::Interrupt) {
+    if trap == Trap::StackOverflow {
         trap = if limits.stack_limit.load(Ordering::SeqCst) == INTERRUPT_SENTINEL {
             Trap::Interrupt
         } else {

@@ -92,3 +92,158 @@ fn threads_trap_in_parallel() {
         t.join().unwrap();
     }
 }
+
+const COUNT: &str = r#"(module
+  (func (export "count") (param i32)
+    (loop $l
+      local.get 0 i32.const 1 i32.sub local.tee 0
+      br_if $l)))"#;
+
+fn with_config(c: &Config, wat: &str) -> (Store<()>, Instance) {
+    let engine = Engine::new(c).unwrap();
+    let module = Module::new(&engine, wat).unwrap();
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[]).unwrap();
+    (store, i)
+}
+
+#[test]
+fn fuel_is_consumed_deterministically_and_runs_out() {
+    let mut c = Config::new();
+    c.consume_fuel(true);
+    let (mut store, i) = with_config(&c, COUNT);
+    let count = i.get_typed_func::<i32, ()>(&mut store, "count").unwrap();
+    store.set_fuel(1_000_000).unwrap();
+    count.call(&mut store, 100).unwrap();
+    let used = 1_000_000 - store.get_fuel().unwrap();
+    // Five operators per iteration (local.get, const, sub, tee, br_if).
+    assert_eq!(used, 500);
+    store.set_fuel(1_000_000).unwrap();
+    count.call(&mut store, 100).unwrap();
+    assert_eq!(1_000_000 - store.get_fuel().unwrap(), used, "deterministic");
+    store.set_fuel(250).unwrap();
+    let e = count.call(&mut store, 100).unwrap_err();
+    assert_eq!(e.trap_code(), Some(TrapCode::OutOfFuel));
+    assert_eq!(store.get_fuel().unwrap(), 0);
+}
+
+#[test]
+fn fuel_requires_the_setting() {
+    let (mut store, _) = crate::instantiate(COUNT);
+    assert!(store.set_fuel(10).is_err());
+}
+
+#[test]
+fn epoch_deadline_interrupts_a_loop() {
+    let mut c = Config::new();
+    c.epoch_interruption(true);
+    let (mut store, i) = with_config(&c, r#"(module (func (export "spin") (loop br 0)))"#);
+    let spin = i.get_typed_func::<(), ()>(&mut store, "spin").unwrap();
+    store.set_epoch_deadline(1);
+    let engine = store.engine().clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        engine.increment_epoch();
+    });
+    let e = spin.call(&mut store, ()).unwrap_err();
+    t.join().unwrap();
+    assert_eq!(e.trap_code(), Some(TrapCode::Interrupt));
+}
+
+#[test]
+fn recursion_depth_scales_with_max_wasm_stack() {
+    let wat = r#"(module
+      (global $d (export "depth") (mut i32) (i32.const 0))
+      (func $r (export "r")
+        global.get $d i32.const 1 i32.add global.set $d
+        call $r))"#;
+    let mut depths = Vec::new();
+    for kib in [64, 256] {
+        let mut c = Config::new();
+        c.max_wasm_stack(kib * 1024);
+        let (mut store, i) = with_config(&c, wat);
+        let r = i.get_typed_func::<(), ()>(&mut store, "r").unwrap();
+        let e = r.call(&mut store, ()).unwrap_err();
+        assert_eq!(e.trap_code(), Some(TrapCode::StackOverflow));
+        let d = i
+            .get_global(&mut store, "depth")
+            .unwrap()
+            .get(&mut store)
+            .i32()
+            .unwrap();
+        depths.push(d);
+    }
+    assert!(depths[1] > depths[0] * 3, "{depths:?}");
+}
+
+#[test]
+fn nested_host_and_wasm_calls() {
+    // host -> wasm -> host -> wasm, many levels deep, then a trap from the
+    // innermost level unwinds every level cleanly.
+    let engine = Engine::default();
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (import "env" "down" (func $down (param i32) (result i32)))
+             (func (export "f") (param i32) (result i32)
+               local.get 0 i32.eqz
+               if (result i32) i32.const 1 i32.const 0 i32.div_u
+               else local.get 0 i32.const 1 i32.sub call $down i32.const 1 i32.add end))"#,
+    )
+    .unwrap();
+    let mut linker = Linker::<Option<Func>>::new(&engine);
+    linker
+        .func_wrap(
+            "env",
+            "down",
+            |mut c: Caller<'_, Option<Func>>, n: i32| -> Result<i32> {
+                let f = c.data().expect("set");
+                let f = f.typed::<i32, i32>(&c)?;
+                f.call(&mut c, n)
+            },
+        )
+        .unwrap();
+    let mut store = Store::new(&engine, None);
+    let i = linker.instantiate(&mut store, &module).unwrap();
+    let f = i.get_func(&mut store, "f").unwrap();
+    *store.data_mut() = Some(f);
+    let typed = f.typed::<i32, i32>(&store).unwrap();
+    let e = typed.call(&mut store, 50).unwrap_err();
+    assert_eq!(e.trap_code(), Some(TrapCode::IntegerDivisionByZero));
+    // And the store still works.
+    let e = typed.call(&mut store, 1).unwrap_err();
+    assert_eq!(e.trap_code(), Some(TrapCode::IntegerDivisionByZero));
+}
+
+#[test]
+fn epoch_deadline_already_passed_traps_at_entry() {
+    let mut c = Config::new();
+    c.epoch_interruption(true);
+    let (mut store, i) = with_config(&c, r#"(module (func (export "f")))"#);
+    let f = i.get_typed_func::<(), ()>(&mut store, "f").unwrap();
+    store.set_epoch_deadline(0);
+    let e = f.call(&mut store, ()).unwrap_err();
+    assert_eq!(e.trap_code(), Some(TrapCode::Interrupt));
+    store.set_epoch_deadline(5);
+    f.call(&mut store, ()).unwrap();
+}
+
+#[test]
+fn interrupt_reaches_a_second_loop() {
+    // Two loops in one function: the check in the second must not be
+    // merged with the first's.
+    let (mut store, i) = crate::instantiate(
+        r#"(module (func (export "spin") (param i32)
+             (loop $a local.get 0 i32.const 1 i32.sub local.tee 0 br_if $a)
+             (loop $b br $b)))"#,
+    );
+    let spin = i.get_typed_func::<i32, ()>(&mut store, "spin").unwrap();
+    let h = store.interrupt_handle();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        h.interrupt();
+    });
+    let e = spin.call(&mut store, 10).unwrap_err();
+    t.join().unwrap();
+    assert_eq!(e.trap_code(), Some(TrapCode::Interrupt));
+}
