@@ -181,6 +181,20 @@ impl Engine {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Compiles `bytes` (binary, or text with the `wat` feature) into an
+    /// artifact for [`Module::deserialize`](crate::Module::deserialize),
+    /// for this engine's target, which need not be the host.
+    pub fn precompile_module(&self, bytes: &[u8]) -> Result<Vec<u8>> {
+        #[cfg(feature = "wat")]
+        let bytes = &*wat::parse_bytes(bytes).map_err(|e| Error::Wat(e.to_string()))?;
+        Ok(crate::module::compile(self, bytes)?.object)
+    }
+
+    /// The Wasm features, as recorded in artifact headers.
+    pub(crate) fn features_tag(&self) -> String {
+        format!("features={:#x}", self.inner.config.features.bits())
+    }
+
     /// Whether two handles are the same engine.
     pub fn same(a: &Engine, b: &Engine) -> bool {
         Arc::ptr_eq(&a.inner, &b.inner)

@@ -16,6 +16,9 @@ pub enum Error {
     /// Code generation failed.
     #[error("compilation failed: {0}")]
     Compile(String),
+    /// A compiled artifact is foreign, incompatible or corrupt.
+    #[error(transparent)]
+    Artifact(#[from] kiln_environ::ArtifactError),
     /// Loading compiled code failed.
     #[error("loading compiled code failed: {0}")]
     Load(#[from] kiln_jit::JitError),

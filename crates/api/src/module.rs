@@ -5,6 +5,19 @@ use kiln_environ::{EntityIndex, FuncType, GlobalType, MemoryType, TableType};
 use kiln_runtime::CompiledModule;
 use std::sync::Arc;
 
+/// Parses (text or binary), validates and compiles `bytes`.
+pub(crate) fn compile(engine: &Engine, wasm: &[u8]) -> Result<kiln_cranelift::CompiledObject> {
+    let translation = kiln_environ::translate_module(wasm, engine.inner.config.features)?;
+    engine
+        .inner
+        .compiler
+        .compile_module(translation, &engine.features_tag())
+        .map_err(|e| match e {
+            kiln_cranelift::CompileError::Wasm(w) => Error::Wasm(w),
+            other => Error::Compile(other.to_string()),
+        })
+}
+
 /// The type of an import or export.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ExternType {
@@ -35,7 +48,6 @@ impl ExternType {
 pub struct Module {
     pub(crate) engine: Engine,
     pub(crate) compiled: Arc<CompiledModule>,
-    object: Arc<[u8]>,
 }
 
 impl Module {
@@ -57,25 +69,70 @@ impl Module {
 
     /// Compiles a module from its binary format.
     pub fn from_binary(engine: &Engine, wasm: &[u8]) -> Result<Module> {
-        let translation = kiln_environ::translate_module(wasm, engine.inner.config.features)?;
-        let compiled = engine
-            .inner
-            .compiler
-            .compile_module(translation)
-            .map_err(|e| match e {
-                kiln_cranelift::CompileError::Wasm(w) => Error::Wasm(w),
-                other => Error::Compile(other.to_string()),
-            })?;
         if !engine.is_host_target() {
             return Err(Error::Compile(
-                "modules compiled for another target cannot be loaded here".into(),
+                "modules compiled for another target cannot be loaded here; \
+                 use Engine::precompile_module"
+                    .into(),
             ));
         }
+        let compiled = compile(engine, wasm)?;
         let loaded = CompiledModule::new(&compiled.object, compiled.info, &engine.inner.types)?;
         Ok(Module {
             engine: engine.clone(),
             compiled: loaded,
-            object: compiled.object.into(),
+        })
+    }
+
+    /// The compiled artifact: an ELF object that
+    /// [`Module::deserialize`] loads without compiling.
+    pub fn serialize(&self) -> Result<Vec<u8>> {
+        Ok(self.compiled.code().object().to_vec())
+    }
+
+    /// Loads a module produced by [`Module::serialize`] or
+    /// [`Engine::precompile_module`] from bytes.
+    ///
+    /// The artifact's version, target and settings are checked, and its
+    /// structure is validated (offsets, counts, relocations), so a foreign
+    /// or truncated file is an error.
+    ///
+    /// # Safety
+    ///
+    /// The bytes must come from a trusted source: their machine code will
+    /// run, and a crafted artifact with well-formed metadata can contain any
+    /// code at all.
+    pub unsafe fn deserialize(engine: &Engine, bytes: &[u8]) -> Result<Module> {
+        let code = kiln_jit::CodeMemory::new(bytes)?;
+        Self::from_code(engine, code)
+    }
+
+    /// Like [`Module::deserialize`], but maps the file at `path` instead of
+    /// reading it: loading costs a mapping and two protection changes.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Module::deserialize`]; also, the file must not be modified
+    /// while the module is loaded.
+    pub unsafe fn deserialize_file(engine: &Engine, path: impl AsRef<std::path::Path>) -> Result<Module> {
+        let code = kiln_jit::CodeMemory::from_file(path.as_ref())?;
+        Self::from_code(engine, code)
+    }
+
+    fn from_code(engine: &Engine, code: kiln_jit::CodeMemory) -> Result<Module> {
+        if !engine.is_host_target() {
+            return Err(Error::Compile("an engine for another target cannot load modules".into()));
+        }
+        let header = engine.inner.compiler.artifact_header(&engine.features_tag());
+        let info = kiln_environ::decode_sections(
+            |name| code.section(name),
+            &header,
+            engine.inner.config.features,
+            code.text().len(),
+        )?;
+        Ok(Module {
+            engine: engine.clone(),
+            compiled: CompiledModule::from_code(code, info, &engine.inner.types),
         })
     }
 
@@ -102,7 +159,7 @@ impl Module {
 
     /// The compiled ELF object.
     pub fn object(&self) -> &[u8] {
-        &self.object
+        self.compiled.code().object()
     }
 
     /// The executable text section, as loaded.

@@ -12,7 +12,8 @@ use kiln::{Engine, Error, Func, Instance, Linker, Module, Store, Val, ValType};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage:
-  kiln run FILE [--invoke NAME] [ARGS...]
+  kiln run FILE [--invoke NAME] [ARGS...]   (FILE: .wasm, .wat or a compiled .cwasm)
+  kiln compile FILE -o OUT [--target TRIPLE]
   kiln wast FILE...";
 
 fn main() -> ExitCode {
@@ -20,6 +21,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("run") => run(&args[1..]),
         Some("wast") => wast(&args[1..]),
+        Some("compile") => compile(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -109,7 +111,14 @@ fn run(args: &[String]) -> Result<(), CliError> {
     }
     let file = file.ok_or_else(|| CliError::Usage(USAGE.to_string()))?;
     let engine = Engine::default();
-    let module = Module::from_file(&engine, &file)?;
+    let bytes = std::fs::read(&file).map_err(|e| CliError::Msg(format!("reading {file}: {e}")))?;
+    let module = if bytes.starts_with(b"\x7fELF") {
+        // SAFETY: the user names the artifact to run, as they name any
+        // program to run; its version, target and structure are checked.
+        unsafe { Module::deserialize_file(&engine, &file)? }
+    } else {
+        Module::new(&engine, &bytes)?
+    };
     let mut store = Store::new(&engine, ());
     let linker = Linker::new(&engine);
     // Instantiation runs the start function, if any.
@@ -191,6 +200,33 @@ fn show(v: &Val) -> String {
         Val::FuncRef(Some(_)) => "<funcref>".into(),
         Val::ExternRef(Some(_)) => "<externref>".into(),
     }
+}
+
+fn compile(args: &[String]) -> Result<(), CliError> {
+    let (mut input, mut output, mut target) = (None, None, None);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-o" => output = it.next().cloned(),
+            "--target" => target = it.next().cloned(),
+            _ if input.is_none() => input = Some(a.clone()),
+            _ => return Err(CliError::Usage(USAGE.to_string())),
+        }
+    }
+    let (Some(input), Some(output)) = (input, output) else {
+        return Err(CliError::Usage(USAGE.to_string()));
+    };
+    let mut config = kiln::Config::new();
+    if let Some(t) = &target {
+        config.target(t);
+    }
+    let engine = Engine::new(&config)?;
+    let bytes =
+        std::fs::read(&input).map_err(|e| CliError::Msg(format!("reading {input}: {e}")))?;
+    let artifact = engine.precompile_module(&bytes)?;
+    std::fs::write(&output, artifact)
+        .map_err(|e| CliError::Msg(format!("writing {output}: {e}")))?;
+    Ok(())
 }
 
 fn wast(files: &[String]) -> Result<(), CliError> {

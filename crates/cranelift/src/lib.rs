@@ -204,10 +204,19 @@ impl Compiler {
         s
     }
 
-    /// Compiles every function body and trampoline of `translation`.
+    /// The artifact header for modules this compiler produces; `extra`
+    /// names further settings of the caller (enabled Wasm features).
+    pub fn artifact_header(&self, extra: &str) -> String {
+        kiln_environ::artifact_header(&format!("{} {extra}", self.settings_fingerprint()))
+    }
+
+    /// Compiles every function body and trampoline of `translation` into
+    /// an object that also carries the artifact sections (see
+    /// `kiln_environ::sections`), with the header for `extra` settings.
     pub fn compile_module(
         &self,
         translation: ModuleTranslation<'_>,
+        extra: &str,
     ) -> Result<CompiledObject, CompileError> {
         let module = &translation.module;
         let offsets = VMOffsets::new(module);
@@ -265,17 +274,20 @@ impl Compiler {
         let wasm_to_native: PrimaryMap<TypeIndex, FunctionLoc> =
             (0..module.types.len()).map(|i| locs[next + i]).collect();
 
-        let (object, layout) = obj::write_object(&*self.isa, &text)?;
+        let info = CompiledModuleInfo {
+            module: translation.module,
+            funcs,
+            wasm_to_native,
+            traps,
+            address_map,
+        };
+        let sections =
+            kiln_environ::encode_sections(&info, translation.wasm, &self.artifact_header(extra));
+        let (object, layout) = obj::write_object(&*self.isa, &text, &sections)?;
         Ok(CompiledObject {
             object,
             layout,
-            info: CompiledModuleInfo {
-                module: translation.module,
-                funcs,
-                wasm_to_native,
-                traps,
-                address_map,
-            },
+            info,
         })
     }
 
@@ -297,7 +309,7 @@ impl Compiler {
             kiln_trampolines::wasm_to_native(self.isa(), ty),
         )?;
         let (text, locs, _, _) = self.layout_text(&[&a, &b, &c])?;
-        let (object, layout) = obj::write_object(&*self.isa, &text)?;
+        let (object, layout) = obj::write_object(&*self.isa, &text, &[])?;
         Ok(HostTrampolines {
             object,
             layout,

@@ -7,7 +7,7 @@
 use crate::CompileError;
 use cranelift_codegen::isa::TargetIsa;
 use object::write::{Object, StandardSection};
-use object::{Architecture, BinaryFormat, Endianness};
+use object::{Architecture, BinaryFormat, Endianness, SectionKind};
 
 /// Where the text section sits inside an object's bytes.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -30,6 +30,7 @@ pub fn text_alignment(isa: &dyn TargetIsa) -> u64 {
 pub(crate) fn write_object(
     isa: &dyn TargetIsa,
     text: &[u8],
+    extra_sections: &[(&'static str, Vec<u8>)],
 ) -> Result<(Vec<u8>, ObjectInfo), CompileError> {
     let arch = match isa.triple().architecture {
         target_lexicon::Architecture::X86_64 => Architecture::X86_64,
@@ -44,6 +45,10 @@ pub(crate) fn write_object(
     let text_id = obj.section_id(StandardSection::Text);
     let align = text_alignment(isa);
     obj.append_section_data(text_id, text, align);
+    for (name, data) in extra_sections {
+        let id = obj.add_section(Vec::new(), name.as_bytes().to_vec(), SectionKind::ReadOnlyData);
+        obj.append_section_data(id, data, 8);
+    }
     let bytes = obj
         .write()
         .map_err(|e| CompileError::Setting(format!("writing object: {e}")))?;

@@ -20,6 +20,7 @@
 
 #![deny(missing_docs)]
 
+mod artifact;
 mod compile;
 mod error;
 mod index;
@@ -29,6 +30,7 @@ mod trap;
 mod types;
 mod vmoffsets;
 
+pub use artifact::*;
 pub use compile::*;
 pub use cranelift_entity::{EntityRef, PrimaryMap};
 pub use error::*;

@@ -40,6 +40,23 @@ pub fn default_features() -> WasmFeatures {
 
 /// Parses and validates `wasm` with the given features.
 pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<ModuleTranslation<'_>> {
+    translate(wasm, features, true)
+}
+
+/// Reads the metadata of a module that was validated before (when it was
+/// compiled): function bodies are not scanned.
+pub(crate) fn translate_metadata(
+    wasm: &[u8],
+    features: WasmFeatures,
+) -> WasmResult<ModuleTranslation<'_>> {
+    translate(wasm, features, false)
+}
+
+fn translate(
+    wasm: &[u8],
+    features: WasmFeatures,
+    check_bodies: bool,
+) -> WasmResult<ModuleTranslation<'_>> {
     let mut validator = Validator::new_with_features(features);
     let mut t = ModuleTranslation {
         module: Module::default(),
@@ -51,7 +68,7 @@ pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<Modul
     for payload in Parser::new(0).parse_all(wasm) {
         let payload = payload?;
         if let wasmparser::ValidPayload::Func(v, body) = validator.payload(&payload)? {
-            if !features.multi_memory() {
+            if check_bodies && !features.multi_memory() {
                 check_reserved_memory_bytes(wasm, &body)?;
             }
             t.function_bodies

@@ -58,7 +58,30 @@ pub fn section_range(object: &[u8], name: &str) -> Result<Option<Range<usize>>, 
         .map(|(o, l)| o as usize..(o + l) as usize))
 }
 
-/// Page-granular anonymous memory.
+/// Checks that `object` is a loadable ELF object: parseable, without
+/// relocations, with a page-aligned text section inside the file. Returns
+/// the text section's range.
+fn check_object(object: &[u8]) -> Result<Range<usize>, JitError> {
+    let n = count_relocations(object)?;
+    if n != 0 {
+        return Err(JitError::HasRelocations(n));
+    }
+    let text = section_range(object, ".text")?
+        .ok_or_else(|| JitError::BadObject("no .text section".into()))?;
+    let page = page_size();
+    if text.start % page != 0 {
+        return Err(JitError::BadObject(format!(
+            "text section at {:#x} is not aligned to the {page:#x}-byte page size",
+            text.start
+        )));
+    }
+    if text.end > object.len() {
+        return Err(JitError::BadObject("text section extends past the end of the file".into()));
+    }
+    Ok(text)
+}
+
+/// Page-granular memory (anonymous or a private file mapping).
 struct Mmap {
     ptr: *mut u8,
     len: usize,
@@ -93,19 +116,8 @@ pub struct CodeMemory {
 impl CodeMemory {
     /// Copies `object` into fresh memory and makes its text executable.
     pub fn new(object: &[u8]) -> Result<CodeMemory, JitError> {
-        let n = count_relocations(object)?;
-        if n != 0 {
-            return Err(JitError::HasRelocations(n));
-        }
-        let text = section_range(object, ".text")?
-            .ok_or_else(|| JitError::BadObject("no .text section".into()))?;
+        let text = check_object(object)?;
         let page = page_size();
-        if text.start % page != 0 {
-            return Err(JitError::BadObject(format!(
-                "text section at {:#x} is not aligned to the {page:#x}-byte page size",
-                text.start
-            )));
-        }
         let len = object.len().next_multiple_of(page).max(page);
         // SAFETY: a fresh private anonymous mapping; no existing memory is
         // affected.
@@ -128,6 +140,50 @@ impl CodeMemory {
         unsafe {
             std::ptr::copy_nonoverlapping(object.as_ptr(), ptr, object.len());
         }
+        Self::publish(mmap, object.len(), text)
+    }
+
+    /// Maps the object in file `path` (private, copy-on-write) and makes its
+    /// text executable: loading costs a mapping and two protection changes,
+    /// whatever the size of the code.
+    pub fn from_file(path: &std::path::Path) -> Result<CodeMemory, JitError> {
+        let os = |what| move |e: std::io::Error| JitError::Os { what, err: e };
+        let file = std::fs::File::open(path).map_err(os("open"))?;
+        let object_len = file.metadata().map_err(os("stat"))?.len() as usize;
+        if object_len == 0 {
+            return Err(JitError::BadObject("empty file".into()));
+        }
+        let page = page_size();
+        let len = object_len.next_multiple_of(page);
+        // SAFETY: a fresh private mapping of the file; later writes to the
+        // file cannot change it (MAP_PRIVATE pages are copied on write only
+        // by us, and we never write; the file is read-only to us).
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                rustix::mm::ProtFlags::READ,
+                rustix::mm::MapFlags::PRIVATE,
+                &file,
+                0,
+            )
+        }
+        .map_err(|e| JitError::Os {
+            what: "mmap",
+            err: e.into(),
+        })?
+        .cast::<u8>();
+        let mmap = Mmap { ptr, len };
+        // SAFETY: the mapping holds `object_len` readable bytes.
+        let object = unsafe { std::slice::from_raw_parts(ptr, object_len) };
+        let text = check_object(object)?;
+        Self::publish(mmap, object_len, text)
+    }
+
+    /// Makes the text pages of `mmap` read+execute and the rest read-only.
+    fn publish(mmap: Mmap, object_len: usize, text: Range<usize>) -> Result<CodeMemory, JitError> {
+        let (ptr, len) = (mmap.ptr, mmap.len);
+        let page = page_size();
         let text_pages = text.start..text.end.next_multiple_of(page);
         // SAFETY: both ranges lie inside the mapping we own; after this no
         // page is writable, and the text pages are executable.
@@ -152,9 +208,15 @@ impl CodeMemory {
         }
         Ok(CodeMemory {
             mmap,
-            object_len: object.len(),
+            object_len,
             text,
         })
+    }
+
+    /// The contents of section `name` of the loaded object.
+    pub fn section(&self, name: &str) -> Option<&[u8]> {
+        let r = section_range(self.object(), name).ok()??;
+        self.object().get(r)
     }
 
     /// The whole object, as loaded.

@@ -68,6 +68,15 @@ impl CompiledModule {
         types: &TypeRegistry,
     ) -> Result<Arc<CompiledModule>, kiln_jit::JitError> {
         let code = CodeMemory::new(object)?;
+        Ok(Self::from_code(code, info, types))
+    }
+
+    /// Registers already-loaded code (see [`CodeMemory::from_file`]).
+    pub fn from_code(
+        code: CodeMemory,
+        info: CompiledModuleInfo,
+        types: &TypeRegistry,
+    ) -> Arc<CompiledModule> {
         let type_ids = info
             .module
             .types
@@ -82,7 +91,7 @@ impl CompiledModule {
             text_start,
         });
         register_code(&m);
-        Ok(m)
+        m
     }
 
     /// The metadata.

@@ -9,7 +9,7 @@ fn compile(config: CompilerConfig, wat: &str) -> CompiledObject {
     let t = kiln_environ::translate_module(&wasm, kiln_environ::default_features()).expect("valid");
     Compiler::new(config)
         .expect("compiler")
-        .compile_module(t)
+        .compile_module(t, "")
         .expect("compiles")
 }
 

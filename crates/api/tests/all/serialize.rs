@@ -1,0 +1,124 @@
+use kiln::*;
+
+const WAT: &str = r#"(module $m
+  (import "env" "add" (func $add (param i32 i32) (result i32)))
+  (memory (export "mem") 1)
+  (data (i32.const 8) "kiln")
+  (table 2 funcref) (elem (i32.const 0) $sq)
+  (type $t (func (param i32) (result i32)))
+  (func $sq (param i32) (result i32) local.get 0 local.get 0 i32.mul)
+  (func (export "run") (param i32) (result i32)
+    local.get 0 i32.const 0 call_indirect (type $t)
+    i32.const 8 i32.load8_u call $add)
+  (func (export "trap") unreachable))"#;
+
+fn run(engine: &Engine, module: &Module) -> i32 {
+    let mut linker = Linker::new(engine);
+    linker.func_wrap("env", "add", |a: i32, b: i32| a + b).unwrap();
+    let mut store = Store::new(engine, ());
+    let i = linker.instantiate(&mut store, module).unwrap();
+    let trap = i.get_typed_func::<(), ()>(&mut store, "trap").unwrap();
+    let Err(Error::Trap(t)) = trap.call(&mut store, ()) else { panic!("expected a trap") };
+    assert_eq!(t.code(), Some(TrapCode::UnreachableCodeReached));
+    assert!(t.backtrace()[0].module_offset.is_some());
+    i.get_typed_func::<i32, i32>(&mut store, "run").unwrap().call(&mut store, 5).unwrap()
+}
+
+#[test]
+fn serialize_then_deserialize_from_bytes_and_file() {
+    let engine = Engine::default();
+    let module = Module::new(&engine, WAT).unwrap();
+    assert_eq!(run(&engine, &module), 25 + i32::from(b'k'));
+    let bytes = module.serialize().unwrap();
+    // SAFETY: bytes we just produced.
+    let loaded = unsafe { Module::deserialize(&engine, &bytes) }.unwrap();
+    assert_eq!(run(&engine, &loaded), 25 + i32::from(b'k'));
+    assert_eq!(loaded.name(), Some("m"));
+
+    let dir = std::env::temp_dir().join(format!("kiln-ser-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.cwasm");
+    std::fs::write(&path, engine.precompile_module(WAT.as_bytes()).unwrap()).unwrap();
+    // SAFETY: a file we just wrote.
+    let mapped = unsafe { Module::deserialize_file(&engine, &path) }.unwrap();
+    assert_eq!(run(&engine, &mapped), 25 + i32::from(b'k'));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn foreign_truncated_and_corrupt_artifacts_are_errors() {
+    let engine = Engine::default();
+    let bytes = Module::new(&engine, WAT).unwrap().serialize().unwrap();
+    let load = |b: &[u8]| {
+        // SAFETY: the point of the test: none of these may load.
+        unsafe { Module::deserialize(&engine, b) }.map(|_| ()).unwrap_err()
+    };
+    load(b"not an object at all");
+    load(&[]);
+    for cut in [16, 64, bytes.len() / 2, bytes.len() - 1] {
+        load(&bytes[..cut]);
+    }
+    // Another version of Kiln wrote it.
+    let mut other = bytes.clone();
+    let at = find(&other, b"version=").unwrap() + 8;
+    other[at] = b'9';
+    assert!(matches!(load(&other), Error::Artifact(ArtifactError::Incompatible(_))));
+    // Another configuration compiled it.
+    let mut c = Config::new();
+    c.consume_fuel(true);
+    let fuel_engine = Engine::new(&c).unwrap();
+    let fuel_bytes = Module::new(&fuel_engine, WAT).unwrap().serialize().unwrap();
+    assert!(matches!(load(&fuel_bytes), Error::Artifact(ArtifactError::Incompatible(_))));
+    // Every single-byte corruption of the metadata sections is either
+    // refused with an error or still describes code inside the text
+    // section; decoding never panics. (The code is not run: a flipped
+    // trap code still loads.)
+    for name in [".kiln.info", ".kiln.funcs", ".kiln.w2n", ".kiln.traps", ".kiln.wasm"] {
+        let r = object_section(&bytes, name);
+        for i in r.clone().step_by(3) {
+            let mut b = bytes.clone();
+            b[i] ^= 0xa5;
+            // SAFETY: loaded only, never run.
+            let _ = unsafe { Module::deserialize(&engine, &b) };
+        }
+    }
+}
+
+#[test]
+fn function_table_pointing_outside_the_text_is_rejected() {
+    let engine = Engine::default();
+    let bytes = Module::new(&engine, "(module (func (export \"f\")))").unwrap().serialize().unwrap();
+    let obj = object_section(&bytes, ".kiln.funcs");
+    let mut bad = bytes.clone();
+    // Move the body of function 0 far past the end of the text.
+    bad[obj.start..obj.start + 4].copy_from_slice(&0x7fff_0000u32.to_le_bytes());
+    // SAFETY: must be refused before any code runs.
+    let e = unsafe { Module::deserialize(&engine, &bad) }.map(|_| ()).unwrap_err();
+    assert!(matches!(e, Error::Artifact(ArtifactError::Corrupt(_))), "{e}");
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn object_section(bytes: &[u8], name: &str) -> std::ops::Range<usize> {
+    // The section's file range, via the ELF section headers.
+    let shoff = u64::from_le_bytes(bytes[0x28..0x30].try_into().unwrap()) as usize;
+    let shentsize = u16::from_le_bytes(bytes[0x3a..0x3c].try_into().unwrap()) as usize;
+    let shnum = u16::from_le_bytes(bytes[0x3c..0x3e].try_into().unwrap()) as usize;
+    let shstrndx = u16::from_le_bytes(bytes[0x3e..0x40].try_into().unwrap()) as usize;
+    let sh = |i: usize| &bytes[shoff + i * shentsize..shoff + (i + 1) * shentsize];
+    let field = |h: &[u8], o: usize| u64::from_le_bytes(h[o..o + 8].try_into().unwrap()) as usize;
+    let strtab = field(sh(shstrndx), 0x18);
+    for i in 0..shnum {
+        let h = sh(i);
+        let name_off = u32::from_le_bytes(h[0..4].try_into().unwrap()) as usize;
+        let n = &bytes[strtab + name_off..];
+        let n = &n[..n.iter().position(|b| *b == 0).unwrap()];
+        if n == name.as_bytes() {
+            let (off, size) = (field(h, 0x18), field(h, 0x20));
+            return off..off + size;
+        }
+    }
+    panic!("no section {name}")
+}

@@ -1,0 +1,221 @@
+//! The compiled-artifact format: Kiln's own sections in the ELF object.
+//!
+//! A compiled module is an ELF object whose `.text` holds the code and
+//! whose `.kiln.*` sections hold what the runtime needs besides:
+//!
+//! | section | contents |
+//! | --- | --- |
+//! | `.kiln.info` | text header: format, Kiln version, compatibility fingerprint |
+//! | `.kiln.wasm` | the original module, re-read at load for its metadata (no code is recompiled or revalidated) |
+//! | `.kiln.funcs` | per defined function: body, array and native entry (start, length) as six LE u32, `u32::MAX` for none |
+//! | `.kiln.w2n` | per type: the wasm-to-native trampoline (start, length) |
+//! | `.kiln.traps` | (code offset u32, trap code u32) pairs, sorted |
+//! | `.kiln.addrmap` | (code offset u32, wasm offset u32) pairs, sorted |
+//!
+//! Decoding checks every count and every code offset against the text
+//! length, so a corrupt artifact is an error, never a jump into the void.
+
+use crate::*;
+
+/// Section names.
+pub mod sections {
+    /// The header.
+    pub const INFO: &str = ".kiln.info";
+    /// The original Wasm bytes.
+    pub const WASM: &str = ".kiln.wasm";
+    /// Function locations.
+    pub const FUNCS: &str = ".kiln.funcs";
+    /// Wasm-to-native trampolines.
+    pub const W2N: &str = ".kiln.w2n";
+    /// Trap table.
+    pub const TRAPS: &str = ".kiln.traps";
+    /// Address map.
+    pub const ADDRMAP: &str = ".kiln.addrmap";
+}
+
+/// The first line of every header.
+pub const ARTIFACT_MAGIC: &str = "kiln-artifact 1";
+
+/// Why an artifact could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    /// Not a Kiln artifact at all.
+    #[error("not a Kiln compiled module: {0}")]
+    NotAnArtifact(String),
+    /// Built by another version or with other settings.
+    #[error("incompatible compiled module: {0}")]
+    Incompatible(String),
+    /// Structurally broken.
+    #[error("corrupt compiled module: {0}")]
+    Corrupt(String),
+}
+
+/// The header for an artifact built by this Kiln with `fingerprint`.
+pub fn artifact_header(fingerprint: &str) -> String {
+    format!("{ARTIFACT_MAGIC}\nversion={VERSION}\nsettings={fingerprint}\n")
+}
+
+fn u32s(values: impl IntoIterator<Item = u32>) -> Vec<u8> {
+    values.into_iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn loc_words(l: Option<FunctionLoc>) -> [u32; 2] {
+    l.map_or([u32::MAX, u32::MAX], |l| [l.start, l.length])
+}
+
+/// Encodes `info` into the `.kiln.*` sections (all but `.text`).
+pub fn encode_sections(
+    info: &CompiledModuleInfo,
+    wasm: &[u8],
+    header: &str,
+) -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        (sections::INFO, header.as_bytes().to_vec()),
+        (sections::WASM, wasm.to_vec()),
+        (
+            sections::FUNCS,
+            u32s(info.funcs.values().flat_map(|f| {
+                let [a, b] = loc_words(Some(f.wasm_func));
+                let [c, d] = loc_words(f.array_to_wasm);
+                let [e, g] = loc_words(f.native_to_wasm);
+                [a, b, c, d, e, g]
+            })),
+        ),
+        (
+            sections::W2N,
+            u32s(info.wasm_to_native.values().flat_map(|l| [l.start, l.length])),
+        ),
+        (
+            sections::TRAPS,
+            u32s(info.traps.iter().flat_map(|t| [t.code_offset, u32::from(t.trap.to_u8())])),
+        ),
+        (
+            sections::ADDRMAP,
+            u32s(info.address_map.iter().flat_map(|a| [a.code_offset, a.wasm_offset])),
+        ),
+    ]
+}
+
+fn words(bytes: &[u8], name: &str) -> Result<Vec<u32>, ArtifactError> {
+    if bytes.len() % 4 != 0 {
+        return Err(ArtifactError::Corrupt(format!("section {name} has a partial word")));
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+/// Decodes an artifact's sections, checking the header against
+/// `expected_header` and every offset against `text_len`.
+pub fn decode_sections<'a>(
+    section: impl Fn(&str) -> Option<&'a [u8]>,
+    expected_header: &str,
+    features: wasmparser::WasmFeatures,
+    text_len: usize,
+) -> Result<CompiledModuleInfo, ArtifactError> {
+    let get = |name: &str| {
+        section(name).ok_or_else(|| ArtifactError::NotAnArtifact(format!("no {name} section")))
+    };
+    let header = std::str::from_utf8(get(sections::INFO)?)
+        .map_err(|_| ArtifactError::NotAnArtifact("header is not text".into()))?;
+    if !header.starts_with(ARTIFACT_MAGIC) {
+        return Err(ArtifactError::NotAnArtifact("bad header".into()));
+    }
+    if header != expected_header {
+        let line = |h: &str, k: &str| {
+            h.lines()
+                .find(|l| l.starts_with(k))
+                .unwrap_or("")
+                .to_string()
+        };
+        let what = if line(header, "version=") != line(expected_header, "version=") {
+            format!(
+                "built by Kiln {}, this is Kiln {VERSION}",
+                line(header, "version=").trim_start_matches("version=")
+            )
+        } else {
+            "built with different compiler settings or for another target".to_string()
+        };
+        return Err(ArtifactError::Incompatible(what));
+    }
+    let t = translate::translate_metadata(get(sections::WASM)?, features)
+        .map_err(|e| ArtifactError::Corrupt(format!("embedded module: {e}")))?;
+    let module = t.module;
+    let text_len = u32::try_from(text_len).map_err(|_| ArtifactError::Corrupt("text too large".into()))?;
+    let check = |start: u32, len: u32| -> Result<FunctionLoc, ArtifactError> {
+        match start.checked_add(len) {
+            Some(end) if end <= text_len => Ok(FunctionLoc { start, length: len }),
+            _ => Err(ArtifactError::Corrupt(format!(
+                "function at {start:#x}+{len:#x} lies outside the text section"
+            ))),
+        }
+    };
+    let opt = |start: u32, len: u32| -> Result<Option<FunctionLoc>, ArtifactError> {
+        if start == u32::MAX && len == u32::MAX {
+            Ok(None)
+        } else {
+            check(start, len).map(Some)
+        }
+    };
+
+    let f = words(get(sections::FUNCS)?, sections::FUNCS)?;
+    if f.len() != module.num_defined_funcs() * 6 {
+        return Err(ArtifactError::Corrupt("function table does not match the module".into()));
+    }
+    let mut funcs = PrimaryMap::new();
+    for (d, w) in module.defined_funcs().zip(f.chunks_exact(6)) {
+        let info = CompiledFunctionInfo {
+            wasm_func: check(w[0], w[1])?,
+            array_to_wasm: opt(w[2], w[3])?,
+            native_to_wasm: opt(w[4], w[5])?,
+        };
+        if module.func_ref_slots[d].is_some() != info.array_to_wasm.is_some()
+            || info.array_to_wasm.is_some() != info.native_to_wasm.is_some()
+        {
+            return Err(ArtifactError::Corrupt("entry trampolines do not match escaping functions".into()));
+        }
+        funcs.push(info);
+    }
+    let w = words(get(sections::W2N)?, sections::W2N)?;
+    if w.len() != module.types.len() * 2 {
+        return Err(ArtifactError::Corrupt("trampoline table does not match the module".into()));
+    }
+    let mut wasm_to_native = PrimaryMap::new();
+    for p in w.chunks_exact(2) {
+        wasm_to_native.push(check(p[0], p[1])?);
+    }
+    let tr = words(get(sections::TRAPS)?, sections::TRAPS)?;
+    let mut traps = Vec::with_capacity(tr.len() / 2);
+    for p in tr.chunks_exact(2) {
+        let trap = u8::try_from(p[1])
+            .ok()
+            .and_then(Trap::from_u8)
+            .ok_or_else(|| ArtifactError::Corrupt(format!("unknown trap code {}", p[1])))?;
+        if p[0] >= text_len {
+            return Err(ArtifactError::Corrupt("trap site outside the text section".into()));
+        }
+        traps.push(TrapSite { code_offset: p[0], trap });
+    }
+    if tr.len() % 2 != 0 || !traps.windows(2).all(|w| w[0].code_offset <= w[1].code_offset) {
+        return Err(ArtifactError::Corrupt("trap table is not sorted pairs".into()));
+    }
+    let am = words(get(sections::ADDRMAP)?, sections::ADDRMAP)?;
+    let address_map: Vec<AddressMapEntry> = am
+        .chunks_exact(2)
+        .map(|p| AddressMapEntry {
+            code_offset: p[0],
+            wasm_offset: p[1],
+        })
+        .collect();
+    if am.len() % 2 != 0 || !address_map.windows(2).all(|w| w[0].code_offset <= w[1].code_offset) {
+        return Err(ArtifactError::Corrupt("address map is not sorted pairs".into()));
+    }
+    Ok(CompiledModuleInfo {
+        module,
+        funcs,
+        wasm_to_native,
+        traps,
+        address_map,
+    })
+}
