@@ -58,5 +58,7 @@ pub use module::*;
 pub use store::*;
 pub use values::*;
 
-pub use kiln_environ::{ArtifactError, FuncType, GlobalType, MemoryType, TableType, Trap as TrapCode, ValType};
+pub use kiln_environ::{
+    ArtifactError, FuncType, GlobalType, MemoryType, TableType, Trap as TrapCode, ValType,
+};
 pub use kiln_runtime::FrameInfo;

@@ -114,16 +114,24 @@ impl Module {
     ///
     /// As for [`Module::deserialize`]; also, the file must not be modified
     /// while the module is loaded.
-    pub unsafe fn deserialize_file(engine: &Engine, path: impl AsRef<std::path::Path>) -> Result<Module> {
+    pub unsafe fn deserialize_file(
+        engine: &Engine,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<Module> {
         let code = kiln_jit::CodeMemory::from_file(path.as_ref())?;
         Self::from_code(engine, code)
     }
 
     fn from_code(engine: &Engine, code: kiln_jit::CodeMemory) -> Result<Module> {
         if !engine.is_host_target() {
-            return Err(Error::Compile("an engine for another target cannot load modules".into()));
+            return Err(Error::Compile(
+                "an engine for another target cannot load modules".into(),
+            ));
         }
-        let header = engine.inner.compiler.artifact_header(&engine.features_tag());
+        let header = engine
+            .inner
+            .compiler
+            .artifact_header(&engine.features_tag());
         let info = kiln_environ::decode_sections(
             |name| code.section(name),
             &header,

@@ -170,6 +170,15 @@ impl Compiler {
         Ok(Compiler { isa, config })
     }
 
+    /// Whether the target's text-section builder can route out-of-range
+    /// calls through veneers (AArch64 can; x86-64's ±2 GiB `call` cannot).
+    fn isa_has_veneers(&self) -> bool {
+        matches!(
+            self.isa.triple().architecture,
+            target_lexicon::Architecture::Aarch64(_)
+        )
+    }
+
     /// The target ISA.
     pub fn isa(&self) -> &dyn TargetIsa {
         &*self.isa
@@ -255,7 +264,7 @@ impl Compiler {
             .iter()
             .chain(compiled_tramps.iter())
             .collect();
-        let (text, locs, traps, address_map) = self.layout_text(&all)?;
+        let (text, locs, traps, address_map) = self.layout_text(&all, compiled_bodies.len())?;
 
         let n = compiled_bodies.len();
         let mut funcs: PrimaryMap<DefinedFuncIndex, CompiledFunctionInfo> = (0..n)
@@ -308,7 +317,7 @@ impl Compiler {
             "wasm_to_native",
             kiln_trampolines::wasm_to_native(self.isa(), ty),
         )?;
-        let (text, locs, _, _) = self.layout_text(&[&a, &b, &c])?;
+        let (text, locs, _, _) = self.layout_text(&[&a, &b, &c], 0)?;
         let (object, layout) = obj::write_object(&*self.isa, &text, &[])?;
         Ok(HostTrampolines {
             object,
@@ -468,11 +477,13 @@ impl Compiler {
     }
 
     /// Lays out `funcs` in one text section (label i = funcs[i]) and
-    /// resolves every relocation; see the crate docs.
+    /// resolves every relocation; see the crate docs. The debug padding goes
+    /// between the first `padded` functions (the Wasm bodies).
     #[allow(clippy::type_complexity)]
     fn layout_text(
         &self,
         funcs: &[&CompiledFunc],
+        padded: usize,
     ) -> Result<
         (
             Vec<u8>,
@@ -482,6 +493,20 @@ impl Compiler {
         ),
         CompileError,
     > {
+        // Without veneers (x86-64), a call cannot reach past ±2 GiB, and
+        // Cranelift's builder would panic on such a call: refuse up front
+        // when the text could get that large.
+        let upper_bound: u64 = funcs
+            .iter()
+            .map(|f| f.code.len() as u64 + u64::from(f.alignment))
+            .sum::<u64>()
+            + (padded.saturating_sub(1) * self.config.padding_between_functions) as u64;
+        if !self.isa_has_veneers() && upper_bound >= i32::MAX as u64 {
+            return Err(CompileError::Setting(format!(
+                "text section of up to {upper_bound} bytes exceeds the ±2 GiB reach of calls on {}",
+                self.isa.triple()
+            )));
+        }
         let mut builder = self.isa.text_section_builder(funcs.len());
         if self.config.force_veneers {
             builder.force_veneers();
@@ -492,7 +517,7 @@ impl Compiler {
         let mut address_map = Vec::new();
         let padding = vec![0u8; self.config.padding_between_functions];
         for (i, f) in funcs.iter().enumerate() {
-            if i > 0 && !padding.is_empty() {
+            if i > 0 && i < padded && !padding.is_empty() {
                 builder.append(false, &padding, 1, &mut ctrl);
             }
             let off = builder.append(true, &f.code, f.alignment.max(1), &mut ctrl);

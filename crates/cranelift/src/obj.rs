@@ -46,7 +46,11 @@ pub(crate) fn write_object(
     let align = text_alignment(isa);
     obj.append_section_data(text_id, text, align);
     for (name, data) in extra_sections {
-        let id = obj.add_section(Vec::new(), name.as_bytes().to_vec(), SectionKind::ReadOnlyData);
+        let id = obj.add_section(
+            Vec::new(),
+            name.as_bytes().to_vec(),
+            SectionKind::ReadOnlyData,
+        );
         obj.append_section_data(id, data, 8);
     }
     let bytes = obj

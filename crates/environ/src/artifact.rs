@@ -83,22 +83,36 @@ pub fn encode_sections(
         ),
         (
             sections::W2N,
-            u32s(info.wasm_to_native.values().flat_map(|l| [l.start, l.length])),
+            u32s(
+                info.wasm_to_native
+                    .values()
+                    .flat_map(|l| [l.start, l.length]),
+            ),
         ),
         (
             sections::TRAPS,
-            u32s(info.traps.iter().flat_map(|t| [t.code_offset, u32::from(t.trap.to_u8())])),
+            u32s(
+                info.traps
+                    .iter()
+                    .flat_map(|t| [t.code_offset, u32::from(t.trap.to_u8())]),
+            ),
         ),
         (
             sections::ADDRMAP,
-            u32s(info.address_map.iter().flat_map(|a| [a.code_offset, a.wasm_offset])),
+            u32s(
+                info.address_map
+                    .iter()
+                    .flat_map(|a| [a.code_offset, a.wasm_offset]),
+            ),
         ),
     ]
 }
 
 fn words(bytes: &[u8], name: &str) -> Result<Vec<u32>, ArtifactError> {
     if bytes.len() % 4 != 0 {
-        return Err(ArtifactError::Corrupt(format!("section {name} has a partial word")));
+        return Err(ArtifactError::Corrupt(format!(
+            "section {name} has a partial word"
+        )));
     }
     Ok(bytes
         .chunks_exact(4)
@@ -142,7 +156,8 @@ pub fn decode_sections<'a>(
     let t = translate::translate_metadata(get(sections::WASM)?, features)
         .map_err(|e| ArtifactError::Corrupt(format!("embedded module: {e}")))?;
     let module = t.module;
-    let text_len = u32::try_from(text_len).map_err(|_| ArtifactError::Corrupt("text too large".into()))?;
+    let text_len =
+        u32::try_from(text_len).map_err(|_| ArtifactError::Corrupt("text too large".into()))?;
     let check = |start: u32, len: u32| -> Result<FunctionLoc, ArtifactError> {
         match start.checked_add(len) {
             Some(end) if end <= text_len => Ok(FunctionLoc { start, length: len }),
@@ -161,7 +176,9 @@ pub fn decode_sections<'a>(
 
     let f = words(get(sections::FUNCS)?, sections::FUNCS)?;
     if f.len() != module.num_defined_funcs() * 6 {
-        return Err(ArtifactError::Corrupt("function table does not match the module".into()));
+        return Err(ArtifactError::Corrupt(
+            "function table does not match the module".into(),
+        ));
     }
     let mut funcs = PrimaryMap::new();
     for (d, w) in module.defined_funcs().zip(f.chunks_exact(6)) {
@@ -173,13 +190,17 @@ pub fn decode_sections<'a>(
         if module.func_ref_slots[d].is_some() != info.array_to_wasm.is_some()
             || info.array_to_wasm.is_some() != info.native_to_wasm.is_some()
         {
-            return Err(ArtifactError::Corrupt("entry trampolines do not match escaping functions".into()));
+            return Err(ArtifactError::Corrupt(
+                "entry trampolines do not match escaping functions".into(),
+            ));
         }
         funcs.push(info);
     }
     let w = words(get(sections::W2N)?, sections::W2N)?;
     if w.len() != module.types.len() * 2 {
-        return Err(ArtifactError::Corrupt("trampoline table does not match the module".into()));
+        return Err(ArtifactError::Corrupt(
+            "trampoline table does not match the module".into(),
+        ));
     }
     let mut wasm_to_native = PrimaryMap::new();
     for p in w.chunks_exact(2) {
@@ -193,12 +214,23 @@ pub fn decode_sections<'a>(
             .and_then(Trap::from_u8)
             .ok_or_else(|| ArtifactError::Corrupt(format!("unknown trap code {}", p[1])))?;
         if p[0] >= text_len {
-            return Err(ArtifactError::Corrupt("trap site outside the text section".into()));
+            return Err(ArtifactError::Corrupt(
+                "trap site outside the text section".into(),
+            ));
         }
-        traps.push(TrapSite { code_offset: p[0], trap });
+        traps.push(TrapSite {
+            code_offset: p[0],
+            trap,
+        });
     }
-    if tr.len() % 2 != 0 || !traps.windows(2).all(|w| w[0].code_offset <= w[1].code_offset) {
-        return Err(ArtifactError::Corrupt("trap table is not sorted pairs".into()));
+    if tr.len() % 2 != 0
+        || !traps
+            .windows(2)
+            .all(|w| w[0].code_offset <= w[1].code_offset)
+    {
+        return Err(ArtifactError::Corrupt(
+            "trap table is not sorted pairs".into(),
+        ));
     }
     let am = words(get(sections::ADDRMAP)?, sections::ADDRMAP)?;
     let address_map: Vec<AddressMapEntry> = am
@@ -208,8 +240,14 @@ pub fn decode_sections<'a>(
             wasm_offset: p[1],
         })
         .collect();
-    if am.len() % 2 != 0 || !address_map.windows(2).all(|w| w[0].code_offset <= w[1].code_offset) {
-        return Err(ArtifactError::Corrupt("address map is not sorted pairs".into()));
+    if am.len() % 2 != 0
+        || !address_map
+            .windows(2)
+            .all(|w| w[0].code_offset <= w[1].code_offset)
+    {
+        return Err(ArtifactError::Corrupt(
+            "address map is not sorted pairs".into(),
+        ));
     }
     Ok(CompiledModuleInfo {
         module,

@@ -76,7 +76,9 @@ fn check_object(object: &[u8]) -> Result<Range<usize>, JitError> {
         )));
     }
     if text.end > object.len() {
-        return Err(JitError::BadObject("text section extends past the end of the file".into()));
+        return Err(JitError::BadObject(
+            "text section extends past the end of the file".into(),
+        ));
     }
     Ok(text)
 }

@@ -14,14 +14,21 @@ const WAT: &str = r#"(module $m
 
 fn run(engine: &Engine, module: &Module) -> i32 {
     let mut linker = Linker::new(engine);
-    linker.func_wrap("env", "add", |a: i32, b: i32| a + b).unwrap();
+    linker
+        .func_wrap("env", "add", |a: i32, b: i32| a + b)
+        .unwrap();
     let mut store = Store::new(engine, ());
     let i = linker.instantiate(&mut store, module).unwrap();
     let trap = i.get_typed_func::<(), ()>(&mut store, "trap").unwrap();
-    let Err(Error::Trap(t)) = trap.call(&mut store, ()) else { panic!("expected a trap") };
+    let Err(Error::Trap(t)) = trap.call(&mut store, ()) else {
+        panic!("expected a trap")
+    };
     assert_eq!(t.code(), Some(TrapCode::UnreachableCodeReached));
     assert!(t.backtrace()[0].module_offset.is_some());
-    i.get_typed_func::<i32, i32>(&mut store, "run").unwrap().call(&mut store, 5).unwrap()
+    i.get_typed_func::<i32, i32>(&mut store, "run")
+        .unwrap()
+        .call(&mut store, 5)
+        .unwrap()
 }
 
 #[test]
@@ -51,7 +58,9 @@ fn foreign_truncated_and_corrupt_artifacts_are_errors() {
     let bytes = Module::new(&engine, WAT).unwrap().serialize().unwrap();
     let load = |b: &[u8]| {
         // SAFETY: the point of the test: none of these may load.
-        unsafe { Module::deserialize(&engine, b) }.map(|_| ()).unwrap_err()
+        unsafe { Module::deserialize(&engine, b) }
+            .map(|_| ())
+            .unwrap_err()
     };
     load(b"not an object at all");
     load(&[]);
@@ -62,18 +71,30 @@ fn foreign_truncated_and_corrupt_artifacts_are_errors() {
     let mut other = bytes.clone();
     let at = find(&other, b"version=").unwrap() + 8;
     other[at] = b'9';
-    assert!(matches!(load(&other), Error::Artifact(ArtifactError::Incompatible(_))));
+    assert!(matches!(
+        load(&other),
+        Error::Artifact(ArtifactError::Incompatible(_))
+    ));
     // Another configuration compiled it.
     let mut c = Config::new();
     c.consume_fuel(true);
     let fuel_engine = Engine::new(&c).unwrap();
     let fuel_bytes = Module::new(&fuel_engine, WAT).unwrap().serialize().unwrap();
-    assert!(matches!(load(&fuel_bytes), Error::Artifact(ArtifactError::Incompatible(_))));
+    assert!(matches!(
+        load(&fuel_bytes),
+        Error::Artifact(ArtifactError::Incompatible(_))
+    ));
     // Every single-byte corruption of the metadata sections is either
     // refused with an error or still describes code inside the text
     // section; decoding never panics. (The code is not run: a flipped
     // trap code still loads.)
-    for name in [".kiln.info", ".kiln.funcs", ".kiln.w2n", ".kiln.traps", ".kiln.wasm"] {
+    for name in [
+        ".kiln.info",
+        ".kiln.funcs",
+        ".kiln.w2n",
+        ".kiln.traps",
+        ".kiln.wasm",
+    ] {
         let r = object_section(&bytes, name);
         for i in r.clone().step_by(3) {
             let mut b = bytes.clone();
@@ -87,14 +108,22 @@ fn foreign_truncated_and_corrupt_artifacts_are_errors() {
 #[test]
 fn function_table_pointing_outside_the_text_is_rejected() {
     let engine = Engine::default();
-    let bytes = Module::new(&engine, "(module (func (export \"f\")))").unwrap().serialize().unwrap();
+    let bytes = Module::new(&engine, "(module (func (export \"f\")))")
+        .unwrap()
+        .serialize()
+        .unwrap();
     let obj = object_section(&bytes, ".kiln.funcs");
     let mut bad = bytes.clone();
     // Move the body of function 0 far past the end of the text.
     bad[obj.start..obj.start + 4].copy_from_slice(&0x7fff_0000u32.to_le_bytes());
     // SAFETY: must be refused before any code runs.
-    let e = unsafe { Module::deserialize(&engine, &bad) }.map(|_| ()).unwrap_err();
-    assert!(matches!(e, Error::Artifact(ArtifactError::Corrupt(_))), "{e}");
+    let e = unsafe { Module::deserialize(&engine, &bad) }
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Artifact(ArtifactError::Corrupt(_))),
+        "{e}"
+    );
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

@@ -1,10 +1,12 @@
 //! Properties of compiled objects: no relocations, calls that reach their
 //! callees, trap tables where code can trap.
 
+mod veneers;
+
 use kiln_cranelift::{CompiledObject, Compiler, CompilerConfig};
 use object::{Object as _, ObjectSection as _};
 
-fn compile(config: CompilerConfig, wat: &str) -> CompiledObject {
+pub(crate) fn compile(config: CompilerConfig, wat: &str) -> CompiledObject {
     let wasm = wat::parse_str(wat).expect("valid wat");
     let t = kiln_environ::translate_module(&wasm, kiln_environ::default_features()).expect("valid");
     Compiler::new(config)
@@ -96,4 +98,21 @@ fn trap_sites_are_recorded() {
         !obj.info.address_map.is_empty(),
         "address map records wasm offsets"
     );
+}
+
+#[test]
+fn x86_64_text_past_the_call_reach_is_a_clear_error() {
+    let wasm = wat::parse_str("(module (func $a call $b) (func $b call $a))").unwrap();
+    let t = kiln_environ::translate_module(&wasm, kiln_environ::default_features()).unwrap();
+    let config = CompilerConfig {
+        target: Some("x86_64-unknown-linux-gnu".into()),
+        padding_between_functions: 3 << 30,
+        ..CompilerConfig::default()
+    };
+    let e = Compiler::new(config)
+        .unwrap()
+        .compile_module(t, "")
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("2 GiB"), "{e}");
 }
