@@ -18,9 +18,20 @@ const SUITE_COMMIT: &str = "a8101597d3c3c660086c3cd1eedee608ff18d3c3";
 /// the host side (compiler, runner) needs room on top of that.
 const STACK_SIZE: usize = 16 << 20;
 
+/// The directory of core `.wast` files: `$KILN_TESTSUITE/core` (the layout
+/// of `../shared/testsuite`), or `$KILN_TESTSUITE` itself when the `.wast`
+/// files sit at its root (a plain clone of the upstream testsuite at
+/// `SUITE_COMMIT`).
 fn suite_dir() -> PathBuf {
     let dir = match std::env::var_os("KILN_TESTSUITE") {
-        Some(d) => PathBuf::from(d).join("core"),
+        Some(d) => {
+            let d = PathBuf::from(d);
+            if d.join("core").is_dir() || !d.join("address.wast").is_file() {
+                d.join("core")
+            } else {
+                d
+            }
+        }
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testsuite/core"),
     };
     dir.canonicalize().unwrap_or(dir)

@@ -247,3 +247,116 @@ fn interrupt_reaches_a_second_loop() {
     t.join().unwrap();
     assert_eq!(e.trap_code(), Some(TrapCode::Interrupt));
 }
+
+/// A crash in host code is not Wasm's business: Kiln's handler forwards it
+/// and the process dies of the signal as it would without Kiln. Runs the
+/// crash in a child process (this test binary, re-executed).
+#[test]
+fn host_segfault_still_kills_the_process() {
+    const ENV: &str = "KILN_TEST_CRASH_MODE";
+    if let Ok(mode) = std::env::var(ENV) {
+        let (mut store, i) = crate::instantiate(COUNT);
+        let count = i.get_typed_func::<i32, ()>(&mut store, "count").unwrap();
+        count.call(&mut store, 10).unwrap();
+        if mode == "in-host-function" {
+            let engine = store.engine().clone();
+            let m = Module::new(
+                &engine,
+                r#"(module (import "" "crash" (func $c)) (func (export "run") call $c))"#,
+            )
+            .unwrap();
+            let crash = Func::wrap(&mut store, || {
+                // SAFETY: deliberately not safe: this child process must die.
+                unsafe { std::ptr::read_volatile(std::ptr::null::<u64>()) };
+            });
+            let i = Instance::new(&mut store, &m, &[crash.into()]).unwrap();
+            let _ = i
+                .get_typed_func::<(), ()>(&mut store, "run")
+                .unwrap()
+                .call(&mut store, ());
+        } else {
+            // SAFETY: deliberately not safe, as above.
+            unsafe { std::ptr::read_volatile(std::ptr::null::<u64>()) };
+        }
+        std::process::exit(0);
+    }
+    use std::os::unix::process::ExitStatusExt;
+    for mode in ["outside-wasm", "in-host-function"] {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "limits::host_segfault_still_kills_the_process",
+                "--test-threads=1",
+            ])
+            .env(ENV, mode)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.signal(),
+            Some(libc_sigsegv()),
+            "{mode}: {:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn libc_sigsegv() -> i32 {
+    11
+}
+
+#[test]
+fn many_threads_trap_many_times() {
+    let engine = Engine::default();
+    let module = Module::new(
+        &engine,
+        r#"(module (memory 1)
+             (func (export "oob") (param i32) (result i32) local.get 0 i32.load))"#,
+    )
+    .unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (engine, module) = (engine.clone(), module.clone());
+            std::thread::spawn(move || {
+                let mut store = Store::new(&engine, ());
+                let i = Instance::new(&mut store, &module, &[]).unwrap();
+                let f = i.get_typed_func::<i32, i32>(&mut store, "oob").unwrap();
+                for _ in 0..10_000 {
+                    let e = f.call(&mut store, 70_000).unwrap_err();
+                    assert_eq!(e.trap_code(), Some(TrapCode::MemoryOutOfBounds));
+                }
+                assert_eq!(f.call(&mut store, 0).unwrap(), 0);
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+fn interrupt_infinite_recursion_with_a_big_stack() {
+    // Recursion that would take seconds to exhaust a 1 MiB stack (each
+    // level spins 100,000 times first) is stopped by an interrupt from
+    // another thread long before.
+    let mut c = Config::new();
+    c.max_wasm_stack(1 << 20);
+    let (mut store, i) = with_config(
+        &c,
+        r#"(module (func $r (export "r") (local i32)
+             i32.const 100000 local.set 0
+             (loop local.get 0 i32.const 1 i32.sub local.tee 0 br_if 0)
+             call $r))"#,
+    );
+    let r = i.get_typed_func::<(), ()>(&mut store, "r").unwrap();
+    let h = store.interrupt_handle();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        h.interrupt();
+    });
+    let e = r.call(&mut store, ()).unwrap_err();
+    t.join().unwrap();
+    assert_eq!(e.trap_code(), Some(TrapCode::Interrupt));
+    let Error::Trap(t) = e else { unreachable!() };
+    assert!(t.backtrace().len() > 1, "interrupted deep in the recursion");
+}
