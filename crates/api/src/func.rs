@@ -459,38 +459,116 @@ pub unsafe trait WasmTy: Sized + 'static {
     type Abi: Copy;
     /// The Wasm type.
     fn valtype() -> ValType;
-    /// To the ABI representation.
-    fn into_abi(self) -> Self::Abi;
-    /// From the ABI representation.
-    fn from_abi(abi: Self::Abi) -> Self;
-    /// To an array slot.
-    fn into_raw(self) -> ValRaw;
-    /// From an array slot.
-    fn from_raw(raw: ValRaw) -> Self;
+    #[doc(hidden)]
+    fn into_abi<T>(self, store: &mut StoreInner<T>) -> Result<Self::Abi>;
+    #[doc(hidden)]
+    fn from_abi<T>(abi: Self::Abi, store: &mut StoreInner<T>) -> Self;
+    #[doc(hidden)]
+    fn into_raw<T>(self, store: &mut StoreInner<T>) -> Result<ValRaw>;
+    #[doc(hidden)]
+    fn from_raw<T>(raw: ValRaw, store: &mut StoreInner<T>) -> Self;
 }
 
-macro_rules! wasm_ty {
-    ($($t:ty => $vt:ident, $to:ident, $from:ident, $into_raw:expr, $from_raw:expr;)*) => {$(
+macro_rules! scalar_wasm_ty {
+    ($($t:ty => $vt:ident, $into_raw:expr, $from_raw:expr;)*) => {$(
         // SAFETY: these scalar types are passed in the C ABI as Cranelift
         // passes the corresponding Wasm type.
         unsafe impl WasmTy for $t {
             type Abi = $t;
             fn valtype() -> ValType { ValType::$vt }
-            fn into_abi(self) -> $t { self }
-            fn from_abi(abi: $t) -> $t { abi }
-            fn into_raw(self) -> ValRaw { ($into_raw)(self) }
-            fn from_raw(raw: ValRaw) -> $t { ($from_raw)(raw) }
+            fn into_abi<T>(self, _: &mut StoreInner<T>) -> Result<$t> { Ok(self) }
+            fn from_abi<T>(abi: $t, _: &mut StoreInner<T>) -> $t { abi }
+            fn into_raw<T>(self, _: &mut StoreInner<T>) -> Result<ValRaw> { Ok(($into_raw)(self)) }
+            fn from_raw<T>(raw: ValRaw, _: &mut StoreInner<T>) -> $t { ($from_raw)(raw) }
         }
     )*};
 }
 
-wasm_ty! {
-    i32 => I32, a, b, |v: i32| ValRaw::i32(v), |r: ValRaw| r.get_i32();
-    u32 => I32, a, b, |v: u32| ValRaw::i32(v as i32), |r: ValRaw| r.get_i32() as u32;
-    i64 => I64, a, b, |v: i64| ValRaw::i64(v), |r: ValRaw| r.get_i64();
-    u64 => I64, a, b, |v: u64| ValRaw::i64(v as i64), |r: ValRaw| r.get_i64() as u64;
-    f32 => F32, a, b, |v: f32| ValRaw::f32(v.to_bits()), |r: ValRaw| f32::from_bits(r.get_f32());
-    f64 => F64, a, b, |v: f64| ValRaw::f64(v.to_bits()), |r: ValRaw| f64::from_bits(r.get_f64());
+scalar_wasm_ty! {
+    i32 => I32, |v: i32| ValRaw::i32(v), |r: ValRaw| r.get_i32();
+    u32 => I32, |v: u32| ValRaw::i32(v as i32), |r: ValRaw| r.get_i32() as u32;
+    i64 => I64, |v: i64| ValRaw::i64(v), |r: ValRaw| r.get_i64();
+    u64 => I64, |v: u64| ValRaw::i64(v as i64), |r: ValRaw| r.get_i64() as u64;
+    f32 => F32, |v: f32| ValRaw::f32(v.to_bits()), |r: ValRaw| f32::from_bits(r.get_f32());
+    f64 => F64, |v: f64| ValRaw::f64(v.to_bits()), |r: ValRaw| f64::from_bits(r.get_f64());
+}
+
+/// A 128-bit SIMD value in typed calls.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub struct V128(pub u128);
+
+#[cfg(target_arch = "x86_64")]
+type V128Abi = std::arch::x86_64::__m128i;
+#[cfg(target_arch = "aarch64")]
+type V128Abi = std::arch::aarch64::uint8x16_t;
+
+// SAFETY: a vector register type is passed in a vector register, as
+// Cranelift passes `i8x16`.
+unsafe impl WasmTy for V128 {
+    type Abi = V128Abi;
+    fn valtype() -> ValType {
+        ValType::V128
+    }
+    fn into_abi<T>(self, _: &mut StoreInner<T>) -> Result<V128Abi> {
+        // SAFETY: both are 16 plain bytes.
+        Ok(unsafe { std::mem::transmute::<u128, V128Abi>(self.0) })
+    }
+    fn from_abi<T>(abi: V128Abi, _: &mut StoreInner<T>) -> V128 {
+        // SAFETY: both are 16 plain bytes.
+        V128(unsafe { std::mem::transmute::<V128Abi, u128>(abi) })
+    }
+    fn into_raw<T>(self, _: &mut StoreInner<T>) -> Result<ValRaw> {
+        Ok(ValRaw::u128(self.0))
+    }
+    fn from_raw<T>(raw: ValRaw, _: &mut StoreInner<T>) -> V128 {
+        V128(raw.get_u128())
+    }
+}
+
+// SAFETY: a funcref is a pointer (`*const VMFuncRef`, null for `None`).
+unsafe impl WasmTy for Option<Func> {
+    type Abi = usize;
+    fn valtype() -> ValType {
+        ValType::FuncRef
+    }
+    fn into_abi<T>(self, store: &mut StoreInner<T>) -> Result<usize> {
+        Ok(match self {
+            Some(f) => f.to_raw(store)? as usize,
+            None => 0,
+        })
+    }
+    fn from_abi<T>(abi: usize, store: &mut StoreInner<T>) -> Self {
+        (abi != 0).then(|| store.func_from_raw(abi as *const VMFuncRef))
+    }
+    fn into_raw<T>(self, store: &mut StoreInner<T>) -> Result<ValRaw> {
+        Ok(ValRaw::ptr(self.into_abi(store)?))
+    }
+    fn from_raw<T>(raw: ValRaw, store: &mut StoreInner<T>) -> Self {
+        Self::from_abi(raw.get_ptr(), store)
+    }
+}
+
+// SAFETY: an externref is a pointer (null for `None`).
+unsafe impl WasmTy for Option<crate::ExternRef> {
+    type Abi = usize;
+    fn valtype() -> ValType {
+        ValType::ExternRef
+    }
+    fn into_abi<T>(self, store: &mut StoreInner<T>) -> Result<usize> {
+        Ok(Val::ExternRef(self).to_raw(store)?.get_ptr())
+    }
+    fn from_abi<T>(abi: usize, store: &mut StoreInner<T>) -> Self {
+        match Val::from_raw(store, ValRaw::ptr(abi), ValType::ExternRef) {
+            Val::ExternRef(e) => e,
+            _ => None,
+        }
+    }
+    fn into_raw<T>(self, store: &mut StoreInner<T>) -> Result<ValRaw> {
+        Ok(ValRaw::ptr(self.into_abi(store)?))
+    }
+    fn from_raw<T>(raw: ValRaw, store: &mut StoreInner<T>) -> Self {
+        Self::from_abi(raw.get_ptr(), store)
+    }
 }
 
 /// Parameters of a typed call: a [`WasmTy`] or a tuple of them.
@@ -499,19 +577,25 @@ wasm_ty! {
 ///
 /// `invoke` must call a native entry of matching type.
 pub unsafe trait WasmParams: Sized {
+    /// The parameters in their C ABI representation.
+    type Abis: Copy;
     /// The Wasm parameter types.
     fn types() -> Vec<ValType>;
-    /// Calls native entry `f`.
+    #[doc(hidden)]
+    fn into_abis<T>(self, store: &mut StoreInner<T>) -> Result<Self::Abis>;
+    /// Calls native entry `f`, with a return area for several results.
     ///
     /// # Safety
     ///
     /// `f` must be a native entry for these parameters and `R`'s results.
+    #[doc(hidden)]
     unsafe fn invoke<R: WasmResults>(
-        self,
+        abis: Self::Abis,
         f: *const u8,
         callee: *mut VMContext,
         caller: *mut VMContext,
-    ) -> R;
+        retptr: *mut ValRaw,
+    ) -> R::Abi;
 }
 
 /// Results of a typed call: `()`, a [`WasmTy`] or a tuple of them.
@@ -525,17 +609,22 @@ pub unsafe trait WasmResults: Sized {
     type Abi: Copy;
     /// The Wasm result types.
     fn types() -> Vec<ValType>;
-    /// From a native return and the return-pointer area.
-    fn from_native(abi: Self::Abi, retptr: &[ValRaw; 16]) -> Self;
+    #[doc(hidden)]
+    fn from_native<T>(abi: Self::Abi, retptr: &[ValRaw; 16], store: &mut StoreInner<T>) -> Self;
     /// To a native return, writing extra results through `retptr`.
     ///
     /// # Safety
     ///
     /// `retptr` must be valid for as many slots as there are results when
     /// there is more than one.
-    unsafe fn into_native(self, retptr: *mut ValRaw) -> Self::Abi;
-    /// To array slots.
-    fn into_raw(self, out: &mut [ValRaw]);
+    #[doc(hidden)]
+    unsafe fn into_native<T>(
+        self,
+        retptr: *mut ValRaw,
+        store: &mut StoreInner<T>,
+    ) -> Result<Self::Abi>;
+    #[doc(hidden)]
+    fn into_raw_slots<T>(self, out: &mut [ValRaw], store: &mut StoreInner<T>) -> Result<()>;
 }
 
 // SAFETY: no results: the native entry returns nothing.
@@ -544,9 +633,13 @@ unsafe impl WasmResults for () {
     fn types() -> Vec<ValType> {
         Vec::new()
     }
-    fn from_native(_: (), _: &[ValRaw; 16]) {}
-    unsafe fn into_native(self, _: *mut ValRaw) {}
-    fn into_raw(self, _: &mut [ValRaw]) {}
+    fn from_native<T>(_: (), _: &[ValRaw; 16], _: &mut StoreInner<T>) {}
+    unsafe fn into_native<T>(self, _: *mut ValRaw, _: &mut StoreInner<T>) -> Result<()> {
+        Ok(())
+    }
+    fn into_raw_slots<T>(self, _: &mut [ValRaw], _: &mut StoreInner<T>) -> Result<()> {
+        Ok(())
+    }
 }
 
 // SAFETY: one result is returned directly in the C ABI.
@@ -555,30 +648,36 @@ unsafe impl<A: WasmTy> WasmResults for A {
     fn types() -> Vec<ValType> {
         vec![A::valtype()]
     }
-    fn from_native(abi: A::Abi, _: &[ValRaw; 16]) -> A {
-        A::from_abi(abi)
+    fn from_native<T>(abi: A::Abi, _: &[ValRaw; 16], store: &mut StoreInner<T>) -> A {
+        A::from_abi(abi, store)
     }
-    unsafe fn into_native(self, _: *mut ValRaw) -> A::Abi {
-        self.into_abi()
+    unsafe fn into_native<T>(self, _: *mut ValRaw, store: &mut StoreInner<T>) -> Result<A::Abi> {
+        self.into_abi(store)
     }
-    fn into_raw(self, out: &mut [ValRaw]) {
-        out[0] = self.into_raw();
+    fn into_raw_slots<T>(self, out: &mut [ValRaw], store: &mut StoreInner<T>) -> Result<()> {
+        out[0] = self.into_raw(store)?;
+        Ok(())
     }
 }
 
 // SAFETY: a single parameter, passed after the two contexts.
 unsafe impl<A: WasmTy> WasmParams for A {
+    type Abis = (A::Abi,);
     fn types() -> Vec<ValType> {
         vec![A::valtype()]
     }
+    fn into_abis<T>(self, store: &mut StoreInner<T>) -> Result<(A::Abi,)> {
+        Ok((self.into_abi(store)?,))
+    }
     unsafe fn invoke<R: WasmResults>(
-        self,
+        abis: (A::Abi,),
         f: *const u8,
         callee: *mut VMContext,
         caller: *mut VMContext,
-    ) -> R {
+        retptr: *mut ValRaw,
+    ) -> R::Abi {
         // SAFETY: forwarded contract.
-        unsafe { <(A,) as WasmParams>::invoke((self,), f, callee, caller) }
+        unsafe { <(A,) as WasmParams>::invoke::<R>(abis, f, callee, caller, retptr) }
     }
 }
 
@@ -589,23 +688,27 @@ macro_rules! tuples {
         // at most one result).
         #[allow(non_snake_case, unused_variables, clippy::unused_unit)]
         unsafe impl<$($a: WasmTy,)*> WasmParams for ($($a,)*) {
+            type Abis = ($($a::Abi,)*);
             fn types() -> Vec<ValType> {
                 vec![$($a::valtype(),)*]
             }
+            fn into_abis<T>(self, store: &mut StoreInner<T>) -> Result<Self::Abis> {
+                let ($($a,)*) = self;
+                Ok(($($a.into_abi(store)?,)*))
+            }
             unsafe fn invoke<R: WasmResults>(
-                self,
+                abis: Self::Abis,
                 f: *const u8,
                 callee: *mut VMContext,
                 caller: *mut VMContext,
-            ) -> R {
-                let ($($a,)*) = self;
-                let mut ret = [ValRaw::default(); 16];
+                retptr: *mut ValRaw,
+            ) -> R::Abi {
+                let ($($a,)*) = abis;
                 type Native<R, $($a,)*> = unsafe extern "C" fn(*mut VMContext, *mut VMContext, $($a,)* *mut ValRaw) -> R;
                 // SAFETY: per the trait contract, `f` has this signature.
                 let f = unsafe { std::mem::transmute::<*const u8, Native<R::Abi, $($a::Abi,)*>>(f) };
                 // SAFETY: see above.
-                let abi = unsafe { f(callee, caller, $($a.into_abi(),)* ret.as_mut_ptr()) };
-                R::from_native(abi, &ret)
+                unsafe { f(callee, caller, $($a,)* retptr) }
             }
         }
 
@@ -645,22 +748,24 @@ macro_rules! tuples {
             fn types() -> Vec<ValType> {
                 vec![$($a::valtype(),)*]
             }
-            fn from_native(_: (), ret: &[ValRaw; 16]) -> Self {
+            fn from_native<T>(_: (), ret: &[ValRaw; 16], store: &mut StoreInner<T>) -> Self {
                 let mut i = 0;
-                ($({ let v = $a::from_raw(ret[i]); i += 1; let _ = i; v },)*)
+                ($({ let v = $a::from_raw(ret[i], store); i += 1; let _ = i; v },)*)
             }
-            unsafe fn into_native(self, retptr: *mut ValRaw) {
+            unsafe fn into_native<T>(self, retptr: *mut ValRaw, store: &mut StoreInner<T>) -> Result<()> {
                 let ($($a,)*) = self;
                 let mut i = 0;
                 // SAFETY: per the contract, `retptr` has a slot per result.
-                $( unsafe { *retptr.add(i) = $a.into_raw(); } i += 1; )*
+                $( let v = $a.into_raw(store)?; unsafe { *retptr.add(i) = v; } i += 1; )*
                 let _ = i;
+                Ok(())
             }
-            fn into_raw(self, out: &mut [ValRaw]) {
+            fn into_raw_slots<T>(self, out: &mut [ValRaw], store: &mut StoreInner<T>) -> Result<()> {
                 let ($($a,)*) = self;
                 let mut i = 0;
-                $( out[i] = $a.into_raw(); i += 1; )*
+                $( out[i] = $a.into_raw(store)?; i += 1; )*
                 let _ = i;
+                Ok(())
             }
         }
     };
@@ -683,10 +788,11 @@ macro_rules! wrapped_shims {
                 // SAFETY: `callee` is this function's host context with
                 // state `G`, `caller` a live context of a `Store<T>`.
                 let (g, store) = unsafe { (host_state::<G>(callee), caller_store::<$t>(caller)) };
-                let r = g(Caller::new(store, caller), $($a::from_abi($a)),*).into_result()?;
+                $( let $a = $a::from_abi($a, store); )*
+                let r = g(Caller::new(store, caller), $($a),*).into_result()?;
                 // SAFETY: the wasm-to-native trampoline passes a return
                 // area with a slot per result when there are several.
-                Ok(unsafe { r.into_native(retptr) })
+                unsafe { r.into_native(retptr, caller_store::<$t>(caller)) }
             }));
             finish_host_call(r)
         }
@@ -709,10 +815,10 @@ macro_rules! wrapped_shims {
                     )
                 };
                 let mut i = 0;
-                $( let $a = $a::from_raw(values[i]); i += 1; )*
+                $( let $a = $a::from_raw(values[i], store); i += 1; )*
                 let r = g(Caller::new(store, caller), $($a),*).into_result()?;
-                r.into_raw(values);
-                Ok(())
+                // SAFETY: as above.
+                r.into_raw_slots(values, unsafe { caller_store::<$t>(caller) })
             }));
             finish_host_call(r)
         }
@@ -820,17 +926,27 @@ impl<Params: WasmParams, Results: WasmResults> TypedFunc<Params, Results> {
     pub fn call(&self, mut store: impl AsContextMut, params: Params) -> Result<Results> {
         let s = store.as_context_mut().0;
         self.func.check(s)?;
+        let abis = params.into_abis(s)?;
         let fr = self.func_ref;
         let caller = s.opaque.host_vmctx();
+        let mut ret = [ValRaw::default(); 16];
+        let retptr = ret.as_mut_ptr();
         let mut out = None;
         enter_wasm(s, || {
             // SAFETY: the type was checked in `Func::typed`; `fr` is a live
-            // funcref of this store.
+            // funcref of this store; `ret` has a slot per result.
             unsafe {
-                out = Some(params.invoke::<Results>((*fr).native_call, (*fr).vmctx, caller));
+                out = Some(Params::invoke::<Results>(
+                    abis,
+                    (*fr).native_call,
+                    (*fr).vmctx,
+                    caller,
+                    retptr,
+                ));
             }
         })?;
-        Ok(out.expect("a normal return produced results"))
+        let abi = out.expect("a normal return produced results");
+        Ok(Results::from_native(abi, &ret, s))
     }
 }
 

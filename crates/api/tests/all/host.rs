@@ -163,3 +163,217 @@ fn host_function_through_a_table() {
     let call = i.get_typed_func::<i32, i32>(&mut store, "call").unwrap();
     assert_eq!(call.call(&mut store, 21).unwrap(), 42);
 }
+
+/// Every value type, every direction: host -> Wasm (typed and untyped),
+/// Wasm -> host (typed `Func::wrap` and dynamic `Func::new`), with 16
+/// parameters and multi-value results mixing all of them.
+#[test]
+fn all_value_types_in_every_direction() {
+    type P = (
+        i32,
+        i64,
+        f32,
+        f64,
+        V128,
+        Option<ExternRef>,
+        Option<Func>,
+        i32,
+        i64,
+        f32,
+        f64,
+        V128,
+        Option<ExternRef>,
+        Option<Func>,
+        i32,
+        i64,
+    );
+    type R = (i64, V128, Option<ExternRef>, Option<Func>, f64);
+    let sig = "(param i32 i64 f32 f64 v128 externref funcref i32 i64 f32 f64 v128 externref funcref i32 i64)
+               (result i64 v128 externref funcref f64)";
+    let wat = format!(
+        r#"(module
+             (import "env" "typed" (func $typed {sig}))
+             (import "env" "dynamic" (func $dynamic {sig}))
+             (func $pass (export "pass") {sig}
+               local.get 0 local.get 1 local.get 2 local.get 3 local.get 4 local.get 5
+               local.get 6 local.get 7 local.get 8 local.get 9 local.get 10 local.get 11
+               local.get 12 local.get 13 local.get 14 local.get 15
+               call $typed
+               drop drop drop drop drop
+               local.get 0 local.get 1 local.get 2 local.get 3 local.get 4 local.get 5
+               local.get 6 local.get 7 local.get 8 local.get 9 local.get 10 local.get 11
+               local.get 12 local.get 13 local.get 14 local.get 15
+               call $dynamic)
+             (elem declare func $pass))"#
+    );
+    let engine = Engine::default();
+    let module = Module::new(&engine, wat).unwrap();
+    let mut store = Store::new(&engine, 0u32);
+    // The host returns, in order: the sum of the integer args, the second
+    // v128, the first externref, the second funcref, the sum of the floats.
+    let typed = Func::wrap(
+        &mut store,
+        |mut c: Caller<'_, u32>,
+         a: i32,
+         b: i64,
+         f1: f32,
+         f2: f64,
+         _v1: V128,
+         e1: Option<ExternRef>,
+         _g1: Option<Func>,
+         c2: i32,
+         d: i64,
+         f3: f32,
+         f4: f64,
+         v2: V128,
+         _e2: Option<ExternRef>,
+         g2: Option<Func>,
+         e: i32,
+         f: i64|
+         -> R {
+            *c.data_mut() += 1;
+            (
+                i64::from(a) + b + i64::from(c2) + d + i64::from(e) + f,
+                v2,
+                e1,
+                g2,
+                f64::from(f1) + f2 + f64::from(f3) + f4,
+            )
+        },
+    );
+    let ty = typed.ty(&store);
+    let dynamic = Func::new(&mut store, ty.clone(), |mut c, args, results| {
+        *c.data_mut() += 10;
+        let int = |v: &Val| v.i32().map(i64::from).or(v.i64()).unwrap();
+        results[0] = Val::I64([0, 1, 7, 8, 14, 15].iter().map(|i| int(&args[*i])).sum());
+        results[1] = args[11].clone();
+        results[2] = args[5].clone();
+        results[3] = args[13].clone();
+        let fl = |v: &Val| v.f32().map(f64::from).or(v.f64()).unwrap();
+        results[4] = Val::F64(
+            [2, 3, 9, 10]
+                .iter()
+                .map(|i| fl(&args[*i]))
+                .sum::<f64>()
+                .to_bits(),
+        );
+        Ok(())
+    })
+    .unwrap();
+    let i = Instance::new(&mut store, &module, &[typed.into(), dynamic.into()]).unwrap();
+    let pass = i.get_func(&mut store, "pass").unwrap();
+    let ext1 = ExternRef::new(&mut store, "first");
+    let ext2 = ExternRef::new(&mut store, "second");
+    let params: P = (
+        1,
+        2,
+        3.5,
+        4.25,
+        V128(0x1111),
+        Some(ext1),
+        Some(typed),
+        5,
+        6,
+        7.5,
+        8.0,
+        V128(0xfeed_beef_u128 << 64),
+        Some(ext2),
+        Some(pass),
+        9,
+        10,
+    );
+    let check = |store: &mut Store<u32>, r: R| {
+        assert_eq!(r.0, 1 + 2 + 5 + 6 + 9 + 10);
+        assert_eq!(r.1, V128(0xfeed_beef_u128 << 64));
+        let e = r.2.unwrap();
+        assert_eq!(
+            e.data(&*store).unwrap().downcast_ref::<&str>(),
+            Some(&"first")
+        );
+        assert_eq!(r.3, Some(pass));
+        assert_eq!(r.4, 3.5 + 4.25 + 7.5 + 8.0);
+    };
+    // Host -> Wasm, typed (native entry) ...
+    let typed_pass = pass.typed::<P, R>(&store).unwrap();
+    let r = typed_pass.call(&mut store, params).unwrap();
+    check(&mut store, r);
+    assert_eq!(*store.data(), 11, "both host functions ran");
+    // ... and untyped (array entry).
+    let args = [
+        Val::I32(1),
+        Val::I64(2),
+        Val::F32(3.5f32.to_bits()),
+        Val::F64(4.25f64.to_bits()),
+        Val::V128(0x1111),
+        Val::ExternRef(Some(ext1)),
+        Val::FuncRef(Some(typed)),
+        Val::I32(5),
+        Val::I64(6),
+        Val::F32(7.5f32.to_bits()),
+        Val::F64(8.0f64.to_bits()),
+        Val::V128(0xfeed_beef_u128 << 64),
+        Val::ExternRef(Some(ext2)),
+        Val::FuncRef(Some(pass)),
+        Val::I32(9),
+        Val::I64(10),
+    ];
+    let mut results: Vec<Val> = ty.results().iter().map(|t| Val::default_for(*t)).collect();
+    pass.call(&mut store, &args, &mut results).unwrap();
+    assert_eq!(results[0].i64(), Some(33));
+    assert!(matches!(results[1], Val::V128(v) if v == 0xfeed_beef_u128 << 64));
+    assert!(matches!(results[3], Val::FuncRef(Some(f)) if f == pass));
+    // The host functions called directly from the host, both entries.
+    let r = typed
+        .typed::<P, R>(&store)
+        .unwrap()
+        .call(&mut store, params)
+        .unwrap();
+    check(&mut store, r);
+    let r = dynamic
+        .typed::<P, R>(&store)
+        .unwrap()
+        .call(&mut store, params)
+        .unwrap();
+    check(&mut store, r);
+    dynamic.call(&mut store, &args, &mut results).unwrap();
+    assert_eq!(results[0].i64(), Some(33));
+    assert_eq!(*store.data(), 11 + 11 + 1 + 10 + 10);
+}
+
+#[test]
+fn host_function_passed_as_funcref_between_modules() {
+    // A host function first seen by module A (as an import) is handed, as
+    // a funcref, to module B, which calls it through a table.
+    let engine = Engine::default();
+    let a = Module::new(
+        &engine,
+        r#"(module (import "" "h" (func $h (param i32) (result i32)))
+             (func (export "get") (result funcref) ref.func $h)
+             (elem declare func $h))"#,
+    )
+    .unwrap();
+    let b = Module::new(
+        &engine,
+        r#"(module (type $t (func (param i32) (result i32))) (table 1 funcref)
+             (func (export "call") (param funcref i32) (result i32)
+               i32.const 0 local.get 0 table.set
+               local.get 1 i32.const 0 call_indirect (type $t)))"#,
+    )
+    .unwrap();
+    let mut store = Store::new(&engine, ());
+    let h = Func::wrap(&mut store, |x: i32| x + 100);
+    let ia = Instance::new(&mut store, &a, &[h.into()]).unwrap();
+    let ib = Instance::new(&mut store, &b, &[]).unwrap();
+    let get = ia
+        .get_typed_func::<(), Option<Func>>(&mut store, "get")
+        .unwrap();
+    let f = get.call(&mut store, ()).unwrap();
+    assert_eq!(f, Some(h));
+    let call = ib
+        .get_typed_func::<(Option<Func>, i32), i32>(&mut store, "call")
+        .unwrap();
+    assert_eq!(call.call(&mut store, (f, 1)).unwrap(), 101);
+    // A host function never imported anywhere works through a table too.
+    let g = Func::wrap(&mut store, |x: i32| x * 3);
+    assert_eq!(call.call(&mut store, (Some(g), 5)).unwrap(), 15);
+}
