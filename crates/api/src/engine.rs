@@ -95,6 +95,14 @@ impl Config {
         self
     }
 
+    /// Whether compiled code carries `.eh_frame` unwind information
+    /// (default on), registered with the system unwinder at load so
+    /// debuggers, profilers and `std::backtrace` walk through Wasm frames.
+    pub fn native_unwind_info(&mut self, on: bool) -> &mut Self {
+        self.compiler.native_unwind_info = on;
+        self
+    }
+
     /// Enables the tail-call proposal (`return_call`).
     pub fn wasm_tail_call(&mut self, on: bool) -> &mut Self {
         self.features.set(wasmparser::WasmFeatures::TAIL_CALL, on);

@@ -67,7 +67,7 @@ pub enum CompileError {
 }
 
 /// Settings for a [`Compiler`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct CompilerConfig {
     /// Target triple; `None` compiles for the host.
     pub target: Option<String>,
@@ -82,6 +82,23 @@ pub struct CompilerConfig {
     pub opt_level: Option<String>,
     /// The number of threads compiling functions; 0 means one per core.
     pub parallelism: usize,
+    /// Emit `.eh_frame` unwind information (default on), so debuggers,
+    /// profilers and the system unwinder can walk through Wasm frames.
+    pub native_unwind_info: bool,
+}
+
+impl Default for CompilerConfig {
+    fn default() -> Self {
+        CompilerConfig {
+            target: None,
+            tunables: Tunables::default(),
+            padding_between_functions: 0,
+            force_veneers: false,
+            opt_level: None,
+            parallelism: 0,
+            native_unwind_info: true,
+        }
+    }
 }
 
 /// A compiled module: an ELF object and what the runtime needs to use it.
@@ -127,6 +144,7 @@ struct CompiledFunc {
     )>,
     traps: Vec<(u32, Trap)>,
     srclocs: Vec<(u32, u32)>,
+    unwind: Option<cranelift_codegen::isa::unwind::systemv::UnwindInfo>,
 }
 
 impl Compiler {
@@ -170,6 +188,22 @@ impl Compiler {
         Ok(Compiler { isa, config })
     }
 
+    /// The unwind information of laid-out functions, unless disabled.
+    fn unwind_entries(
+        &self,
+        funcs: &[&CompiledFunc],
+        locs: &[FunctionLoc],
+    ) -> Vec<(u32, cranelift_codegen::isa::unwind::systemv::UnwindInfo)> {
+        if !self.config.native_unwind_info {
+            return Vec::new();
+        }
+        funcs
+            .iter()
+            .zip(locs)
+            .filter_map(|(f, l)| Some((l.start, f.unwind.clone()?)))
+            .collect()
+    }
+
     /// Whether the target's text-section builder can route out-of-range
     /// calls through veneers (AArch64 can; x86-64's ±2 GiB `call` cannot).
     fn isa_has_veneers(&self) -> bool {
@@ -198,11 +232,12 @@ impl Compiler {
     /// compiled code, recorded in artifacts and checked when loading.
     pub fn settings_fingerprint(&self) -> String {
         let mut s = format!(
-            "{} {:?} pad={} veneers={}",
+            "{} {:?} pad={} veneers={} unwind={}",
             self.isa.triple(),
             self.config.tunables,
             self.config.padding_between_functions,
-            self.config.force_veneers
+            self.config.force_veneers,
+            self.config.native_unwind_info
         );
         for v in self.isa.flags().iter() {
             s.push_str(&format!(" {}={}", v.name, v));
@@ -292,7 +327,8 @@ impl Compiler {
         };
         let sections =
             kiln_environ::encode_sections(&info, translation.wasm, &self.artifact_header(extra));
-        let (object, layout) = obj::write_object(&*self.isa, &text, &sections)?;
+        let unwind = self.unwind_entries(&all, &locs);
+        let (object, layout) = obj::write_object(&*self.isa, &text, &sections, &unwind)?;
         Ok(CompiledObject {
             object,
             layout,
@@ -317,8 +353,10 @@ impl Compiler {
             "wasm_to_native",
             kiln_trampolines::wasm_to_native(self.isa(), ty),
         )?;
-        let (text, locs, _, _) = self.layout_text(&[&a, &b, &c], 0)?;
-        let (object, layout) = obj::write_object(&*self.isa, &text, &[])?;
+        let all = [&a, &b, &c];
+        let (text, locs, _, _) = self.layout_text(&all, 0)?;
+        let unwind = self.unwind_entries(&all, &locs);
+        let (object, layout) = obj::write_object(&*self.isa, &text, &[], &unwind)?;
         Ok(HostTrampolines {
             object,
             layout,
@@ -467,7 +505,18 @@ impl Compiler {
             .filter(|s| !s.loc.is_default())
             .map(|s| (s.start, s.loc.bits()))
             .collect();
+        let unwind = match compiled.create_unwind_info(&*self.isa) {
+            Ok(Some(cranelift_codegen::isa::unwind::UnwindInfo::SystemV(u))) => Some(u),
+            Ok(_) => None,
+            Err(e) => {
+                return Err(CompileError::Codegen {
+                    func: what.to_string(),
+                    message: format!("unwind info: {e:?}"),
+                })
+            }
+        };
         Ok(CompiledFunc {
+            unwind,
             code: compiled.code_buffer().to_vec(),
             alignment: compiled.buffer.alignment,
             relocs,

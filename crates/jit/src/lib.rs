@@ -92,6 +92,10 @@ struct Mmap {
 // SAFETY: `Mmap` owns its mapping exclusively; the pointer is never shared
 // mutably after publication (the code is read-only then).
 unsafe impl Send for Mmap {}
+// SAFETY: the `.eh_frame` pointer points into the owned, read-only mapping.
+unsafe impl Send for CodeMemory {}
+// SAFETY: see `Send`; nothing is mutated after construction.
+unsafe impl Sync for CodeMemory {}
 // SAFETY: after `CodeMemory::new` returns, the mapping is only read.
 unsafe impl Sync for Mmap {}
 
@@ -113,6 +117,25 @@ pub struct CodeMemory {
     mmap: Mmap,
     object_len: usize,
     text: Range<usize>,
+    /// The registered `.eh_frame`, if the object has one.
+    eh_frame: Option<*const u8>,
+}
+
+extern "C" {
+    // libgcc's unwinder (always linked on Linux, Rust's own unwinding uses
+    // it): registers a whole `.eh_frame` section, ended by a zero word.
+    fn __register_frame(begin: *const u8);
+    fn __deregister_frame(begin: *const u8);
+}
+
+impl Drop for CodeMemory {
+    fn drop(&mut self) {
+        if let Some(p) = self.eh_frame {
+            // SAFETY: registered in `publish` and still mapped (the mapping
+            // is dropped after this).
+            unsafe { __deregister_frame(p) };
+        }
+    }
 }
 
 impl CodeMemory {
@@ -208,11 +231,25 @@ impl CodeMemory {
                 })?;
             }
         }
-        Ok(CodeMemory {
+        let mut code = CodeMemory {
             mmap,
             object_len,
             text,
-        })
+            eh_frame: None,
+        };
+        if let Some(r) = section_range(code.object(), ".eh_frame")? {
+            let ends_with_terminator = r.len() >= 4 && code.object()[r.end - 4..r.end] == [0; 4];
+            if !ends_with_terminator {
+                return Err(JitError::BadObject(".eh_frame lacks its terminator".into()));
+            }
+            let p = code.object()[r].as_ptr();
+            // SAFETY: the section is mapped read-only for the lifetime of
+            // `code`, describes code inside it (written by kiln-cranelift,
+            // pc-relative), and ends with the zero terminator checked above.
+            unsafe { __register_frame(p) };
+            code.eh_frame = Some(p);
+        }
+        Ok(code)
     }
 
     /// The contents of section `name` of the loaded object.

@@ -377,3 +377,39 @@ fn host_function_passed_as_funcref_between_modules() {
     let g = Func::wrap(&mut store, |x: i32| x * 3);
     assert_eq!(call.call(&mut store, (Some(g), 5)).unwrap(), 15);
 }
+
+/// With `.eh_frame` registered, the system unwinder walks from a host
+/// function through the Wasm frames back into the Rust caller.
+#[test]
+#[inline(never)]
+fn system_unwinder_walks_through_wasm_frames() {
+    fn frames_seen(config: &Config) -> String {
+        let engine = Engine::new(config).unwrap();
+        let module = Module::new(
+            &engine,
+            r#"(module (import "" "bt" (func $bt)) (func (export "run") call $bt))"#,
+        )
+        .unwrap();
+        let mut store = Store::new(&engine, String::new());
+        let bt = Func::wrap(&mut store, |mut c: Caller<'_, String>| {
+            *c.data_mut() = std::backtrace::Backtrace::force_capture().to_string();
+        });
+        let i = Instance::new(&mut store, &module, &[bt.into()]).unwrap();
+        i.get_typed_func::<(), ()>(&mut store, "run")
+            .unwrap()
+            .call(&mut store, ())
+            .unwrap();
+        store.into_data()
+    }
+    // The caller's own frame (not the host closure defined inside it).
+    let reaches_caller = |bt: &str| bt.lines().any(|l| l.trim_end().ends_with("::frames_seen"));
+    let with = frames_seen(&Config::new());
+    assert!(reaches_caller(&with), "unwound into the caller:\n{with}");
+    let mut c = Config::new();
+    c.native_unwind_info(false);
+    let without = frames_seen(&c);
+    assert!(
+        !reaches_caller(&without),
+        "stops at Wasm without unwind info:\n{without}"
+    );
+}
