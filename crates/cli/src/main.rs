@@ -14,7 +14,7 @@ use std::process::ExitCode;
 const USAGE: &str = "usage:
   kiln run FILE [--invoke NAME] [ARGS...]   (FILE: .wasm, .wat or a compiled .cwasm)
   kiln compile FILE -o OUT [--target TRIPLE]
-  kiln wast FILE...";
+  kiln wast [--enable PROPOSAL]... FILE...   (PROPOSAL: tail-call, multi-memory, extended-const)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -202,6 +202,21 @@ fn show(v: &Val) -> String {
     }
 }
 
+/// Turns on a WebAssembly proposal beyond 2.0 by name.
+fn enable(config: &mut kiln::Config, name: &str) -> Result<(), CliError> {
+    match name {
+        "tail-call" => config.wasm_tail_call(true),
+        "multi-memory" => config.wasm_multi_memory(true),
+        "extended-const" => config.wasm_extended_const(true),
+        other => {
+            return Err(CliError::Msg(format!(
+                "unknown proposal `{other}` (known: tail-call, multi-memory, extended-const)"
+            )))
+        }
+    };
+    Ok(())
+}
+
 fn compile(args: &[String]) -> Result<(), CliError> {
     let (mut input, mut output, mut target) = (None, None, None);
     let mut it = args.iter();
@@ -229,13 +244,25 @@ fn compile(args: &[String]) -> Result<(), CliError> {
     Ok(())
 }
 
-fn wast(files: &[String]) -> Result<(), CliError> {
+fn wast(args: &[String]) -> Result<(), CliError> {
+    let mut config = kiln::Config::default();
+    let mut files = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--enable" {
+            let name = it
+                .next()
+                .ok_or_else(|| CliError::Usage("--enable needs a proposal name".into()))?;
+            enable(&mut config, name)?;
+        } else {
+            files.push(a.clone());
+        }
+    }
     if files.is_empty() {
         return Err(CliError::Usage(USAGE.to_string()));
     }
-    let config = kiln::Config::default();
     let (mut passed, mut failed) = (0, 0);
-    for f in files {
+    for f in &files {
         let stats = kiln_wast::run_file(std::path::Path::new(f), &config)
             .map_err(|e| CliError::Msg(format!("{f}: {e}")))?;
         for msg in &stats.failures {
