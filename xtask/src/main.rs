@@ -11,6 +11,12 @@
 //!   testsuite), the docs with warnings denied, the layering check, and
 //!   finally the slow tests (`#[ignore]`d tests in `crates/api/tests/slow.rs`)
 //!   unless `--skip-slow` is given.
+//! * `bench [--quick] [--filter SUBSTR]... [--list]` runs the benchmarks
+//!   of `benches/` (Kiln against Wasmtime 48 and wasmi) in release mode and
+//!   writes `target/bench/report.{json,svg}`. `benches/` is a workspace of
+//!   its own, so nothing else here ever builds Wasmtime. Installs clang and
+//!   lld with apt-get when they are missing and we are root (the C
+//!   benchmark programs are compiled to Wasm at bench time).
 //! * `layering` checks that the crate graph has the shape `DESIGN.md` draws
 //!   (see [`RULES`]) and that `ARCHITECTURE.md` mentions every crate.
 //! * `help` prints the commands.
@@ -38,6 +44,10 @@ commands:
   test-all [--skip-slow]  run everything CI runs: fmt, clippy, tests, docs,
                           the layering check, then the slow tests unless
                           --skip-slow is given; stops at the first failure
+  bench [--quick] [--filter SUBSTR]... [--list]
+                          run the benchmarks (benches/, release build):
+                          Kiln vs Wasmtime 48 (and wasmi); writes
+                          target/bench/report.json and report.svg
   layering                check the crate dependency graph against DESIGN.md
                           and that ARCHITECTURE.md mentions every crate
   help                    print this message
@@ -52,6 +62,7 @@ fn main() -> ExitCode {
     let result = match cmd.as_str() {
         "test-all" => parse_test_all(rest).and_then(|opts| test_all(&opts)),
         "layering" => no_args("layering", rest).and_then(|()| layering_cmd()),
+        "bench" => parse_bench(rest).and_then(|args| bench(&args)),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())
@@ -239,6 +250,143 @@ fn run(root: &Path, step: &Step) -> Result<(), Failure> {
             step.display(),
             root.display()
         )))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// bench
+// ---------------------------------------------------------------------------
+
+/// Checks `bench`'s arguments and returns them as the benchmark binary
+/// takes them.
+fn parse_bench(args: &[String]) -> Result<Vec<String>, Failure> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--quick" | "--list" => out.push(arg.clone()),
+            "--filter" => {
+                let value = it
+                    .next()
+                    .ok_or_else(|| Failure::Usage("`--filter` needs a value".to_string()))?;
+                out.push("--filter".to_string());
+                out.push(value.clone());
+            }
+            other if other.starts_with("--filter=") => {
+                out.push("--filter".to_string());
+                out.push(other["--filter=".len()..].to_string());
+            }
+            other => {
+                return Err(Failure::Usage(format!(
+                    "unknown option `{other}` for `bench`"
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The root workspace's target directory (`CARGO_TARGET_DIR` if set).
+fn target_dir(root: &Path) -> PathBuf {
+    match env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => root.join(dir),
+        _ => root.join("target"),
+    }
+}
+
+/// Runs the benchmark binary in release mode. It is a workspace of its
+/// own (`benches/Cargo.toml`), so the root workspace never builds Wasmtime.
+fn bench(args: &[String]) -> Result<(), Failure> {
+    let root = workspace_root();
+    if !args.iter().any(|a| a == "--list") {
+        ensure_c_toolchain();
+    }
+    let out = target_dir(&root).join("bench");
+    let manifest = root.join("benches").join("Cargo.toml");
+    let mut cmd = Command::new(cargo());
+    cmd.args(["run", "--release", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--")
+        .arg("--out")
+        .arg(&out)
+        .args(args)
+        .current_dir(&root);
+    println!(
+        "==> cargo run --release --manifest-path {} -- --out {} {}",
+        manifest.display(),
+        out.display(),
+        args.join(" ")
+    );
+    println!("    (the first build compiles Wasmtime 48: several minutes)");
+    let status = cmd
+        .status()
+        .map_err(|e| Failure::Failed(format!("could not run cargo: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Failure::Failed(format!("the benchmarks failed ({status})")))
+    }
+}
+
+/// Whether `program --version` runs.
+fn runs(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Whether we run as root (Linux: the real uid in /proc/self/status).
+fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            == Some("0")
+    })
+}
+
+/// The C benchmark programs need clang with the wasm32 target and wasm-ld.
+/// Installs Debian's `clang` and `lld` when one is missing and we are root;
+/// otherwise says why the C programs will be skipped.
+fn ensure_c_toolchain() {
+    let missing: Vec<&str> = [("clang", "clang"), ("wasm-ld", "lld")]
+        .into_iter()
+        .filter(|(program, _)| !runs(program))
+        .map(|(_, package)| package)
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let packages = missing.join(" ");
+    if !is_root() {
+        println!(
+            "==> warning: {packages} missing and not root; the C programs will be skipped \
+             (install them with `sudo apt-get install -y {packages}`)"
+        );
+        return;
+    }
+    println!(
+        "==> installing {packages} for the C benchmark programs (clang --target=wasm32, wasm-ld)"
+    );
+    for apt_args in [vec!["update"], {
+        let mut v = vec!["install", "-y"];
+        v.extend(missing.iter().copied());
+        v
+    }] {
+        println!("    apt-get {}", apt_args.join(" "));
+        let ok = Command::new("apt-get")
+            .args(&apt_args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            println!(
+                "==> warning: `apt-get {}` failed; the C programs will be skipped",
+                apt_args.join(" ")
+            );
+            return;
+        }
     }
 }
 
@@ -961,6 +1109,17 @@ name = "not-a-package-name"
 
     /// The real workspace obeys its own rules; this makes `cargo test`
     /// enforce the layering, not only `cargo xtask`.
+    #[test]
+    fn bench_arguments() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            parse_bench(&args(&["--quick", "--filter", "call/", "--filter=compute"])).unwrap(),
+            args(&["--quick", "--filter", "call/", "--filter", "compute"])
+        );
+        assert!(parse_bench(&args(&["--filter"])).is_err());
+        assert!(parse_bench(&args(&["--out", "x"])).is_err());
+    }
+
     #[test]
     fn workspace_respects_layering() {
         let violations = check_layering(&workspace_root());

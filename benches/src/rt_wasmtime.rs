@@ -1,0 +1,300 @@
+//! Wasmtime 48 through its public API: the default configuration (which
+//! compiles in parallel, like Kiln's), and for `*-pooling` the pooling
+//! instance allocator.
+
+use crate::elf;
+use crate::runtime::{expect_count, expect_same, loop_count, OrMsg, Prepared, Runtime};
+use crate::workloads::{self, Kind, SizePart};
+use std::hint::black_box;
+use std::sync::OnceLock;
+use std::time::Instant;
+use wasmtime::{
+    Config, Engine, FuncType, InstanceAllocationStrategy, Linker, Module, PoolingAllocationConfig,
+    Store, Val, ValType,
+};
+
+pub struct Wasmtime {
+    engine: Engine,
+    pooling: OnceLock<Result<Engine, String>>,
+}
+
+impl Wasmtime {
+    pub fn new() -> Result<Wasmtime, String> {
+        Ok(Wasmtime {
+            engine: Engine::new(&Config::new()).msg("wasmtime engine")?,
+            pooling: OnceLock::new(),
+        })
+    }
+
+    /// An engine with the pooling allocator, sized for these benchmarks
+    /// (100 slots, memories up to 128 MiB) rather than the default 1000
+    /// slots of 4 GiB.
+    fn pooling_engine(&self) -> Result<Engine, String> {
+        self.pooling
+            .get_or_init(|| {
+                let mut pool = PoolingAllocationConfig::default();
+                pool.total_core_instances(100)
+                    .total_memories(100)
+                    .total_tables(100)
+                    .max_memory_size(128 << 20);
+                let mut config = Config::new();
+                config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+                Engine::new(&config).msg("wasmtime pooling engine")
+            })
+            .clone()
+    }
+}
+
+impl Runtime for Wasmtime {
+    fn name(&self) -> &'static str {
+        "wasmtime"
+    }
+
+    fn version(&self) -> String {
+        crate::runtime::locked_version("wasmtime")
+    }
+
+    fn prepare(&self, kind: &Kind) -> Result<Prepared, String> {
+        let engine = &self.engine;
+        match kind {
+            Kind::HostToWasm { typed } => {
+                let module = Module::new(engine, &workloads::calls_wasm()[..]).msg("compile")?;
+                let mut store = Store::new(engine, ());
+                let mut linker = Linker::new(engine);
+                linker
+                    .func_wrap("host", "inc", |x: i32| x + 1)
+                    .msg("func_wrap")?;
+                let instance = linker.instantiate(&mut store, &module).msg("instantiate")?;
+                if *typed {
+                    let f = instance
+                        .get_typed_func::<i32, i32>(&mut store, "inc")
+                        .msg("get_typed_func")?;
+                    let check = f.call(&mut store, 41).msg("call")? as i64;
+                    Ok(Prepared::Timed {
+                        check: Some(check),
+                        run: Box::new(move |iters| {
+                            let mut x = 0i32;
+                            let start = Instant::now();
+                            for _ in 0..iters {
+                                x = f.call(&mut store, x).msg("call")?;
+                            }
+                            let t = start.elapsed();
+                            expect_count(x, iters)?;
+                            Ok(t)
+                        }),
+                    })
+                } else {
+                    let f = instance.get_func(&mut store, "inc").msg("get_func")?;
+                    let mut results = [Val::I32(0)];
+                    f.call(&mut store, &[Val::I32(41)], &mut results)
+                        .msg("call")?;
+                    let check = results[0].i32().msg("result")? as i64;
+                    Ok(Prepared::Timed {
+                        check: Some(check),
+                        run: Box::new(move |iters| {
+                            let mut x = 0i32;
+                            let mut results = [Val::I32(0)];
+                            let start = Instant::now();
+                            for _ in 0..iters {
+                                f.call(&mut store, &[Val::I32(x)], &mut results)
+                                    .msg("call")?;
+                                x = match results[0] {
+                                    Val::I32(v) => v,
+                                    _ => return Err("wrong result type".into()),
+                                };
+                            }
+                            let t = start.elapsed();
+                            expect_count(x, iters)?;
+                            Ok(t)
+                        }),
+                    })
+                }
+            }
+            Kind::WasmToHost { typed } => {
+                let module = Module::new(engine, &workloads::calls_wasm()[..]).msg("compile")?;
+                let mut store = Store::new(engine, ());
+                let mut linker = Linker::new(engine);
+                if *typed {
+                    linker
+                        .func_wrap("host", "inc", |x: i32| x + 1)
+                        .msg("func_wrap")?;
+                } else {
+                    let ty = FuncType::new(engine, [ValType::I32], [ValType::I32]);
+                    linker
+                        .func_new("host", "inc", ty, |_caller, params, results| {
+                            let Val::I32(x) = params[0] else {
+                                wasmtime::bail!("expected an i32");
+                            };
+                            results[0] = Val::I32(x + 1);
+                            Ok(())
+                        })
+                        .msg("func_new")?;
+                }
+                let instance = linker.instantiate(&mut store, &module).msg("instantiate")?;
+                let f = instance
+                    .get_typed_func::<i32, i32>(&mut store, "call_host")
+                    .msg("get_typed_func")?;
+                let check = f.call(&mut store, 1000).msg("call")? as i64;
+                Ok(Prepared::Timed {
+                    check: Some(check),
+                    run: Box::new(move |iters| {
+                        let n = loop_count(iters)?;
+                        let start = Instant::now();
+                        let x = f.call(&mut store, n).msg("call")?;
+                        let t = start.elapsed();
+                        expect_count(x, iters)?;
+                        Ok(t)
+                    }),
+                })
+            }
+            Kind::WasmToWasm => {
+                let a = Module::new(engine, &workloads::callee_wasm()[..]).msg("compile A")?;
+                let b = Module::new(engine, &workloads::caller_wasm()[..]).msg("compile B")?;
+                let mut store = Store::new(engine, ());
+                let mut linker = Linker::new(engine);
+                let ia = linker.instantiate(&mut store, &a).msg("instantiate A")?;
+                linker.instance(&mut store, "a", ia).msg("define A")?;
+                let ib = linker.instantiate(&mut store, &b).msg("instantiate B")?;
+                let f = ib
+                    .get_typed_func::<i32, i32>(&mut store, "call_import")
+                    .msg("get_typed_func")?;
+                let check = f.call(&mut store, 1000).msg("call")? as i64;
+                Ok(Prepared::Timed {
+                    check: Some(check),
+                    run: Box::new(move |iters| {
+                        let n = loop_count(iters)?;
+                        let start = Instant::now();
+                        let x = f.call(&mut store, n).msg("call")?;
+                        let t = start.elapsed();
+                        expect_count(x, iters)?;
+                        Ok(t)
+                    }),
+                })
+            }
+            Kind::Compute {
+                wasm, init, arg, ..
+            } => {
+                let module = Module::new(engine, &wasm[..]).msg("compile")?;
+                let mut store = Store::new(engine, ());
+                let instance = Linker::new(engine)
+                    .instantiate(&mut store, &module)
+                    .msg("instantiate")?;
+                if let Some(n) = init {
+                    instance
+                        .get_typed_func::<i32, ()>(&mut store, "init")
+                        .msg("get init")?
+                        .call(&mut store, *n)
+                        .msg("init")?;
+                }
+                let f = instance
+                    .get_typed_func::<i32, i64>(&mut store, "run")
+                    .msg("get run")?;
+                let arg = *arg;
+                let check = f.call(&mut store, arg).msg("run")?;
+                Ok(Prepared::Timed {
+                    check: Some(check),
+                    run: Box::new(move |iters| {
+                        let mut r = check;
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            r = black_box(f.call(&mut store, black_box(arg)).msg("run")?);
+                        }
+                        let t = start.elapsed();
+                        expect_same(r, check)?;
+                        Ok(t)
+                    }),
+                })
+            }
+            Kind::Compile { wasm } => {
+                let wasm = wasm.clone();
+                let engine = engine.clone();
+                Ok(Prepared::Timed {
+                    check: None,
+                    run: Box::new(move |iters| {
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            black_box(Module::new(&engine, &wasm[..]).msg("compile")?);
+                        }
+                        Ok(start.elapsed())
+                    }),
+                })
+            }
+            Kind::Load { wasm } => {
+                let bytes = Module::new(engine, &wasm[..])
+                    .msg("compile")?
+                    .serialize()
+                    .msg("serialize")?;
+                let engine = engine.clone();
+                Ok(Prepared::Timed {
+                    check: None,
+                    run: Box::new(move |iters| {
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            // SAFETY: `bytes` came from `serialize` on this
+                            // engine's configuration, just above.
+                            let m = unsafe { Module::deserialize(&engine, &bytes[..]) };
+                            black_box(m.msg("deserialize")?);
+                        }
+                        Ok(start.elapsed())
+                    }),
+                })
+            }
+            Kind::Instantiate {
+                wasm,
+                pooling,
+                probes,
+            } => {
+                let engine = if *pooling {
+                    self.pooling_engine()?
+                } else {
+                    engine.clone()
+                };
+                let module = Module::new(&engine, &wasm[..]).msg("compile")?;
+                let mut linker = Linker::new(&engine);
+                linker
+                    .func_wrap("host", "f1", |x: i32| x + 1)
+                    .msg("func_wrap")?;
+                linker
+                    .func_wrap("host", "f2", |_: i64| {})
+                    .msg("func_wrap")?;
+                let pre = linker.instantiate_pre(&module).msg("instantiate_pre")?;
+                let check = {
+                    let mut store = Store::new(&engine, ());
+                    let instance = pre.instantiate(&mut store).msg("instantiate")?;
+                    let memory = instance.get_memory(&mut store, "memory").msg("memory")?;
+                    let data = memory.data(&store);
+                    probes
+                        .iter()
+                        .map(|&p| data.get(p).copied().unwrap_or(0) as i64)
+                        .sum()
+                };
+                Ok(Prepared::Timed {
+                    check: Some(check),
+                    run: Box::new(move |iters| {
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            let mut store = Store::new(&engine, ());
+                            black_box(pre.instantiate(&mut store).msg("instantiate")?);
+                            drop(store);
+                        }
+                        Ok(start.elapsed())
+                    }),
+                })
+            }
+            Kind::Size { wasm, part } => {
+                let module = Module::new(engine, &wasm[..]).msg("compile")?;
+                let n = match part {
+                    SizePart::Text => module.text().len() as u64,
+                    SizePart::Total => module.serialize().msg("serialize")?.len() as u64,
+                    SizePart::Unwind => {
+                        let bytes = module.serialize().msg("serialize")?;
+                        elf::section_size(&bytes, ".eh_frame")
+                            .msg("wasmtime artifact")?
+                            .msg(".eh_frame")?
+                    }
+                };
+                Ok(Prepared::Bytes(n))
+            }
+        }
+    }
+}

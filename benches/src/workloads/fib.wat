@@ -1,0 +1,23 @@
+;; compute/fib: recursive Fibonacci; run(25) = 75025.
+(module
+  (func $fib (param $n i32) (result i32)
+    local.get $n
+    i32.const 2
+    i32.lt_u
+    if (result i32)
+      local.get $n
+    else
+      local.get $n
+      i32.const 1
+      i32.sub
+      call $fib
+      local.get $n
+      i32.const 2
+      i32.sub
+      call $fib
+      i32.add
+    end)
+  (func (export "run") (param $n i32) (result i64)
+    local.get $n
+    call $fib
+    i64.extend_i32_u))
