@@ -609,8 +609,17 @@ pub unsafe trait WasmResults: Sized {
     type Abi: Copy;
     /// The Wasm result types.
     fn types() -> Vec<ValType>;
+    /// From a native return and the return area.
+    ///
+    /// # Safety
+    ///
+    /// With several results, `retptr` must hold one initialised slot each.
     #[doc(hidden)]
-    fn from_native<T>(abi: Self::Abi, retptr: &[ValRaw; 16], store: &mut StoreInner<T>) -> Self;
+    unsafe fn from_native<T>(
+        abi: Self::Abi,
+        retptr: *const ValRaw,
+        store: &mut StoreInner<T>,
+    ) -> Self;
     /// To a native return, writing extra results through `retptr`.
     ///
     /// # Safety
@@ -633,7 +642,7 @@ unsafe impl WasmResults for () {
     fn types() -> Vec<ValType> {
         Vec::new()
     }
-    fn from_native<T>(_: (), _: &[ValRaw; 16], _: &mut StoreInner<T>) {}
+    unsafe fn from_native<T>(_: (), _: *const ValRaw, _: &mut StoreInner<T>) {}
     unsafe fn into_native<T>(self, _: *mut ValRaw, _: &mut StoreInner<T>) -> Result<()> {
         Ok(())
     }
@@ -648,7 +657,7 @@ unsafe impl<A: WasmTy> WasmResults for A {
     fn types() -> Vec<ValType> {
         vec![A::valtype()]
     }
-    fn from_native<T>(abi: A::Abi, _: &[ValRaw; 16], store: &mut StoreInner<T>) -> A {
+    unsafe fn from_native<T>(abi: A::Abi, _: *const ValRaw, store: &mut StoreInner<T>) -> A {
         A::from_abi(abi, store)
     }
     unsafe fn into_native<T>(self, _: *mut ValRaw, store: &mut StoreInner<T>) -> Result<A::Abi> {
@@ -748,9 +757,10 @@ macro_rules! tuples {
             fn types() -> Vec<ValType> {
                 vec![$($a::valtype(),)*]
             }
-            fn from_native<T>(_: (), ret: &[ValRaw; 16], store: &mut StoreInner<T>) -> Self {
+            unsafe fn from_native<T>(_: (), ret: *const ValRaw, store: &mut StoreInner<T>) -> Self {
                 let mut i = 0;
-                ($({ let v = $a::from_raw(ret[i], store); i += 1; let _ = i; v },)*)
+                // SAFETY: per the contract, a slot per result is initialised.
+                ($({ let v = $a::from_raw(unsafe { *ret.add(i) }, store); i += 1; let _ = i; v },)*)
             }
             unsafe fn into_native<T>(self, retptr: *mut ValRaw, store: &mut StoreInner<T>) -> Result<()> {
                 let ($($a,)*) = self;
@@ -929,8 +939,10 @@ impl<Params: WasmParams, Results: WasmResults> TypedFunc<Params, Results> {
         let abis = params.into_abis(s)?;
         let fr = self.func_ref;
         let caller = s.opaque.host_vmctx();
-        let mut ret = [ValRaw::default(); 16];
-        let retptr = ret.as_mut_ptr();
+        // The return area for several results, written by the trampoline;
+        // left uninitialised, as most calls return at most one value.
+        let mut ret = std::mem::MaybeUninit::<[ValRaw; 16]>::uninit();
+        let retptr = ret.as_mut_ptr().cast::<ValRaw>();
         let mut out = None;
         enter_wasm(s, || {
             // SAFETY: the type was checked in `Func::typed`; `fr` is a live
@@ -946,7 +958,9 @@ impl<Params: WasmParams, Results: WasmResults> TypedFunc<Params, Results> {
             }
         })?;
         let abi = out.expect("a normal return produced results");
-        Ok(Results::from_native(abi, &ret, s))
+        // SAFETY: the native entry wrote a slot per result when there are
+        // several (see `kiln_trampolines::native_to_wasm`).
+        Ok(unsafe { Results::from_native(abi, retptr, s) })
     }
 }
 

@@ -32,13 +32,21 @@
 //!
 //! # The stack limit
 //!
-//! The outermost entry of a store sets `VMRuntimeLimits::stack_limit` to
-//! the current stack pointer minus the configured maximum Wasm stack, and
-//! restores `usize::MAX` when it returns. Nested entries (host to Wasm to
-//! host to Wasm) keep the outer limit, so the whole chain shares one
-//! budget and can never exhaust the native stack. An interrupt stores
-//! [`INTERRUPT_SENTINEL`] instead; see `func_environ.rs` in
+//! The outermost entry of a store makes `VMRuntimeLimits::stack_limit` the
+//! current stack pointer minus the configured maximum Wasm stack. Nested
+//! entries (host to Wasm to host to Wasm) keep the outer limit, so the whole
+//! chain shares one budget and can never exhaust the native stack. An
+//! interrupt stores [`INTERRUPT_SENTINEL`] instead; see `func_environ.rs` in
 //! `kiln-cranelift` for the checks that read it.
+//!
+//! The limit is *not* reset when the call returns: nothing reads it while
+//! no Wasm runs, and a host that calls from the same place again (the
+//! common case, a loop) then finds the right value already there, so the
+//! entry costs one load instead of two atomic read-modify-writes. When the
+//! value differs, a compare-and-swap installs the new limit; it fails, and
+//! leaves the sentinel in place, if an interrupt arrived in between, so an
+//! interrupt is never lost. The sentinel is cleared only by the outermost
+//! call that reports the `Interrupt` trap.
 
 use crate::module::{lookup_code, FrameInfo};
 use crate::vmcontext::{VMRuntimeLimits, INTERRUPT_SENTINEL};
@@ -126,10 +134,13 @@ pub unsafe fn catch_traps<F: FnOnce()>(
     let outermost = *depth == 0;
     if outermost {
         let limit = approx_sp().saturating_sub(max_wasm_stack);
+        let cur = l.stack_limit.load(Ordering::Relaxed);
         // An interrupt requested while no Wasm ran stays in force.
-        let _ =
-            l.stack_limit
-                .compare_exchange(usize::MAX, limit, Ordering::SeqCst, Ordering::SeqCst);
+        if cur != limit && cur != INTERRUPT_SENTINEL {
+            let _ = l
+                .stack_limit
+                .compare_exchange(cur, limit, Ordering::SeqCst, Ordering::Relaxed);
+        }
     }
     *depth += 1;
 
@@ -162,18 +173,22 @@ pub unsafe fn catch_traps<F: FnOnce()>(
     ACTIVATION.with(|a| a.set(act.prev));
     *depth -= 1;
     let trap = act.trap.take();
-    if outermost {
-        let interrupted = matches!(
+    if outermost
+        && matches!(
             trap.as_deref(),
             Some(TrapRecord {
                 reason: TrapReason::Wasm(Trap::Interrupt),
                 ..
             })
+        )
+    {
+        // The interrupt has been reported: consume it.
+        let _ = l.stack_limit.compare_exchange(
+            INTERRUPT_SENTINEL,
+            usize::MAX,
+            Ordering::SeqCst,
+            Ordering::Relaxed,
         );
-        let cur = l.stack_limit.load(Ordering::SeqCst);
-        if cur != INTERRUPT_SENTINEL || interrupted {
-            l.stack_limit.store(usize::MAX, Ordering::SeqCst);
-        }
     }
     if ok != 0 {
         Ok(())

@@ -153,8 +153,10 @@ impl VMGlobalDefinition {
 #[repr(C)]
 #[derive(Debug)]
 pub struct VMRuntimeLimits {
-    /// Wasm may not move the stack pointer below this. `usize::MAX` when no
-    /// Wasm is running; [`INTERRUPT_SENTINEL`] when an interrupt is pending.
+    /// Wasm may not move the stack pointer below this. `usize::MAX` before
+    /// the first call; left at its last value between calls (see
+    /// `traphandlers.rs`); [`INTERRUPT_SENTINEL`] while an interrupt is
+    /// pending.
     pub stack_limit: AtomicUsize,
     /// Fuel consumed, counting up towards zero from `-fuel`.
     pub fuel_consumed: UnsafeCell<i64>,
