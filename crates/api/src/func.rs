@@ -237,7 +237,16 @@ impl Func {
                 results.len()
             )));
         }
-        let mut values = vec![ValRaw::default(); params.len().max(results.len()).max(1)];
+        // Up to 8 slots live on the stack; only wide signatures allocate.
+        let n = params.len().max(results.len()).max(1);
+        let mut small = [ValRaw::default(); 8];
+        let mut big = Vec::new();
+        let values: &mut [ValRaw] = if n <= small.len() {
+            &mut small[..n]
+        } else {
+            big.resize(n, ValRaw::default());
+            &mut big
+        };
         for (i, (p, t)) in params.iter().zip(ty.params()).enumerate() {
             if p.ty() != *t {
                 return Err(Error::TypeMismatch(format!(
@@ -316,20 +325,17 @@ where
                 let state = host_state::<Dyn<T, F>>(callee);
                 let store = caller_store::<T>(caller);
                 let values = std::slice::from_raw_parts_mut(values, len);
-                let params: Vec<Val> = state
-                    .ty
-                    .params()
-                    .iter()
-                    .zip(values.iter())
-                    .map(|(t, v)| Val::from_raw(store, *v, *t))
-                    .collect();
-                let mut results: Vec<Val> = state
-                    .ty
-                    .results()
-                    .iter()
-                    .map(|t| Val::default_for(*t))
-                    .collect();
-                (state.f)(Caller::new(store, caller), &params, &mut results)?;
+                // One buffer per store, reused across calls: params first,
+                // then results. A nested call finds it taken and allocates.
+                let mut vals = std::mem::take(&mut store.hostcall_vals);
+                vals.clear();
+                let np = state.ty.params().len();
+                for (t, v) in state.ty.params().iter().zip(values.iter()) {
+                    vals.push(Val::from_raw(store, *v, *t));
+                }
+                vals.extend(state.ty.results().iter().map(|t| Val::default_for(*t)));
+                let (params, results) = vals.split_at_mut(np);
+                (state.f)(Caller::new(store, caller), params, results)?;
                 for (i, (r, t)) in results.iter().zip(state.ty.results()).enumerate() {
                     if r.ty() != *t {
                         return Err(Error::TypeMismatch(format!(
@@ -339,6 +345,7 @@ where
                     }
                     values[i] = r.to_raw(store)?;
                 }
+                store.hostcall_vals = vals;
                 Ok(())
             }
         }));

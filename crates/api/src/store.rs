@@ -22,6 +22,8 @@ pub struct StoreInner<T> {
     pub(crate) func_by_ref: HashMap<usize, usize>,
     pub(crate) host_funcs: Vec<Arc<crate::func::HostFunc>>,
     pub(crate) instances: Vec<crate::instance::InstanceData>,
+    /// Argument and result storage reused by `Func::new` host functions.
+    pub(crate) hostcall_vals: Vec<crate::Val>,
     pub(crate) data: T,
 }
 
@@ -47,6 +49,7 @@ impl<T> Store<T> {
             func_by_ref: HashMap::new(),
             host_funcs: Vec::new(),
             instances: Vec::new(),
+            hostcall_vals: Vec::new(),
             data,
         });
         let p: *mut StoreInner<T> = &mut *inner;

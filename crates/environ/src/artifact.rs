@@ -6,7 +6,7 @@
 //! | section | contents |
 //! | --- | --- |
 //! | `.kiln.info` | text header: format, Kiln version, compatibility fingerprint |
-//! | `.kiln.wasm` | the original module, re-read at load for its metadata (no code is recompiled or revalidated) |
+//! | `.kiln.wasm` | the original module with every function body replaced by an empty one (the code is in `.text`), re-read at load for its metadata |
 //! | `.kiln.funcs` | per defined function: body, array and native entry (start, length) as six LE u32, `u32::MAX` for none |
 //! | `.kiln.w2n` | per type: the wasm-to-native trampoline (start, length) |
 //! | `.kiln.traps` | (code offset u32, trap code u32) pairs, sorted |
@@ -71,7 +71,7 @@ pub fn encode_sections(
 ) -> Vec<(&'static str, Vec<u8>)> {
     vec![
         (sections::INFO, header.as_bytes().to_vec()),
-        (sections::WASM, wasm.to_vec()),
+        (sections::WASM, skeleton(wasm)),
         (
             sections::FUNCS,
             u32s(info.funcs.values().flat_map(|f| {
@@ -106,6 +106,60 @@ pub fn encode_sections(
             ),
         ),
     ]
+}
+
+/// `wasm` with each function body replaced by `end` (three bytes: size 2,
+/// no locals, `end`). Loading only needs the module's declarations; the
+/// code section would otherwise make up most of the artifact's metadata.
+/// Byte offsets in the address map keep referring to the original module.
+fn skeleton(wasm: &[u8]) -> Vec<u8> {
+    fn leb(mut v: u32, out: &mut Vec<u8>) {
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+    let mut out = Vec::with_capacity(wasm.len().min(1 << 20));
+    let mut copied = 0;
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        // The module validated when it was compiled; stop copying smartly
+        // at the first surprise and keep the rest verbatim.
+        let Ok(payload) = payload else { break };
+        if let wasmparser::Payload::CodeSectionStart { count, range, .. } = payload {
+            // The section header (id, size) precedes `range`; it starts
+            // where the previous section ended.
+            out.extend_from_slice(&wasm[copied..prev_section_end(wasm, copied, range.start)]);
+            let mut body = Vec::new();
+            leb(count, &mut body);
+            for _ in 0..count {
+                body.extend_from_slice(&[2, 0, 0x0b]);
+            }
+            out.push(10);
+            leb(body.len() as u32, &mut out);
+            out.extend_from_slice(&body);
+            copied = range.end;
+        }
+    }
+    out.extend_from_slice(&wasm[copied..]);
+    out
+}
+
+/// Where the header of the section whose contents start at `contents`
+/// begins: the id byte and the LEB128 size sit right before the contents,
+/// after `from`.
+fn prev_section_end(wasm: &[u8], from: usize, contents: usize) -> usize {
+    // Walk back over the LEB128 size (continuation bits set on all but its
+    // last byte) and the id byte.
+    let mut i = contents - 1; // last byte of the size
+    while i > from && wasm[i - 1] & 0x80 != 0 {
+        i -= 1;
+    }
+    i - 1
 }
 
 fn words(bytes: &[u8], name: &str) -> Result<Vec<u32>, ArtifactError> {
@@ -256,4 +310,33 @@ pub fn decode_sections<'a>(
         traps,
         address_map,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skeleton_keeps_every_declaration() {
+        // (module (type (func (param i32) (result i32)))
+        //   (import "a" "b" (func (type 0))) (func (type 0) local.get 0)
+        //   (memory 1) (export "f" (func 1)) (data (i32.const 0) "hi"))
+        let wasm: &[u8] = &[
+            0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, // header
+            1, 6, 1, 0x60, 1, 0x7f, 1, 0x7f, // type
+            2, 7, 1, 1, b'a', 1, b'b', 0, 0, // import
+            3, 2, 1, 0, // function
+            5, 3, 1, 0, 1, // memory
+            7, 5, 1, 1, b'f', 0, 1, // export
+            10, 6, 1, 4, 0, 0x20, 0, 0x0b, // code
+            11, 8, 1, 0, 0x41, 0, 0x0b, 2, b'h', b'i', // data
+        ];
+        let full = translate_module(wasm, default_features()).unwrap().module;
+        let sk = skeleton(wasm);
+        assert!(sk.len() < wasm.len());
+        let meta = translate::translate_metadata(&sk, default_features())
+            .unwrap()
+            .module;
+        assert_eq!(format!("{full:?}"), format!("{meta:?}"));
+    }
 }
