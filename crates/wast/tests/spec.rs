@@ -171,7 +171,8 @@ fn main() {
     // Proposals beyond 2.0 that Kiln implements, each run with its feature
     // enabled (their folders hold only the files that differ from 2.0).
     let proposal_totals = Arc::new(Totals::default());
-    let proposals: [(&str, fn(&mut kiln::Config)); 3] = [
+    type Enable = fn(&mut kiln::Config);
+    let proposals: [(&str, Enable); 3] = [
         ("tail-call", |c| {
             c.wasm_tail_call(true);
         }),
