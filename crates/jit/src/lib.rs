@@ -58,15 +58,39 @@ pub fn section_range(object: &[u8], name: &str) -> Result<Option<Range<usize>>, 
         .map(|(o, l)| o as usize..(o + l) as usize))
 }
 
+/// The sections of a checked object: names and file ranges, read once.
+type SectionTable = Vec<(Box<str>, Range<usize>)>;
+
 /// Checks that `object` is a loadable ELF object: parseable, without
-/// relocations, with a page-aligned text section inside the file. Returns
-/// the text section's range.
-fn check_object(object: &[u8]) -> Result<Range<usize>, JitError> {
-    let n = count_relocations(object)?;
-    if n != 0 {
-        return Err(JitError::HasRelocations(n));
+/// relocations, every section inside the file, with a page-aligned text
+/// section. Returns the section table and the text section's range; the
+/// object is parsed this once.
+fn check_object(object: &[u8]) -> Result<(SectionTable, Range<usize>), JitError> {
+    let file = object::File::parse(object).map_err(|e| JitError::BadObject(e.to_string()))?;
+    let mut table = SectionTable::new();
+    let mut relocations = 0;
+    for s in file.sections() {
+        relocations += s.relocations().count();
+        let (Ok(name), Some((o, l))) = (s.name(), s.file_range()) else {
+            continue;
+        };
+        let r = usize::try_from(o).ok().zip(usize::try_from(l).ok());
+        match r.and_then(|(o, l)| Some(o..o.checked_add(l)?)) {
+            Some(r) if r.end <= object.len() => table.push((name.into(), r)),
+            _ => {
+                return Err(JitError::BadObject(format!(
+                    "section {name} lies outside the file"
+                )))
+            }
+        }
     }
-    let text = section_range(object, ".text")?
+    if relocations != 0 {
+        return Err(JitError::HasRelocations(relocations));
+    }
+    let text = table
+        .iter()
+        .find(|(n, _)| &**n == ".text")
+        .map(|(_, r)| r.clone())
         .ok_or_else(|| JitError::BadObject("no .text section".into()))?;
     let page = page_size();
     if text.start % page != 0 {
@@ -75,12 +99,7 @@ fn check_object(object: &[u8]) -> Result<Range<usize>, JitError> {
             text.start
         )));
     }
-    if text.end > object.len() {
-        return Err(JitError::BadObject(
-            "text section extends past the end of the file".into(),
-        ));
-    }
-    Ok(text)
+    Ok((table, text))
 }
 
 /// Page-granular memory (anonymous or a private file mapping).
@@ -119,6 +138,7 @@ pub struct CodeMemory {
     text: Range<usize>,
     /// The registered `.eh_frame`, if the object has one.
     eh_frame: Option<*const u8>,
+    sections: SectionTable,
 }
 
 extern "C" {
@@ -141,7 +161,7 @@ impl Drop for CodeMemory {
 impl CodeMemory {
     /// Copies `object` into fresh memory and makes its text executable.
     pub fn new(object: &[u8]) -> Result<CodeMemory, JitError> {
-        let text = check_object(object)?;
+        let checked = check_object(object)?;
         let page = page_size();
         let len = object.len().next_multiple_of(page).max(page);
         // SAFETY: a fresh private anonymous mapping; no existing memory is
@@ -165,7 +185,7 @@ impl CodeMemory {
         unsafe {
             std::ptr::copy_nonoverlapping(object.as_ptr(), ptr, object.len());
         }
-        Self::publish(mmap, object.len(), text)
+        Self::publish(mmap, object.len(), checked)
     }
 
     /// Maps the object in file `path` (private, copy-on-write) and makes its
@@ -201,12 +221,16 @@ impl CodeMemory {
         let mmap = Mmap { ptr, len };
         // SAFETY: the mapping holds `object_len` readable bytes.
         let object = unsafe { std::slice::from_raw_parts(ptr, object_len) };
-        let text = check_object(object)?;
-        Self::publish(mmap, object_len, text)
+        let checked = check_object(object)?;
+        Self::publish(mmap, object_len, checked)
     }
 
     /// Makes the text pages of `mmap` read+execute and the rest read-only.
-    fn publish(mmap: Mmap, object_len: usize, text: Range<usize>) -> Result<CodeMemory, JitError> {
+    fn publish(
+        mmap: Mmap,
+        object_len: usize,
+        (sections, text): (SectionTable, Range<usize>),
+    ) -> Result<CodeMemory, JitError> {
         let (ptr, len) = (mmap.ptr, mmap.len);
         let page = page_size();
         let text_pages = text.start..text.end.next_multiple_of(page);
@@ -236,8 +260,9 @@ impl CodeMemory {
             object_len,
             text,
             eh_frame: None,
+            sections,
         };
-        if let Some(r) = section_range(code.object(), ".eh_frame")? {
+        if let Some(r) = code.section_range(".eh_frame") {
             let ends_with_terminator = r.len() >= 4 && code.object()[r.end - 4..r.end] == [0; 4];
             if !ends_with_terminator {
                 return Err(JitError::BadObject(".eh_frame lacks its terminator".into()));
@@ -252,10 +277,16 @@ impl CodeMemory {
         Ok(code)
     }
 
+    fn section_range(&self, name: &str) -> Option<Range<usize>> {
+        self.sections
+            .iter()
+            .find(|(n, _)| &**n == name)
+            .map(|(_, r)| r.clone())
+    }
+
     /// The contents of section `name` of the loaded object.
     pub fn section(&self, name: &str) -> Option<&[u8]> {
-        let r = section_range(self.object(), name).ok()??;
-        self.object().get(r)
+        self.object().get(self.section_range(name)?)
     }
 
     /// The whole object, as loaded.
