@@ -119,9 +119,15 @@ impl HostFunc {
         Ok(())
     }
 
+    /// The function in `store`, adding it the first time (a linker's host
+    /// functions are added by every instantiation that uses them; the store
+    /// keeps one entry each).
     pub(crate) fn into_func<T>(self: Arc<Self>, store: &mut StoreInner<T>) -> Func {
+        let known = store.func_by_ref.contains_key(&(self.func_ref() as usize));
         let f = store.push_func(self.func_ref(), self.ty.clone());
-        store.host_funcs.push(self);
+        if !known {
+            store.host_funcs.push(self);
+        }
         f
     }
 }
