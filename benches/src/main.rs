@@ -215,6 +215,7 @@ fn main() -> ExitCode {
         settings.target,
         if settings.quick { " (--quick)" } else { "" }
     );
+    let machine = report::Machine::detect();
     let started = Instant::now();
     let n = selected.len();
     let mut results = Vec::new();
@@ -237,15 +238,15 @@ fn main() -> ExitCode {
 
     let names: Vec<&str> = runtimes.iter().map(|r| r.name()).collect();
     let versions: Vec<String> = runtimes.iter().map(|r| r.version()).collect();
-    let machine = report::Machine::detect();
+
     print!("{}", report::table(&names, &results));
     println!(
         "\n{} samples per runtime and workload; ratios are medians over Wasmtime's (< 1: faster or smaller than Wasmtime).",
         settings.samples
     );
     println!(
-        "{} | {} | {} cores | {} | total {:.0?}",
-        machine.date, machine.cpu, machine.nproc, machine.kernel, elapsed
+        "{} | {} | {} cores | {} | load {} at start | total {:.0?}",
+        machine.date, machine.cpu, machine.nproc, machine.kernel, machine.load, elapsed
     );
 
     if let Err(e) = std::fs::create_dir_all(&opts.out) {

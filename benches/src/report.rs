@@ -11,6 +11,9 @@ pub struct Machine {
     pub cpu: String,
     pub kernel: String,
     pub mem_total: String,
+    /// `/proc/loadavg`'s 1-minute load when the run started: other work
+    /// on the machine skews the figures.
+    pub load: String,
 }
 
 impl Machine {
@@ -35,7 +38,12 @@ impl Machine {
             })
             .map(|kb| format!("{:.1} GiB", kb as f64 / (1024.0 * 1024.0)))
             .unwrap_or_default();
+        let load = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|l| l.split_whitespace().next().map(str::to_string))
+            .unwrap_or_default();
         Machine {
+            load,
             date: utc_now(),
             nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
             cpu,
@@ -253,11 +261,12 @@ pub fn json(
     let _ = writeln!(o, "  \"date\": {},", json_str(&m.date));
     let _ = writeln!(
         o,
-        "  \"machine\": {{\"nproc\": {}, \"cpu\": {}, \"kernel\": {}, \"memory\": {}}},",
+        "  \"machine\": {{\"nproc\": {}, \"cpu\": {}, \"kernel\": {}, \"memory\": {}, \"load_at_start\": {}}},",
         m.nproc,
         json_str(&m.cpu),
         json_str(&m.kernel),
-        json_str(&m.mem_total)
+        json_str(&m.mem_total),
+        json_str(&m.load)
     );
     let _ = writeln!(
         o,
@@ -422,10 +431,11 @@ pub fn svg(
     );
     let _ = writeln!(
         o,
-        r##"<text x="10" y="44" fill="#555">{} | {} | {} cores | {} samples{} | log scale, left of 1.0 = faster/smaller than Wasmtime</text>"##,
+        r##"<text x="10" y="44" fill="#555">{} | {} | {} cores, load {} | {} samples{} | log scale, left of 1.0 = faster/smaller than Wasmtime</text>"##,
         xml(&m.date),
         xml(&m.cpu),
         m.nproc,
+        xml(&m.load),
         s.samples,
         if s.quick { " (--quick)" } else { "" }
     );

@@ -112,7 +112,7 @@ pub fn many_funcs(n: usize) -> Wasm {
             } else {
                 String::new()
             };
-            let _ = write!(s, "  (func $f{i}{export} (param i32) (result i32)\n");
+            let _ = writeln!(s, "  (func $f{i}{export} (param i32) (result i32)");
             if i + 1 < n {
                 let _ = writeln!(
                     s,
@@ -168,7 +168,7 @@ pub fn many_calls(n: usize) -> Wasm {
 /// text, 64 MiB of escaped bytes would take longer to parse than to run.
 pub fn data_module(bytes: usize) -> Wasm {
     const SEG: usize = 1 << 20;
-    assert!(bytes % SEG == 0);
+    assert!(bytes.is_multiple_of(SEG));
     let pages = bytes / 65536 + 1;
     let mut m = b"\0asm\x01\0\0\0".to_vec();
     // Memory section: one memory, min = pages, no max.
