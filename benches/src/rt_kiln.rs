@@ -193,9 +193,26 @@ impl Runtime for Kiln {
                     }),
                 })
             }
-            Kind::Load { .. } => Ok(Prepared::NotImplemented(
-                "no Module::serialize/deserialize in crates/api yet".into(),
-            )),
+            Kind::Load { wasm } => {
+                let bytes = Module::new(engine, &wasm[..])
+                    .msg("compile")?
+                    .serialize()
+                    .msg("serialize")?;
+                let engine = engine.clone();
+                Ok(Prepared::Timed {
+                    check: None,
+                    run: Box::new(move |iters| {
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            // SAFETY: `bytes` came from `serialize` on this
+                            // engine's configuration, just above.
+                            let m = unsafe { Module::deserialize(&engine, &bytes[..]) };
+                            black_box(m.msg("deserialize")?);
+                        }
+                        Ok(start.elapsed())
+                    }),
+                })
+            }
             Kind::Instantiate { pooling: true, .. } => Ok(Prepared::NotImplemented(
                 "no pooling instance allocator yet".into(),
             )),

@@ -15,6 +15,10 @@ pub(crate) struct InstanceData {
     pub(crate) module: Module,
 }
 
+// SAFETY: `vmctx` is the context of an instance owned by the same store;
+// it is only compared or used with `&mut` access to that store.
+unsafe impl Send for InstanceData {}
+
 /// An instance of a [`Module`] in a store.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Instance {

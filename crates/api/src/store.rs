@@ -13,6 +13,11 @@ pub(crate) struct FuncData {
     pub(crate) ty: kiln_environ::FuncType,
 }
 
+// SAFETY: the pointer names a `VMFuncRef` owned by the same store (inside
+// an instance context or a host function context), which moves between
+// threads with the store; it is never used without `&mut` access to it.
+unsafe impl Send for FuncData {}
+
 /// Everything a store holds, with the embedder's data.
 pub struct StoreInner<T> {
     pub(crate) opaque: StoreOpaque,

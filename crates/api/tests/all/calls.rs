@@ -124,3 +124,38 @@ fn start_function_and_exported_global() {
     let x = i.get_global(&mut store, "x").unwrap();
     assert_eq!(x.get(&mut store).i32(), Some(7));
 }
+
+#[test]
+fn thread_safety_of_public_types() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Engine>();
+    send_sync::<Module>();
+    send_sync::<Linker<u32>>();
+    send_sync::<InstancePre<u32>>();
+    send_sync::<Func>();
+    send_sync::<TypedFunc<i32, i32>>();
+    send_sync::<Memory>();
+    send_sync::<Table>();
+    send_sync::<Global>();
+    send_sync::<Instance>();
+    send_sync::<InterruptHandle>();
+    send_sync::<Error>();
+    send::<Store<u32>>();
+}
+
+#[test]
+fn a_store_moves_between_threads() {
+    let (mut store, i) = instantiate(include_str!("../../../../examples/fib.wat"));
+    let fib = i.get_typed_func::<i32, i64>(&mut store, "fib").unwrap();
+    assert_eq!(fib.call(&mut store, 10).unwrap(), 55);
+    let (store, r) = std::thread::spawn(move || {
+        let r = fib.call(&mut store, 15).unwrap();
+        (store, r)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(r, 610);
+    let mut store = store;
+    assert_eq!(fib.call(&mut store, 20).unwrap(), 6765);
+}
