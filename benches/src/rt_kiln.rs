@@ -2,6 +2,7 @@
 
 use crate::elf;
 use crate::runtime::{expect_count, expect_same, loop_count, OrMsg, Prepared, Runtime};
+use crate::workloads::Budget;
 use crate::workloads::{self, Kind, SizePart};
 use kiln::{Engine, FuncType, Linker, Module, Store, Val, ValType};
 use std::hint::black_box;
@@ -146,10 +147,30 @@ impl Runtime for Kiln {
                 })
             }
             Kind::Compute {
-                wasm, init, arg, ..
+                wasm,
+                init,
+                arg,
+                budget,
+                ..
             } => {
+                let budget_engine;
+                let engine = match budget {
+                    Budget::Off => engine,
+                    Budget::Fuel | Budget::Epoch => {
+                        let mut c = kiln::Config::new();
+                        c.consume_fuel(*budget == Budget::Fuel);
+                        c.epoch_interruption(*budget == Budget::Epoch);
+                        budget_engine = Engine::new(&c).msg("engine")?;
+                        &budget_engine
+                    }
+                };
                 let module = Module::new(engine, &wasm[..]).msg("compile")?;
                 let mut store = Store::new(engine, ());
+                match budget {
+                    Budget::Off => {}
+                    Budget::Fuel => store.set_fuel(u64::MAX / 2).msg("set_fuel")?,
+                    Budget::Epoch => store.set_epoch_deadline(u64::MAX / 2),
+                }
                 let instance = Linker::new(engine)
                     .instantiate(&mut store, &module)
                     .msg("instantiate")?;

@@ -156,6 +156,10 @@ impl Runtime for Wasmi {
                 })
             }
             Kind::Compute {
+                budget: crate::workloads::Budget::Fuel | crate::workloads::Budget::Epoch,
+                ..
+            } => Ok(Prepared::NotApplicable),
+            Kind::Compute {
                 wasm, init, arg, ..
             } => {
                 let module = Module::new(engine, &wasm[..]).msg("compile")?;

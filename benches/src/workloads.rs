@@ -32,6 +32,9 @@ pub enum Kind {
         init: Option<i32>,
         arg: i32,
         expect: Option<i64>,
+        /// Run with this execution budget switched on (and never running
+        /// out), to measure what bounding execution costs.
+        budget: Budget,
     },
     /// One iteration compiles the module (`Module::new` on binary bytes,
     /// dropped again).
@@ -49,6 +52,17 @@ pub enum Kind {
     },
     /// The size of one part of the compiled artifact, in bytes.
     Size { wasm: Wasm, part: SizePart },
+}
+
+/// An execution budget a compute workload runs under.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Budget {
+    /// None: the default configuration.
+    Off,
+    /// `Config::consume_fuel` with a budget that never runs out.
+    Fuel,
+    /// `Config::epoch_interruption` with a deadline that never passes.
+    Epoch,
 }
 
 /// A part of a compiled artifact.
@@ -300,20 +314,24 @@ pub fn all(c_dir: &Path, c_out: &Path) -> Vec<Workload> {
         Box::new(|| Ok(Kind::WasmToWasm)),
     );
 
-    let compute = |text: &'static str,
-                   name: &'static str,
-                   init: Option<i32>,
-                   arg: i32,
-                   expect: Option<i64>| {
+    let compute_with = |text: &'static str,
+                        name: &'static str,
+                        init: Option<i32>,
+                        arg: i32,
+                        expect: Option<i64>,
+                        budget: Budget| {
         Box::new(move || {
             Ok(Kind::Compute {
                 wasm: wat(name, text),
                 init,
                 arg,
                 expect,
+                budget,
             })
         }) as Box<dyn FnOnce() -> Result<Kind, String>>
     };
+    let compute =
+        |text, name, init, arg, expect| compute_with(text, name, init, arg, expect, Budget::Off);
     add("compute/fib", compute(FIB, "fib", None, 25, Some(75025)));
     add(
         "compute/sieve",
@@ -327,6 +345,18 @@ pub fn all(c_dir: &Path, c_out: &Path) -> Vec<Workload> {
         "compute/hash",
         compute(HASH, "hash", Some(16 << 20), 16 << 20, None),
     );
+    // What bounding execution costs: the same workloads with fuel or epoch
+    // checks on (compare with the rows above).
+    for (suffix, budget) in [("fuel", Budget::Fuel), ("epoch", Budget::Epoch)] {
+        add(
+            &format!("budget/fib+{suffix}"),
+            compute_with(FIB, "fib", None, 25, Some(75025), budget),
+        );
+        add(
+            &format!("budget/sieve+{suffix}"),
+            compute_with(SIEVE, "sieve", None, 1_000_000, Some(78498), budget),
+        );
+    }
 
     for (name, build) in [
         ("program/nbody", ("nbody", 100_000)),
@@ -340,6 +370,7 @@ pub fn all(c_dir: &Path, c_out: &Path) -> Vec<Workload> {
                 init: None,
                 arg,
                 expect: None,
+                budget: Budget::Off,
             })
         });
         (n, b)
