@@ -414,11 +414,18 @@ mod sys {
     }
 
     /// Gives this thread an alternate signal stack if it has none, so a
-    /// handler can run when the thread's own stack is exhausted.
+    /// handler can run when the thread's own stack is exhausted. The check
+    /// is inlined into every entry; the setup is not.
+    #[inline(always)]
     pub(super) fn ensure_alt_stack() {
-        if ALT.with(|a| a.get()) {
-            return;
+        if !ALT.with(|a| a.get()) {
+            install_alt_stack();
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn install_alt_stack() {
         ALT.with(|a| a.set(true));
         // SAFETY: querying and setting this thread's alternate stack; the
         // mapping is owned by a thread-local that unmaps it at thread exit.
