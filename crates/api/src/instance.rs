@@ -158,7 +158,7 @@ impl Instance {
             .module()
             .exports
             .iter()
-            .map(|(n, _)| n.clone())
+            .map(|(n, _)| n.to_string())
             .collect();
         names
             .into_iter()

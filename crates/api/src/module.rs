@@ -202,6 +202,6 @@ impl Module {
             .module()
             .exports
             .iter()
-            .map(|(n, e)| (n.as_str(), self.entity_type(*e)))
+            .map(|(n, e)| (n, self.entity_type(e)))
     }
 }

@@ -11,6 +11,13 @@
 //! | `.kiln.w2n` | per type: the wasm-to-native trampoline (start, length) |
 //! | `.kiln.traps` | (code offset u32, trap code u32) pairs, sorted |
 //! | `.kiln.addrmap` | (code offset u32, wasm offset u32) pairs, sorted |
+//! | `.kiln.sum` | a 64-bit checksum of all the sections above |
+//!
+//! The checksum is what lets loading skip re-validating the embedded
+//! module: a damaged artifact fails it and is refused, so the declarations
+//! read at load are byte for byte those the compiler validated. (It is no
+//! defence against a crafted artifact, which can contain any machine code
+//! anyway; that is why deserializing is `unsafe`.)
 //!
 //! Decoding checks every count and every code offset against the text
 //! length, so a corrupt artifact is an error, never a jump into the void.
@@ -31,6 +38,29 @@ pub mod sections {
     pub const TRAPS: &str = ".kiln.traps";
     /// Address map.
     pub const ADDRMAP: &str = ".kiln.addrmap";
+    /// Checksum of the sections above.
+    pub const SUM: &str = ".kiln.sum";
+    /// The sections the checksum covers, in order.
+    pub const CHECKED: [&str; 6] = [INFO, WASM, FUNCS, W2N, TRAPS, ADDRMAP];
+}
+
+/// A fast 64-bit checksum (8 bytes a step), to detect damaged artifacts.
+pub fn checksum<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        let mut chunks = part.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+            h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+        }
+        for b in chunks.remainder() {
+            h = (h.rotate_left(5) ^ u64::from(*b)).wrapping_mul(K);
+        }
+        // Length separates the parts, so bytes cannot move between them.
+        h = (h.rotate_left(5) ^ part.len() as u64).wrapping_mul(K);
+    }
+    h
 }
 
 /// The first line of every header.
@@ -69,7 +99,7 @@ pub fn encode_sections(
     wasm: &[u8],
     header: &str,
 ) -> Vec<(&'static str, Vec<u8>)> {
-    vec![
+    let mut out = vec![
         (sections::INFO, header.as_bytes().to_vec()),
         (sections::WASM, skeleton(wasm)),
         (
@@ -105,7 +135,10 @@ pub fn encode_sections(
                     .flat_map(|a| [a.code_offset, a.wasm_offset]),
             ),
         ),
-    ]
+    ];
+    let sum = checksum(out.iter().map(|(_, d)| d.as_slice()));
+    out.push((sections::SUM, sum.to_le_bytes().to_vec()));
+    out
 }
 
 /// `wasm` with each function body replaced by `end` (three bytes: size 2,
@@ -206,6 +239,18 @@ pub fn decode_sections<'a>(
             "built with different compiler settings or for another target".to_string()
         };
         return Err(ArtifactError::Incompatible(what));
+    }
+    let mut parts = Vec::with_capacity(sections::CHECKED.len());
+    for name in sections::CHECKED {
+        parts.push(get(name)?);
+    }
+    let stored = get(sections::SUM)?;
+    if stored.len() != 8
+        || u64::from_le_bytes(stored.try_into().unwrap_or([0; 8])) != checksum(parts)
+    {
+        return Err(ArtifactError::Corrupt(
+            "checksum mismatch: the file is damaged".into(),
+        ));
     }
     let t = translate::translate_metadata(get(sections::WASM)?, features)
         .map_err(|e| ArtifactError::Corrupt(format!("embedded module: {e}")))?;
@@ -338,5 +383,122 @@ mod tests {
             .unwrap()
             .module;
         assert_eq!(format!("{full:?}"), format!("{meta:?}"));
+    }
+
+    /// (module (func (export "f")))
+    const ONE_FUNC: &[u8] = &[
+        0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 7, 5, 1, 1, b'f', 0, 0,
+        10, 4, 1, 2, 0, 0x0b,
+    ];
+    const HEADER: &str = "kiln-artifact 1\ntest\n";
+
+    fn info(body: FunctionLoc) -> CompiledModuleInfo {
+        let module = translate_module(ONE_FUNC, default_features())
+            .unwrap()
+            .module;
+        let loc = FunctionLoc {
+            start: 0,
+            length: 4,
+        };
+        CompiledModuleInfo {
+            module,
+            funcs: [CompiledFunctionInfo {
+                wasm_func: body,
+                array_to_wasm: Some(loc),
+                native_to_wasm: Some(loc),
+            }]
+            .into_iter()
+            .collect(),
+            wasm_to_native: [loc].into_iter().collect(),
+            traps: vec![TrapSite {
+                code_offset: 2,
+                trap: Trap::UnreachableCodeReached,
+            }],
+            address_map: Vec::new(),
+        }
+    }
+
+    fn decode(
+        sections: &[(&'static str, Vec<u8>)],
+        text_len: usize,
+    ) -> Result<CompiledModuleInfo, ArtifactError> {
+        decode_sections(
+            |name| {
+                sections
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, d)| d.as_slice())
+            },
+            HEADER,
+            default_features(),
+            text_len,
+        )
+    }
+
+    #[test]
+    fn round_trip_and_bounds() {
+        let good = encode_sections(
+            &info(FunctionLoc {
+                start: 8,
+                length: 8,
+            }),
+            ONE_FUNC,
+            HEADER,
+        );
+        let back = decode(&good, 64).unwrap();
+        assert_eq!(back.funcs[DefinedFuncIndex::new(0)].wasm_func.start, 8);
+        assert_eq!(back.traps.len(), 1);
+        // The same artifact with a text section too short for its code.
+        assert!(matches!(decode(&good, 12), Err(ArtifactError::Corrupt(_))));
+        // A function record pointing past the text, with a valid checksum.
+        let far = encode_sections(
+            &info(FunctionLoc {
+                start: 0x7fff_0000,
+                length: 8,
+            }),
+            ONE_FUNC,
+            HEADER,
+        );
+        assert!(
+            matches!(decode(&far, 64), Err(ArtifactError::Corrupt(m)) if m.contains("outside"))
+        );
+        // Another build's header.
+        let other = encode_sections(
+            &info(FunctionLoc {
+                start: 8,
+                length: 8,
+            }),
+            ONE_FUNC,
+            "kiln-artifact 1\nother\n",
+        );
+        assert!(matches!(
+            decode(&other, 64),
+            Err(ArtifactError::Incompatible(_))
+        ));
+    }
+
+    #[test]
+    fn damage_fails_the_checksum() {
+        let good = encode_sections(
+            &info(FunctionLoc {
+                start: 8,
+                length: 8,
+            }),
+            ONE_FUNC,
+            HEADER,
+        );
+        for (i, (name, data)) in good.iter().enumerate() {
+            if *name == sections::SUM || *name == sections::INFO {
+                continue;
+            }
+            for at in 0..data.len() {
+                let mut bad = good.clone();
+                bad[i].1[at] ^= 1;
+                assert!(
+                    matches!(decode(&bad, 64), Err(ArtifactError::Corrupt(_))),
+                    "flip in {name} at {at}"
+                );
+            }
+        }
     }
 }

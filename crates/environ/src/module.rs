@@ -109,10 +109,8 @@ pub struct Module {
     pub types: PrimaryMap<TypeIndex, FuncType>,
     /// Imports, in order.
     pub imports: Vec<Import>,
-    /// Exports, in order.
-    pub exports: Vec<(String, EntityIndex)>,
-    /// Exports by name.
-    pub export_map: HashMap<String, EntityIndex>,
+    /// Exports, in order, findable by name.
+    pub exports: Exports,
     /// Every function, imports first.
     pub functions: PrimaryMap<FuncIndex, FunctionInfo>,
     /// Every table, imports first.
@@ -140,7 +138,7 @@ pub struct Module {
     /// Data segments.
     pub data: PrimaryMap<DataIndex, DataSegment>,
     /// Function names from the name section.
-    pub func_names: HashMap<FuncIndex, String>,
+    pub func_names: NameMap,
     /// For each escaping defined function, its slot among the instance's
     /// `VMFuncRef`s (see [`VMOffsets`]); `None` for functions that do not
     /// escape.
@@ -210,6 +208,175 @@ impl Module {
 
     /// The export named `name`.
     pub fn export(&self, name: &str) -> Option<EntityIndex> {
-        self.export_map.get(name).copied()
+        self.exports.get(name)
+    }
+}
+
+/// A module's exports: names in one string (no allocation per export) and
+/// an index by name.
+#[derive(Clone, Debug, Default)]
+pub struct Exports {
+    names: String,
+    /// (start, end) into `names`, and what is exported.
+    entries: Vec<(u32, u32, EntityIndex)>,
+    index: ExportIndex,
+}
+
+impl Exports {
+    /// Makes room for `n` more exports.
+    pub fn reserve(&mut self, n: usize) {
+        self.entries.reserve(n);
+        self.index.reserve(n);
+    }
+
+    /// Adds an export (names are unique in a valid module).
+    pub fn push(&mut self, name: &str, e: EntityIndex) {
+        let start = self.names.len() as u32;
+        self.names.push_str(name);
+        self.index.insert(name, self.entries.len());
+        self.entries.push((start, self.names.len() as u32, e));
+    }
+
+    fn name(&self, i: usize) -> &str {
+        let (s, e, _) = self.entries[i];
+        &self.names[s as usize..e as usize]
+    }
+
+    /// The exports in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, EntityIndex)> + '_ {
+        (0..self.entries.len()).map(|i| (self.name(i), self.entries[i].2))
+    }
+
+    /// The export called `name`.
+    pub fn get(&self, name: &str) -> Option<EntityIndex> {
+        let i = self
+            .index
+            .find(name, |i| self.name(i), self.entries.len())?;
+        Some(self.entries[i].2)
+    }
+
+    /// The number of exports.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+fn name_hash(name: &str) -> u64 {
+    crate::checksum([name.as_bytes()])
+}
+
+/// Finds exports by name without a second copy of every name: a map from
+/// a 64-bit hash of the name to its position, checked against the name
+/// itself (on a hash collision, a scan finds it).
+#[derive(Clone, Debug, Default)]
+pub struct ExportIndex {
+    by_hash: HashMap<u64, u32, BuildIdentity>,
+}
+
+impl ExportIndex {
+    /// Makes room for `n` more exports.
+    pub fn reserve(&mut self, n: usize) {
+        self.by_hash.reserve(n);
+    }
+
+    /// Records that `exports[position]` is called `name`.
+    pub fn insert(&mut self, name: &str, position: usize) {
+        self.by_hash
+            .entry(name_hash(name))
+            .or_insert(position as u32);
+    }
+
+    /// The position of the export called `name`, given the name at each
+    /// of the `len` positions.
+    pub fn find<'a>(
+        &self,
+        name: &str,
+        name_at: impl Fn(usize) -> &'a str,
+        len: usize,
+    ) -> Option<usize> {
+        if let Some(i) = self.by_hash.get(&name_hash(name)) {
+            let i = *i as usize;
+            if i < len && name_at(i) == name {
+                return Some(i);
+            }
+        }
+        (0..len).find(|i| name_at(*i) == name)
+    }
+}
+
+/// A hasher for keys that are hashes already.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BuildIdentity;
+
+impl std::hash::BuildHasher for BuildIdentity {
+    type Hasher = IdentityHasher;
+    fn build_hasher(&self) -> IdentityHasher {
+        IdentityHasher(0)
+    }
+}
+
+/// See [`BuildIdentity`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IdentityHasher(u64);
+
+impl std::hash::Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// Function names, in one string: no allocation per name.
+#[derive(Clone, Debug, Default)]
+pub struct NameMap {
+    text: String,
+    /// (function, start, end) into `text`, sorted by function.
+    entries: Vec<(FuncIndex, u32, u32)>,
+}
+
+impl NameMap {
+    /// Adds the name of `f` (names arrive in index order; others are
+    /// sorted by [`NameMap::finish`]).
+    pub fn push(&mut self, f: FuncIndex, name: &str) {
+        let start = self.text.len() as u32;
+        self.text.push_str(name);
+        self.entries.push((f, start, self.text.len() as u32));
+    }
+
+    /// Sorts the entries if they did not arrive in order.
+    pub fn finish(&mut self) {
+        if !self.entries.windows(2).all(|w| w[0].0 < w[1].0) {
+            self.entries.sort_by_key(|e| e.0);
+            self.entries.dedup_by_key(|e| e.0);
+        }
+    }
+
+    /// The name of `f`.
+    pub fn get(&self, f: FuncIndex) -> Option<&str> {
+        let i = self.entries.binary_search_by_key(&f, |e| e.0).ok()?;
+        let (_, s, e) = self.entries[i];
+        self.text.get(s as usize..e as usize)
+    }
+
+    /// The number of names.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 }

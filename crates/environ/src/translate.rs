@@ -40,23 +40,31 @@ pub fn default_features() -> WasmFeatures {
 
 /// Parses and validates `wasm` with the given features.
 pub fn translate_module(wasm: &[u8], features: WasmFeatures) -> WasmResult<ModuleTranslation<'_>> {
-    translate(wasm, features, true)
+    translate(wasm, features, Mode::Compile)
 }
 
-/// Reads the metadata of a module that was validated before (when it was
-/// compiled): function bodies are not scanned.
+/// Reads the declarations of a module that was validated when it was
+/// compiled, without validating it again and without its function bodies.
+///
+/// Only for the skeleton embedded in a compiled artifact, whose integrity
+/// the artifact's checksum has established (see `artifact.rs`): a module
+/// that never passed validation could carry out-of-range indices.
 pub(crate) fn translate_metadata(
     wasm: &[u8],
     features: WasmFeatures,
 ) -> WasmResult<ModuleTranslation<'_>> {
-    translate(wasm, features, false)
+    translate(wasm, features, Mode::Metadata)
 }
 
-fn translate(
-    wasm: &[u8],
-    features: WasmFeatures,
-    check_bodies: bool,
-) -> WasmResult<ModuleTranslation<'_>> {
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum Mode {
+    /// Validate everything, keep the bodies for compilation.
+    Compile,
+    /// Trust the bytes; declarations only.
+    Metadata,
+}
+
+fn translate(wasm: &[u8], features: WasmFeatures, mode: Mode) -> WasmResult<ModuleTranslation<'_>> {
     let mut validator = Validator::new_with_features(features);
     let mut t = ModuleTranslation {
         module: Module::default(),
@@ -67,8 +75,12 @@ fn translate(
     let m = &mut t.module;
     for payload in Parser::new(0).parse_all(wasm) {
         let payload = payload?;
-        if let wasmparser::ValidPayload::Func(v, body) = validator.payload(&payload)? {
-            if check_bodies && !features.multi_memory() {
+        if mode == Mode::Metadata {
+            if let Payload::CodeSectionEntry(_) = payload {
+                continue;
+            }
+        } else if let wasmparser::ValidPayload::Func(v, body) = validator.payload(&payload)? {
+            if !features.multi_memory() {
                 check_reserved_memory_bytes(wasm, &body)?;
             }
             t.function_bodies
@@ -168,6 +180,7 @@ fn translate(
                 }
             }
             Payload::ExportSection(s) => {
+                m.exports.reserve(s.count() as usize);
                 for e in s {
                     let e = e?;
                     let index = match e.kind {
@@ -187,8 +200,7 @@ fn translate(
                             return Err(WasmError::Unsupported("exception tags".into()))
                         }
                     };
-                    m.exports.push((e.name.to_string(), index));
-                    m.export_map.insert(e.name.to_string(), index);
+                    m.exports.push(e.name, index);
                 }
             }
             Payload::StartSection { func, .. } => m.start = Some(FuncIndex::from_u32(func)),
@@ -293,14 +305,14 @@ fn read_names(m: &mut Module, names: wasmparser::NameSectionReader<'_>) -> WasmR
                 for n in map {
                     let n = n?;
                     if (n.index as usize) < m.functions.len() {
-                        m.func_names
-                            .insert(FuncIndex::from_u32(n.index), n.name.to_string());
+                        m.func_names.push(FuncIndex::from_u32(n.index), n.name);
                     }
                 }
             }
             _ => {}
         }
     }
+    m.func_names.finish();
     Ok(())
 }
 
@@ -317,10 +329,16 @@ fn compute_escapes(m: &mut Module) {
             info.escapes = true;
         }
     };
-    for (_, e) in m.exports.clone() {
-        if let EntityIndex::Function(f) = e {
-            mark(m, f);
-        }
+    let exported: Vec<FuncIndex> = m
+        .exports
+        .iter()
+        .filter_map(|(_, e)| match e {
+            EntityIndex::Function(f) => Some(f),
+            _ => None,
+        })
+        .collect();
+    for f in exported {
+        mark(m, f);
     }
     if let Some(f) = m.start {
         mark(m, f);

@@ -171,7 +171,9 @@ impl CodeMemory {
                 std::ptr::null_mut(),
                 len,
                 rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-                rustix::mm::MapFlags::PRIVATE,
+                // Every page is written right away: fault them in with one
+                // call instead of one fault per page.
+                rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::POPULATE,
             )
         }
         .map_err(|e| JitError::Os {

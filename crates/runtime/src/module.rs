@@ -156,7 +156,7 @@ impl CompiledModule {
         Some(FrameInfo {
             module_name: m.name.clone(),
             func_index: f.as_u32(),
-            func_name: m.func_names.get(&f).cloned(),
+            func_name: m.func_names.get(f).map(str::to_string),
             module_offset,
         })
     }
