@@ -498,13 +498,7 @@ impl Compiler {
             .iter()
             .map(|t| (t.offset, trap_code(t.code)))
             .collect();
-        let srclocs = compiled
-            .buffer
-            .get_srclocs_sorted()
-            .iter()
-            .filter(|s| !s.loc.is_default())
-            .map(|s| (s.start, s.loc.bits()))
-            .collect();
+        let srclocs = backtrace_srclocs(&compiled.buffer);
         let unwind = match compiled.create_unwind_info(&*self.isa) {
             Ok(Some(cranelift_codegen::isa::unwind::UnwindInfo::SystemV(u))) => Some(u),
             Ok(_) => None,
@@ -597,6 +591,47 @@ impl Compiler {
         let text = builder.finish(&mut ctrl);
         Ok((text, locs, traps, address_map))
     }
+}
+
+/// The address-map entries a backtrace can need: the source ranges that
+/// contain a trap site or a call (whose return address, minus one, is what
+/// a frame's pc looks up), each followed by an end marker (`u32::MAX`) so a
+/// lookup past it finds nothing rather than an unrelated range. Ranges of
+/// other instructions are never looked up, and leaving them out keeps the
+/// map to a fraction of the size.
+fn backtrace_srclocs(
+    buffer: &cranelift_codegen::MachBufferFinalized<cranelift_codegen::Final>,
+) -> Vec<(u32, u32)> {
+    let mut wanted: Vec<u32> = buffer
+        .traps()
+        .iter()
+        .map(|t| t.offset)
+        .chain(
+            buffer
+                .call_sites()
+                .iter()
+                .map(|c| c.ret_addr.saturating_sub(1)),
+        )
+        .collect();
+    wanted.sort_unstable();
+    let mut out: Vec<(u32, u32)> = Vec::new();
+    let mut w = wanted.iter().peekable();
+    for s in buffer.get_srclocs_sorted() {
+        if s.loc.is_default() {
+            continue;
+        }
+        while w.peek().is_some_and(|o| **o < s.start) {
+            w.next();
+        }
+        if w.peek().is_some_and(|o| **o < s.end) {
+            if out.last().is_some_and(|l| l.0 == s.start) {
+                out.pop(); // an end marker at our start: ranges touch
+            }
+            out.push((s.start, s.loc.bits()));
+            out.push((s.end, u32::MAX));
+        }
+    }
+    out
 }
 
 fn trap_code(code: ir::TrapCode) -> Trap {

@@ -66,7 +66,9 @@ impl CompiledModuleInfo {
         Some(self.traps[i].trap)
     }
 
-    /// The Wasm byte offset of the instruction covering `code_offset`.
+    /// The Wasm byte offset of the instruction covering `code_offset`, if
+    /// it is a trap site or a call (the address map records only those;
+    /// `u32::MAX` entries end a range).
     pub fn lookup_wasm_offset(&self, code_offset: u32) -> Option<u32> {
         let i = match self
             .address_map
@@ -76,7 +78,7 @@ impl CompiledModuleInfo {
             Err(0) => return None,
             Err(i) => i - 1,
         };
-        Some(self.address_map[i].wasm_offset)
+        Some(self.address_map[i].wasm_offset).filter(|o| *o != u32::MAX)
     }
 
     /// The defined function whose body contains `code_offset`.
