@@ -95,6 +95,16 @@ impl Config {
         self
     }
 
+    /// Whether memories are initialised from a copy-on-write image of their
+    /// data segments (default on): instantiation maps the image instead of
+    /// copying the data, and pages are copied only when an instance writes
+    /// them. Memories whose segments are not all at constant offsets within
+    /// their minimum size are initialised by copying either way.
+    pub fn memory_init_cow(&mut self, on: bool) -> &mut Self {
+        self.compiler.tunables.memory_images = on;
+        self
+    }
+
     /// Whether compiled code carries `.eh_frame` unwind information
     /// (default on), registered with the system unwinder at load so
     /// debuggers, profilers and `std::backtrace` walk through Wasm frames.

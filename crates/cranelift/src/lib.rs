@@ -231,10 +231,15 @@ impl Compiler {
     /// A string naming every setting that affects compatibility of
     /// compiled code, recorded in artifacts and checked when loading.
     pub fn settings_fingerprint(&self) -> String {
+        // Only settings baked into code: memory images, for one, are not.
+        let t = &self.config.tunables;
         let mut s = format!(
-            "{} {:?} pad={} veneers={} unwind={}",
+            "{} reservation={} guard={} fuel={} epoch={} pad={} veneers={} unwind={}",
             self.isa.triple(),
-            self.config.tunables,
+            t.static_memory_reservation,
+            t.memory_guard_size,
+            t.consume_fuel,
+            t.epoch_interruption,
             self.config.padding_between_functions,
             self.config.force_veneers,
             self.config.native_unwind_info

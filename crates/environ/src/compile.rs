@@ -186,6 +186,9 @@ pub struct Tunables {
     /// Check the epoch deadline in generated code
     /// (`Config::epoch_interruption`).
     pub epoch_interruption: bool,
+    /// Initialise memories from copy-on-write images where possible
+    /// (`Config::memory_init_cow`); does not affect generated code.
+    pub memory_images: bool,
 }
 
 impl Default for Tunables {
@@ -195,6 +198,7 @@ impl Default for Tunables {
             memory_guard_size: 2 << 30,
             consume_fuel: false,
             epoch_interruption: false,
+            memory_images: true,
         }
     }
 }

@@ -409,9 +409,18 @@ impl StoreOpaque {
         let offsets = VMOffsets::new(m);
 
         let mut memories = imports.memories.clone();
-        for (_, ty) in m.memories.iter().skip(m.num_imported_memories) {
-            let mem = LinearMemory::new(*ty, &self.tunables)
+        let mut imaged = vec![false; m.memories.len()];
+        for (mi, ty) in m.memories.iter().skip(m.num_imported_memories) {
+            let mut mem = LinearMemory::new(*ty, &self.tunables)
                 .map_err(|e| InstantiationError::Resource(e.to_string()))?;
+            let d = m.defined_memory_index(mi).expect("defined");
+            if self.tunables.memory_images {
+                if let Some(image) = module.memory_image(d) {
+                    mem.map_image(image)
+                        .map_err(|e| InstantiationError::Resource(e.to_string()))?;
+                    imaged[mi.index()] = true;
+                }
+            }
             self.memories.push(Box::new(mem));
             memories.push(&mut **self.memories.last_mut().expect("pushed") as *mut LinearMemory);
         }
@@ -523,6 +532,13 @@ impl StoreOpaque {
             }
         }
         for (d, seg) in m.data.iter() {
+            if let DataKind::Active { memory, .. } = &seg.kind {
+                if imaged[memory.index()] {
+                    // Already in place through the memory's image.
+                    inst.dropped_data[d.index()] = true;
+                    continue;
+                }
+            }
             if let DataKind::Active { memory, offset } = &seg.kind {
                 let v = inst.eval(offset);
                 let off = if m.memories[*memory].memory64 {

@@ -160,3 +160,97 @@ impl Drop for LinearMemory {
         }
     }
 }
+
+/// The initial contents of a defined memory, prepared once per module in a
+/// memfd and mapped copy-on-write into each instance's memory.
+///
+/// Instantiating then costs one `mmap` however much data the module has:
+/// pages are shared with the image until an instance writes them, and
+/// untouched pages are never copied at all. A memory gets an image only
+/// when every active data segment for it has a constant offset and fits in
+/// its minimum size, so instantiation cannot trap on it; otherwise the
+/// segments are copied as before, with the spec's trap-and-partial-write
+/// behaviour.
+pub struct MemoryImage {
+    fd: rustix::fd::OwnedFd,
+    len: usize,
+}
+
+impl std::fmt::Debug for MemoryImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryImage")
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl MemoryImage {
+    /// Builds the image of `segments` ((offset, bytes), applied in order),
+    /// or `None` if there is nothing to map or the image would not fit in
+    /// `minimum_bytes`.
+    pub fn new(segments: &[(u64, &[u8])], minimum_bytes: u64) -> Option<MemoryImage> {
+        let end = segments
+            .iter()
+            .filter(|(_, d)| !d.is_empty())
+            .map(|(o, d)| o.checked_add(d.len() as u64))
+            .try_fold(0u64, |m, e| e.map(|e| m.max(e)))?;
+        if end == 0 || end > minimum_bytes {
+            return None;
+        }
+        let page = rustix::param::page_size() as u64;
+        let len = end.next_multiple_of(page);
+        let fd =
+            rustix::fs::memfd_create("kiln-memory-image", rustix::fs::MemfdFlags::CLOEXEC).ok()?;
+        rustix::fs::ftruncate(&fd, len).ok()?;
+        for (offset, data) in segments {
+            let mut written = 0;
+            while written < data.len() {
+                let n = rustix::io::pwrite(&fd, &data[written..], offset + written as u64).ok()?;
+                if n == 0 {
+                    return None;
+                }
+                written += n;
+            }
+        }
+        Some(MemoryImage {
+            fd,
+            len: len as usize,
+        })
+    }
+
+    /// The image's length in bytes (a multiple of the page size).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the image is empty (never: empty images are not built).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl LinearMemory {
+    /// Maps `image` copy-on-write over the start of this memory.
+    ///
+    /// Must be called right after creation, before anything was written.
+    pub fn map_image(&mut self, image: &MemoryImage) -> Result<(), MemoryError> {
+        if image.len > self.byte_size() {
+            return Err(MemoryError::TooLarge(self.pages()));
+        }
+        // SAFETY: the range lies at the start of this memory's own
+        // reservation and is accessible (within `byte_size`); MAP_FIXED
+        // replaces exactly those pages, with the same protection.
+        unsafe {
+            rustix::mm::mmap(
+                self.def.base.cast(),
+                image.len,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::FIXED,
+                &image.fd,
+                0,
+            )
+        }
+        .map_err(|e| MemoryError::Reserve(image.len, e.into()))?;
+        Ok(())
+    }
+}

@@ -44,6 +44,9 @@ pub struct CompiledModule {
     info: CompiledModuleInfo,
     type_ids: Box<[SharedTypeIndex]>,
     text_start: usize,
+    /// Copy-on-write images of defined memories, built at the first
+    /// instantiation that asks for them.
+    images: std::sync::OnceLock<Vec<Option<crate::MemoryImage>>>,
 }
 
 /// One frame of a Wasm backtrace.
@@ -89,9 +92,19 @@ impl CompiledModule {
             info,
             type_ids,
             text_start,
+            images: std::sync::OnceLock::new(),
         });
         register_code(&m);
         m
+    }
+
+    /// The memory image of defined memory `m`, if it has one (see
+    /// [`crate::MemoryImage`]). Built for all memories on first use.
+    pub fn memory_image(&self, m: kiln_environ::DefinedMemoryIndex) -> Option<&crate::MemoryImage> {
+        self.images
+            .get_or_init(|| build_images(&self.info.module))
+            .get(m.index())?
+            .as_ref()
     }
 
     /// The metadata.
@@ -160,6 +173,40 @@ impl CompiledModule {
             module_offset,
         })
     }
+}
+
+/// The images of `module`'s defined memories: all active segments of a
+/// memory must have constant offsets (no `global.get`) and fit in its
+/// minimum size, or it gets none.
+fn build_images(module: &kiln_environ::Module) -> Vec<Option<crate::MemoryImage>> {
+    use kiln_environ::{ConstOp, DataKind};
+    let mut out = Vec::new();
+    for (mi, ty) in module.memories.iter().skip(module.num_imported_memories) {
+        if ty.memory64 || ty.shared {
+            out.push(None);
+            continue;
+        }
+        let mut segments = Vec::new();
+        let mut ok = true;
+        for (_, seg) in module.data.iter() {
+            if let DataKind::Active { memory, offset } = &seg.kind {
+                if *memory != mi {
+                    continue;
+                }
+                match offset.ops.as_slice() {
+                    [ConstOp::I32Const(o)] => segments.push((u64::from(*o as u32), &seg.data[..])),
+                    _ => ok = false,
+                }
+            }
+        }
+        let min = ty.minimum.saturating_mul(kiln_environ::WASM_PAGE_SIZE);
+        out.push(if ok {
+            crate::MemoryImage::new(&segments, min)
+        } else {
+            None
+        });
+    }
+    out
 }
 
 impl Drop for CompiledModule {
