@@ -37,9 +37,9 @@ use cranelift_codegen::{Context, FinalizedRelocTarget};
 use cranelift_entity::PrimaryMap;
 use cranelift_wasm::FuncTranslator;
 use kiln_environ::{
-    AddressMapEntry, CompiledFunctionInfo, CompiledModuleInfo, DefinedFuncIndex, FuncType,
-    FunctionBodyData, FunctionLoc, ModuleTranslation, Trap, TrapSite, Tunables, TypeIndex,
-    VMOffsets,
+    AddressMap, AddressMapEntry, CompiledFunctionInfo, CompiledModuleInfo, DefinedFuncIndex,
+    FuncType, FunctionBodyData, FunctionLoc, ModuleTranslation, Trap, TrapSite, Tunables,
+    TypeIndex, VMOffsets,
 };
 
 pub use obj::ObjectInfo;
@@ -532,15 +532,7 @@ impl Compiler {
         &self,
         funcs: &[&CompiledFunc],
         padded: usize,
-    ) -> Result<
-        (
-            Vec<u8>,
-            Vec<FunctionLoc>,
-            Vec<TrapSite>,
-            Vec<AddressMapEntry>,
-        ),
-        CompileError,
-    > {
+    ) -> Result<(Vec<u8>, Vec<FunctionLoc>, Vec<TrapSite>, AddressMap), CompileError> {
         // Without veneers (x86-64), a call cannot reach past ±2 GiB, and
         // Cranelift's builder would panic on such a call: refuse up front
         // when the text could get that large.
@@ -594,16 +586,14 @@ impl Compiler {
             });
         }
         let text = builder.finish(&mut ctrl);
-        Ok((text, locs, traps, address_map))
+        Ok((text, locs, traps, AddressMap::new(&address_map)))
     }
 }
 
-/// The address-map entries a backtrace can need: the source ranges that
-/// contain a trap site or a call (whose return address, minus one, is what
-/// a frame's pc looks up), each followed by an end marker (`u32::MAX`) so a
-/// lookup past it finds nothing rather than an unrelated range. Ranges of
-/// other instructions are never looked up, and leaving them out keeps the
-/// map to a fraction of the size.
+/// The address-map entries a backtrace can need, keyed by the exact code
+/// offsets it looks up: each trap site, and the last byte of each call
+/// (a frame's return address minus one). No other instruction is ever
+/// looked up, so nothing else is recorded.
 fn backtrace_srclocs(
     buffer: &cranelift_codegen::MachBufferFinalized<cranelift_codegen::Final>,
 ) -> Vec<(u32, u32)> {
@@ -619,21 +609,18 @@ fn backtrace_srclocs(
         )
         .collect();
     wanted.sort_unstable();
-    let mut out: Vec<(u32, u32)> = Vec::new();
-    let mut w = wanted.iter().peekable();
-    for s in buffer.get_srclocs_sorted() {
-        if s.loc.is_default() {
-            continue;
+    wanted.dedup();
+    let ranges = buffer.get_srclocs_sorted();
+    let mut out = Vec::with_capacity(wanted.len());
+    let mut r = 0;
+    for o in wanted {
+        while r < ranges.len() && ranges[r].end <= o {
+            r += 1;
         }
-        while w.peek().is_some_and(|o| **o < s.start) {
-            w.next();
-        }
-        if w.peek().is_some_and(|o| **o < s.end) {
-            if out.last().is_some_and(|l| l.0 == s.start) {
-                out.pop(); // an end marker at our start: ranges touch
+        if let Some(s) = ranges.get(r) {
+            if s.start <= o && !s.loc.is_default() {
+                out.push((o, s.loc.bits()));
             }
-            out.push((s.start, s.loc.bits()));
-            out.push((s.end, u32::MAX));
         }
     }
     out

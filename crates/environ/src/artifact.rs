@@ -10,7 +10,7 @@
 //! | `.kiln.funcs` | per defined function: body, array and native entry (start, length) as six LE u32, `u32::MAX` for none |
 //! | `.kiln.w2n` | per type: the wasm-to-native trampoline (start, length) |
 //! | `.kiln.traps` | (code offset u32, trap code u32) pairs, sorted |
-//! | `.kiln.addrmap` | (code offset u32, wasm offset u32) pairs, sorted |
+//! | `.kiln.addrmap` | the `AddressMap`, in its compact encoding |
 //! | `.kiln.sum` | a 64-bit checksum of all the sections above |
 //!
 //! The checksum is what lets loading skip re-validating the embedded
@@ -127,14 +127,7 @@ pub fn encode_sections(
                     .flat_map(|t| [t.code_offset, u32::from(t.trap.to_u8())]),
             ),
         ),
-        (
-            sections::ADDRMAP,
-            u32s(
-                info.address_map
-                    .iter()
-                    .flat_map(|a| [a.code_offset, a.wasm_offset]),
-            ),
-        ),
+        (sections::ADDRMAP, info.address_map.encode()),
     ];
     let sum = checksum(out.iter().map(|(_, d)| d.as_slice()));
     out.push((sections::SUM, sum.to_le_bytes().to_vec()));
@@ -331,23 +324,8 @@ pub fn decode_sections<'a>(
             "trap table is not sorted pairs".into(),
         ));
     }
-    let am = words(get(sections::ADDRMAP)?, sections::ADDRMAP)?;
-    let address_map: Vec<AddressMapEntry> = am
-        .chunks_exact(2)
-        .map(|p| AddressMapEntry {
-            code_offset: p[0],
-            wasm_offset: p[1],
-        })
-        .collect();
-    if am.len() % 2 != 0
-        || !address_map
-            .windows(2)
-            .all(|w| w[0].code_offset <= w[1].code_offset)
-    {
-        return Err(ArtifactError::Corrupt(
-            "address map is not sorted pairs".into(),
-        ));
-    }
+    let address_map = AddressMap::decode(get(sections::ADDRMAP)?)
+        .ok_or_else(|| ArtifactError::Corrupt("address map is malformed".into()))?;
     Ok(CompiledModuleInfo {
         module,
         funcs,
@@ -414,7 +392,7 @@ mod tests {
                 code_offset: 2,
                 trap: Trap::UnreachableCodeReached,
             }],
-            address_map: Vec::new(),
+            address_map: AddressMap::default(),
         }
     }
 

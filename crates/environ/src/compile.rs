@@ -41,6 +41,162 @@ pub struct AddressMapEntry {
     pub wasm_offset: u32,
 }
 
+/// Maps the code offsets a backtrace can ask about (trap sites, and the
+/// last byte of each call) to Wasm byte offsets, compactly.
+///
+/// Entries are sorted by code offset and stored in blocks of
+/// [`AddressMap::BLOCK`]: each block has a header (first code offset,
+/// first Wasm offset, position of its deltas) and the rest of its entries
+/// as LEB128 deltas (code: unsigned; Wasm: zigzag signed). A call-dense
+/// module has one entry per call, and a delta pair usually fits in two
+/// bytes instead of eight; a lookup binary-searches the headers and decodes
+/// at most one block. The encoded form is also the artifact section, so
+/// loading copies it without decoding.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AddressMap {
+    /// Per block: (first code offset, first wasm offset, byte position in
+    /// `deltas` of its second entry).
+    headers: Vec<(u32, u32, u32)>,
+    deltas: Vec<u8>,
+    len: u32,
+}
+
+fn leb_put(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+fn leb_get(bytes: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *bytes.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+impl AddressMap {
+    /// Entries per block.
+    pub const BLOCK: usize = 32;
+
+    /// Builds the map from entries sorted by code offset.
+    pub fn new(entries: &[AddressMapEntry]) -> AddressMap {
+        let mut m = AddressMap {
+            len: entries.len() as u32,
+            ..AddressMap::default()
+        };
+        for block in entries.chunks(Self::BLOCK) {
+            let first = block[0];
+            m.headers
+                .push((first.code_offset, first.wasm_offset, m.deltas.len() as u32));
+            let mut prev = first;
+            for e in &block[1..] {
+                leb_put(&mut m.deltas, u64::from(e.code_offset - prev.code_offset));
+                let d = i64::from(e.wasm_offset) - i64::from(prev.wasm_offset);
+                leb_put(&mut m.deltas, ((d << 1) ^ (d >> 63)) as u64);
+                prev = *e;
+            }
+        }
+        m
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The Wasm offset recorded for exactly `code_offset`. Never panics,
+    /// however damaged the encoding.
+    pub fn lookup(&self, code_offset: u32) -> Option<u32> {
+        let b = match self.headers.binary_search_by_key(&code_offset, |h| h.0) {
+            Ok(b) => return Some(self.headers[b].1),
+            Err(0) => return None,
+            Err(b) => b - 1,
+        };
+        let (mut code, mut wasm, start) = self.headers[b];
+        let end = self
+            .headers
+            .get(b + 1)
+            .map_or(self.deltas.len(), |h| h.2 as usize);
+        let mut pos = start as usize;
+        while pos < end {
+            code = code.checked_add(u32::try_from(leb_get(&self.deltas, &mut pos)?).ok()?)?;
+            let z = leb_get(&self.deltas, &mut pos)?;
+            let d = ((z >> 1) as i64) ^ -((z & 1) as i64);
+            wasm = u32::try_from(i64::from(wasm) + d).ok()?;
+            if code == code_offset {
+                return Some(wasm);
+            }
+            if code > code_offset {
+                return None;
+            }
+        }
+        None
+    }
+
+    /// The encoded form: `len`, the number of blocks, the headers, then the
+    /// deltas (all integers little-endian u32).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + self.headers.len() * 12 + self.deltas.len());
+        out.extend_from_slice(&self.len.to_le_bytes());
+        out.extend_from_slice(&(self.headers.len() as u32).to_le_bytes());
+        for (c, w, p) in &self.headers {
+            for v in [c, w, p] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        out.extend_from_slice(&self.deltas);
+        out
+    }
+
+    /// Decodes [`AddressMap::encode`]'s output, checking its structure.
+    pub fn decode(bytes: &[u8]) -> Option<AddressMap> {
+        let word = |i: usize| -> Option<u32> {
+            Some(u32::from_le_bytes(bytes.get(i..i + 4)?.try_into().ok()?))
+        };
+        let len = word(0)?;
+        let blocks = word(4)? as usize;
+        let deltas_at = blocks.checked_mul(12)?.checked_add(8)?;
+        let deltas = bytes.get(deltas_at..)?.to_vec();
+        let mut headers = Vec::with_capacity(blocks);
+        for b in 0..blocks {
+            let h = (word(8 + b * 12)?, word(12 + b * 12)?, word(16 + b * 12)?);
+            if h.2 as usize > deltas.len()
+                || headers
+                    .last()
+                    .is_some_and(|p: &(u32, u32, u32)| p.0 >= h.0 || p.2 > h.2)
+            {
+                return None;
+            }
+            headers.push(h);
+        }
+        if blocks != (len as usize).div_ceil(Self::BLOCK) {
+            return None;
+        }
+        Some(AddressMap {
+            headers,
+            deltas,
+            len,
+        })
+    }
+}
+
 /// Everything the runtime needs about a compiled module besides its text.
 #[derive(Clone, Debug)]
 pub struct CompiledModuleInfo {
@@ -52,8 +208,8 @@ pub struct CompiledModuleInfo {
     pub wasm_to_native: PrimaryMap<TypeIndex, FunctionLoc>,
     /// Trap sites, sorted by code offset.
     pub traps: Vec<TrapSite>,
-    /// Address map, sorted by code offset.
-    pub address_map: Vec<AddressMapEntry>,
+    /// Wasm offsets of trap sites and calls.
+    pub address_map: AddressMap,
 }
 
 impl CompiledModuleInfo {
@@ -66,19 +222,10 @@ impl CompiledModuleInfo {
         Some(self.traps[i].trap)
     }
 
-    /// The Wasm byte offset of the instruction covering `code_offset`, if
-    /// it is a trap site or a call (the address map records only those;
-    /// `u32::MAX` entries end a range).
+    /// The Wasm byte offset of the instruction at `code_offset`: a trap
+    /// site, or the last byte of a call (a return address minus one).
     pub fn lookup_wasm_offset(&self, code_offset: u32) -> Option<u32> {
-        let i = match self
-            .address_map
-            .binary_search_by_key(&code_offset, |e| e.code_offset)
-        {
-            Ok(i) => i,
-            Err(0) => return None,
-            Err(i) => i - 1,
-        };
-        Some(self.address_map[i].wasm_offset).filter(|o| *o != u32::MAX)
+        self.address_map.lookup(code_offset)
     }
 
     /// The defined function whose body contains `code_offset`.
@@ -200,5 +347,39 @@ impl Default for Tunables {
             epoch_interruption: false,
             memory_images: true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_map_round_trips_and_looks_up_exactly() {
+        let entries: Vec<AddressMapEntry> = (0..1000u32)
+            .map(|i| AddressMapEntry {
+                code_offset: i * 13 + (i % 7),
+                // Wasm offsets go back and forth (inlined order, loops).
+                wasm_offset: 5000 + i * 6 - (i % 5) * 40,
+            })
+            .collect();
+        let m = AddressMap::new(&entries);
+        assert_eq!(m.len(), 1000);
+        for e in &entries {
+            assert_eq!(m.lookup(e.code_offset), Some(e.wasm_offset));
+            assert_eq!(m.lookup(e.code_offset + 1), None, "only exact offsets");
+        }
+        let bytes = m.encode();
+        assert!(bytes.len() < entries.len() * 3, "about two bytes an entry");
+        assert_eq!(AddressMap::decode(&bytes), Some(m.clone()));
+        // Damage never panics: it fails to decode or finds nothing.
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0xff;
+            if let Some(d) = AddressMap::decode(&b) {
+                let _ = d.lookup(entries[500].code_offset);
+            }
+        }
+        assert_eq!(AddressMap::decode(&bytes[..5]), None);
     }
 }
