@@ -230,14 +230,19 @@ impl CompiledModuleInfo {
 
     /// The defined function whose body contains `code_offset`.
     pub fn func_by_text_offset(&self, code_offset: u32) -> Option<DefinedFuncIndex> {
-        // Bodies are laid out in order, but trampolines sit between them,
-        // so check containment after the search.
-        let idx = self
-            .funcs
-            .values()
-            .position(|f| code_offset < f.wasm_func.start + f.wasm_func.length)?;
-        let (i, f) = self.funcs.iter().nth(idx)?;
-        (code_offset >= f.wasm_func.start).then_some(i)
+        // Bodies are laid out in index order (see `kiln-cranelift`), so
+        // their starts are sorted: binary search, then check containment
+        // (trampolines and padding sit between and after bodies). This runs
+        // once per frame of a backtrace, so it must not be linear.
+        let funcs = self.funcs.values().as_slice();
+        let i = match funcs.binary_search_by_key(&code_offset, |f| f.wasm_func.start) {
+            Ok(i) => i,
+            Err(0) => return None,
+            Err(i) => i - 1,
+        };
+        let f = funcs[i].wasm_func;
+        (code_offset < f.start.saturating_add(f.length))
+            .then(|| DefinedFuncIndex::from_u32(i as u32))
     }
 }
 
