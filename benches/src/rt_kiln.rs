@@ -214,20 +214,36 @@ impl Runtime for Kiln {
                     }),
                 })
             }
-            Kind::Load { wasm } => {
+            Kind::Load { wasm, from_file } => {
                 let bytes = Module::new(engine, &wasm[..])
                     .msg("compile")?
                     .serialize()
                     .msg("serialize")?;
+                let path = std::env::temp_dir().join(format!(
+                    "kiln-bench-{}-{}-{}.cwasm",
+                    std::process::id(),
+                    "kiln",
+                    bytes.len()
+                ));
+                if *from_file {
+                    std::fs::write(&path, &bytes)
+                        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+                }
+                let from_file = *from_file;
                 let engine = engine.clone();
                 Ok(Prepared::Timed {
                     check: None,
                     run: Box::new(move |iters| {
                         let start = Instant::now();
                         for _ in 0..iters {
-                            // SAFETY: `bytes` came from `serialize` on this
-                            // engine's configuration, just above.
-                            let m = unsafe { Module::deserialize(&engine, &bytes[..]) };
+                            // SAFETY: `bytes` (and the file holding them)
+                            // came from `serialize` on this engine's
+                            // configuration, just above.
+                            let m = if from_file {
+                                unsafe { Module::deserialize_file(&engine, &path) }
+                            } else {
+                                unsafe { Module::deserialize(&engine, &bytes[..]) }
+                            };
                             black_box(m.msg("deserialize")?);
                         }
                         Ok(start.elapsed())

@@ -39,8 +39,10 @@ pub enum Kind {
     /// One iteration compiles the module (`Module::new` on binary bytes,
     /// dropped again).
     Compile { wasm: Wasm },
-    /// One iteration loads a serialized module (`Module::deserialize`).
-    Load { wasm: Wasm },
+    /// One iteration loads a serialized module: from bytes
+    /// (`Module::deserialize`), or, with `from_file`, from a file
+    /// (`Module::deserialize_file`, which maps it).
+    Load { wasm: Wasm, from_file: bool },
     /// One iteration creates a `Store`, instantiates through an
     /// `InstancePre` (host functions `host.f1: [i32] -> [i32]` and
     /// `host.f2: [i64] -> []` are defined) and drops the store. The check
@@ -394,22 +396,26 @@ pub fn all(c_dir: &Path, c_out: &Path) -> Vec<Workload> {
             })
         }),
     );
-    add(
-        "load/2000-funcs",
-        Box::new(|| {
-            Ok(Kind::Load {
-                wasm: many_funcs(2000),
-            })
-        }),
-    );
-    add(
-        "load/100k-calls",
-        Box::new(|| {
-            Ok(Kind::Load {
-                wasm: many_calls(100_000),
-            })
-        }),
-    );
+    for (prefix, from_file) in [("load", false), ("load-file", true)] {
+        add(
+            &format!("{prefix}/2000-funcs"),
+            Box::new(move || {
+                Ok(Kind::Load {
+                    wasm: many_funcs(2000),
+                    from_file,
+                })
+            }),
+        );
+        add(
+            &format!("{prefix}/100k-calls"),
+            Box::new(move || {
+                Ok(Kind::Load {
+                    wasm: many_calls(100_000),
+                    from_file,
+                })
+            }),
+        );
+    }
 
     for pooling in [false, true] {
         let suffix = if pooling { "-pooling" } else { "" };
