@@ -139,17 +139,7 @@ pub fn encode_sections(
 /// code section would otherwise make up most of the artifact's metadata.
 /// Byte offsets in the address map keep referring to the original module.
 fn skeleton(wasm: &[u8]) -> Vec<u8> {
-    fn leb(mut v: u32, out: &mut Vec<u8>) {
-        loop {
-            let b = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                out.push(b);
-                return;
-            }
-            out.push(b | 0x80);
-        }
-    }
+    let leb = |v: u32, out: &mut Vec<u8>| crate::compile::leb_put(out, u64::from(v));
     let mut out = Vec::with_capacity(wasm.len().min(1 << 20));
     let mut copied = 0;
     for payload in wasmparser::Parser::new(0).parse_all(wasm) {

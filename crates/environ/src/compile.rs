@@ -61,7 +61,8 @@ pub struct AddressMap {
     len: u32,
 }
 
-fn leb_put(out: &mut Vec<u8>, mut v: u64) {
+/// Appends `v` in unsigned LEB128.
+pub(crate) fn leb_put(out: &mut Vec<u8>, mut v: u64) {
     loop {
         let b = (v & 0x7f) as u8;
         v >>= 7;

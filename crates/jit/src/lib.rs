@@ -43,6 +43,14 @@ pub enum JitError {
     },
 }
 
+/// Turns a failed system call into a [`JitError::Os`] naming it.
+fn errno(what: &'static str) -> impl Fn(rustix::io::Errno) -> JitError {
+    move |e| JitError::Os {
+        what,
+        err: e.into(),
+    }
+}
+
 /// The number of relocation entries in every section of `object`.
 pub fn count_relocations(object: &[u8]) -> Result<usize, JitError> {
     let file = object::File::parse(object).map_err(|e| JitError::BadObject(e.to_string()))?;
@@ -176,10 +184,7 @@ impl CodeMemory {
                 rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::POPULATE,
             )
         }
-        .map_err(|e| JitError::Os {
-            what: "mmap",
-            err: e.into(),
-        })?
+        .map_err(errno("mmap"))?
         .cast::<u8>();
         let mmap = Mmap { ptr, len };
         // SAFETY: the mapping is `len >= object.len()` bytes, writable, and
@@ -202,9 +207,10 @@ impl CodeMemory {
         }
         let page = page_size();
         let len = object_len.next_multiple_of(page);
-        // SAFETY: a fresh private mapping of the file; later writes to the
-        // file cannot change it (MAP_PRIVATE pages are copied on write only
-        // by us, and we never write; the file is read-only to us).
+        // SAFETY: a fresh private mapping of the file; no existing memory is
+        // affected. That the file does not change while mapped (private
+        // pages not yet copied still show its writes) is the caller's
+        // contract, stated on `kiln::Module::deserialize_file`.
         let ptr = unsafe {
             rustix::mm::mmap(
                 std::ptr::null_mut(),
@@ -215,10 +221,7 @@ impl CodeMemory {
                 0,
             )
         }
-        .map_err(|e| JitError::Os {
-            what: "mmap",
-            err: e.into(),
-        })?
+        .map_err(errno("mmap"))?
         .cast::<u8>();
         let mmap = Mmap { ptr, len };
         // SAFETY: the mapping holds `object_len` readable bytes.
@@ -239,22 +242,15 @@ impl CodeMemory {
         // SAFETY: both ranges lie inside the mapping we own; after this no
         // page is writable, and the text pages are executable.
         unsafe {
-            rustix::mm::mprotect(ptr.cast(), len, rustix::mm::MprotectFlags::READ).map_err(
-                |e| JitError::Os {
-                    what: "mprotect",
-                    err: e.into(),
-                },
-            )?;
+            rustix::mm::mprotect(ptr.cast(), len, rustix::mm::MprotectFlags::READ)
+                .map_err(errno("mprotect"))?;
             if !text_pages.is_empty() {
                 rustix::mm::mprotect(
                     ptr.add(text_pages.start).cast(),
                     text_pages.len(),
                     rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::EXEC,
                 )
-                .map_err(|e| JitError::Os {
-                    what: "mprotect",
-                    err: e.into(),
-                })?;
+                .map_err(errno("mprotect"))?;
             }
         }
         let mut code = CodeMemory {
