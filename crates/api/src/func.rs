@@ -23,32 +23,38 @@
 //!
 //! Measured with `cargo xtask bench` on a shared 2-core AMD EPYC
 //! (2026-11-21): `TypedFunc::call` of `(func (param i32) (result i32))`
-//! costs 16.8 ns, Wasmtime 48's 17–20 ns. The floor is what a call costs
-//! once inside Wasm: a Wasm-to-Wasm call through an import is 1.7 ns, and
-//! the native-to-wasm trampoline adds one direct call to that. The rest,
-//! about 15 ns or 50 cycles, is the host side of the boundary, in this
-//! order (read off the optimised machine code, not timed one by one):
+//! costs 11.3 ns; Wasmtime 48's costs 18.7 ns (ratio 0.60). Experiments on
+//! the same machine split it as follows:
 //!
-//! 1. `TypedFunc::call`: the store check, converting the parameters, an
-//!    uninitialised return area.
-//! 2. `catch_traps` (`kiln-runtime`): the thread's alternate-stack flag, the
-//!    stack limit (one load and compare when it is already right, see
-//!    `traphandlers.rs`), the store's entry depth, and pushing and popping
-//!    the thread's activation record (two thread-local accesses each way).
-//! 3. `kiln_setjmp` (`helpers.c`): six callee-saved registers pushed and
-//!    popped, three words of `__builtin_setjmp`, and an indirect call to
-//!    the closure that calls `native_call`.
-//! 4. Back out: the result through an `Option`, the trap record check.
+//! * **3.7 ns: the call itself.** With trap catching bypassed (an
+//!   experiment, not a mode), the same call takes 3.66 ns: converting the
+//!   arguments, the native-to-wasm trampoline, the body, and back. A
+//!   Wasm-to-Wasm call through an import is 1.7 ns of that.
+//! * **About 3 ns: `setjmp`.** Calling the body directly instead of
+//!   through `kiln_setjmp` (`helpers.c`) saves 3 ns: six callee-saved
+//!   registers pushed and popped, three words of `__builtin_setjmp`, and an
+//!   indirect call to the closure.
+//! * **About 4.5 ns: `catch_traps` bookkeeping.** The thread's
+//!   alternate-stack flag, the stack limit (one load and compare when it is
+//!   already right), the entry depth, and pushing and popping the thread's
+//!   activation record.
 //!
-//! Two earlier costs are gone: a zeroed 256-byte return area, and two
-//! atomic read-modify-writes of the stack limit on every call (about 12
-//! ns together). What is left is mostly calls and returns through four
-//! frames and the `setjmp`. Reaching the goal of a quarter of
-//! Wasmtime's time means deleting layers 2–3: the native-to-wasm
-//! trampoline itself would record the entry stack pointer and set the
-//! limit, and the signal handler would resume at a landing sequence in the
-//! trampoline instead of `longjmp`ing, which Cranelift 0.112 cannot
-//! express without a hand-written stub.
+//! Two fixes found by profiling matter here. The closure is passed by
+//! reference and captures values rather than references: moving it made the
+//! entry reload its captures with loads wider than the stores that wrote
+//! them, a store-forwarding stall of about 5 ns. And the stack limit is no
+//! longer set and reset with two atomic read-modify-writes per call.
+//! Earlier, a zeroed 256-byte return area cost another 3 ns.
+//!
+//! Reaching a quarter of Wasmtime's time (about 4.7 ns) needs the last two
+//! items gone. The native-to-wasm trampoline would record its own frame,
+//! and the signal handler would resume right after the trampoline's call
+//! into Wasm instead of `longjmp`ing. Two details make that delicate. Under
+//! Cranelift's `tail` convention the callee pops its stack arguments and
+//! the caller re-reserves them with a `sub rsp` after the call, so the
+//! resume point is after that instruction, with `rsp` = the child frame
+//! pointer + 16. And `raise_trap` from a host function then needs an asm
+//! stub that makes the same jump.
 
 use crate::engine::HostTrampolines;
 use crate::store::StoreInner;
@@ -182,12 +188,12 @@ pub(crate) fn trap_to_error(t: Box<TrapRecord>) -> Error {
 }
 
 /// Runs `f` as a call into Wasm from `store`.
-pub(crate) fn enter_wasm<T>(store: &mut StoreInner<T>, f: impl FnOnce()) -> Result<()> {
+pub(crate) fn enter_wasm<T>(store: &mut StoreInner<T>, mut f: impl FnMut()) -> Result<()> {
     let limits = Arc::as_ptr(&store.opaque.limits);
     let max = store.engine.inner.config.max_wasm_stack;
     // SAFETY: the limits belong to the store, which outlives the call; the
     // callers' closures only call Wasm entry points, which do not unwind.
-    unsafe { catch_traps(limits, max, f) }.map_err(trap_to_error)
+    unsafe { catch_traps(limits, max, &mut f) }.map_err(trap_to_error)
 }
 
 impl Func {
@@ -988,14 +994,19 @@ impl<Params: WasmParams, Results: WasmResults> TypedFunc<Params, Results> {
         let mut ret = std::mem::MaybeUninit::<[ValRaw; 16]>::uninit();
         let retptr = ret.as_mut_ptr().cast::<ValRaw>();
         let mut out = None;
-        enter_wasm(s, || {
-            // SAFETY: the type was checked in `Func::typed`; `fr` is a live
-            // funcref of this store; `ret` has a slot per result.
+        let out_ref = &mut out;
+        // SAFETY: `fr` is a live funcref of this store (checked above).
+        let (native_call, callee) = unsafe { ((*fr).native_call, (*fr).vmctx) };
+        // `move`: the closure holds the values themselves, so the entry
+        // reads each with one load instead of chasing a reference to it.
+        enter_wasm(s, move || {
+            // SAFETY: the type was checked in `Func::typed`; `ret` has a
+            // slot per result.
             unsafe {
-                out = Some(Params::invoke::<Results>(
+                *out_ref = Some(Params::invoke::<Results>(
                     abis,
-                    (*fr).native_call,
-                    (*fr).vmctx,
+                    native_call,
+                    callee,
                     caller,
                     retptr,
                 ));
