@@ -302,13 +302,15 @@ impl Func {
         let fr = s.funcs[self.index].func_ref;
         let caller = s.opaque.host_vmctx();
         let (ptr, len) = (values.as_mut_ptr(), values.len());
-        enter_wasm(s, || {
-            // SAFETY: `fr` is a live funcref of this store whose array entry
-            // has the array convention; `values` holds `len` slots.
-            unsafe {
-                let f: VMArrayCallFunction = std::mem::transmute((*fr).array_call);
-                f((*fr).vmctx, caller, ptr, len)
-            }
+        // SAFETY: `fr` is a live funcref of this store (checked above), and
+        // its array entry has the array convention.
+        let (array_call, callee) = unsafe {
+            let f: VMArrayCallFunction = std::mem::transmute((*fr).array_call);
+            (f, (*fr).vmctx)
+        };
+        enter_wasm(s, move || {
+            // SAFETY: `values` holds `len` slots; see above for the entry.
+            unsafe { array_call(callee, caller, ptr, len) }
         })?;
         for (i, t) in ty.results().iter().enumerate() {
             results[i] = Val::from_raw(s, values[i], *t);
