@@ -39,6 +39,12 @@
 //! interrupt stores [`INTERRUPT_SENTINEL`] instead; see `func_environ.rs` in
 //! `kiln-cranelift` for the checks that read it.
 //!
+//! The limit never lies below the thread's own stack: it is clamped to the
+//! thread's lowest usable address (from `pthread_getattr_np`, looked up
+//! once per thread) plus a reserve for host functions, so a
+//! `max_wasm_stack` larger than what the thread has left still ends in a
+//! clean `StackOverflow` trap.
+//!
 //! The limit is *not* reset when the call returns: nothing reads it while
 //! no Wasm runs, and a host that calls from the same place again (the
 //! common case, a loop) then finds the right value already there, so the
@@ -108,6 +114,10 @@ pub fn init_traps() {
     });
 }
 
+/// Native stack kept free below the Wasm stack limit, for host functions
+/// that Wasm calls, libcalls and the runtime's own frames.
+const HOST_STACK_RESERVE: usize = 128 * 1024;
+
 /// The current stack pointer, approximately (the address of a local).
 #[inline(always)]
 fn approx_sp() -> usize {
@@ -133,7 +143,16 @@ pub unsafe fn catch_traps<F: FnMut()>(
     let depth = unsafe { &mut *l.depth.get() };
     let outermost = *depth == 0;
     if outermost {
-        let limit = approx_sp().saturating_sub(max_wasm_stack);
+        let sp = approx_sp();
+        // Never below the thread's own stack (plus room for host functions
+        // and the signal frame): a `max_wasm_stack` larger than what the
+        // thread has left must still end in a clean `StackOverflow` trap,
+        // not a fault on the thread's guard page.
+        let limit = sp.saturating_sub(max_wasm_stack).max(
+            sys::stack_floor()
+                .saturating_add(HOST_STACK_RESERVE)
+                .min(sp),
+        );
         let cur = l.stack_limit.load(Ordering::Relaxed);
         // An interrupt requested while no Wasm ran stays in force.
         if cur != limit && cur != INTERRUPT_SENTINEL {
@@ -378,6 +397,40 @@ mod sys {
             let uc = &*(ctx as *const libc::ucontext_t);
             (uc.uc_mcontext.pc as usize, uc.uc_mcontext.regs[29] as usize)
         }
+    }
+
+    thread_local! {
+        static STACK_FLOOR: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// The lowest usable address of this thread's stack (above its guard
+    /// page), looked up once per thread; 0 if unknown.
+    pub(super) fn stack_floor() -> usize {
+        let cached = STACK_FLOOR.with(|f| f.get());
+        if cached != 0 {
+            return cached;
+        }
+        // SAFETY: querying this thread's own attributes into zeroed
+        // out-parameters, and destroying the attribute object we got.
+        let floor = unsafe {
+            let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+            if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+                return 0;
+            }
+            let mut addr: *mut libc::c_void = ptr::null_mut();
+            let mut size: libc::size_t = 0;
+            let mut guard: libc::size_t = 0;
+            let ok = libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0;
+            libc::pthread_attr_getguardsize(&attr, &mut guard);
+            libc::pthread_attr_destroy(&mut attr);
+            if ok {
+                addr as usize + guard
+            } else {
+                0
+            }
+        };
+        STACK_FLOOR.with(|f| f.set(floor));
+        floor
     }
 
     const ALT_STACK_SIZE: usize = 64 * 1024;

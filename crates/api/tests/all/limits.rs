@@ -360,3 +360,24 @@ fn interrupt_infinite_recursion_with_a_big_stack() {
     let Error::Trap(t) = e else { unreachable!() };
     assert!(t.backtrace().len() > 1, "interrupted deep in the recursion");
 }
+
+#[test]
+fn max_wasm_stack_larger_than_the_thread_still_traps_cleanly() {
+    // A 4 MiB Wasm stack allowed on a thread that only has 512 KiB: the
+    // limit is clamped to the thread's real stack, so unbounded recursion
+    // traps instead of faulting on the thread's guard page.
+    let t = std::thread::Builder::new()
+        .stack_size(512 * 1024)
+        .spawn(|| {
+            let mut c = Config::new();
+            c.max_wasm_stack(4 << 20);
+            let (mut store, i) = with_config(&c, RECURSE);
+            let r = i.get_typed_func::<i32, i32>(&mut store, "r").unwrap();
+            let e = r.call(&mut store, 0).unwrap_err();
+            assert_eq!(e.trap_code(), Some(TrapCode::StackOverflow));
+            let ok = i.get_typed_func::<(), i32>(&mut store, "ok").unwrap();
+            assert_eq!(ok.call(&mut store, ()).unwrap(), 1);
+        })
+        .unwrap();
+    t.join().unwrap();
+}
