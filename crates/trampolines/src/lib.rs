@@ -119,6 +119,95 @@ fn trusted() -> MemFlags {
     MemFlags::trusted()
 }
 
+/// The byte offset of `ValRaw` slot `i`.
+fn slot(i: usize) -> i32 {
+    (i as u32 * VAL_RAW_SIZE) as i32
+}
+
+/// Creates the one block of a trampoline and returns its parameters.
+fn entry_block(b: &mut FunctionBuilder) -> Vec<ir::Value> {
+    let block = b.create_block();
+    b.append_block_params_for_function_params(block);
+    b.switch_to_block(block);
+    b.seal_block(block);
+    b.block_params(block).to_vec()
+}
+
+/// Loads a value of each of `tys` from consecutive `ValRaw` slots.
+fn load_slots(
+    b: &mut FunctionBuilder,
+    ptr: ir::Type,
+    tys: &[ValType],
+    base: ir::Value,
+) -> Vec<ir::Value> {
+    tys.iter()
+        .enumerate()
+        .map(|(i, t)| b.ins().load(value_type(*t, ptr), trusted(), base, slot(i)))
+        .collect()
+}
+
+/// Stores `vals` into consecutive `ValRaw` slots.
+fn store_slots(b: &mut FunctionBuilder, vals: &[ir::Value], base: ir::Value) {
+    for (i, v) in vals.iter().enumerate() {
+        b.ins().store(trusted(), *v, base, slot(i));
+    }
+}
+
+/// A stack array of `n` `ValRaw` slots (at least one) and its address.
+fn slot_array(b: &mut FunctionBuilder, ptr: ir::Type, n: usize) -> ir::Value {
+    let ss = b.create_sized_stack_slot(ir::StackSlotData::new(
+        ir::StackSlotKind::ExplicitSlot,
+        n.max(1) as u32 * VAL_RAW_SIZE,
+        4,
+    ));
+    b.ins().stack_addr(ptr, ss, 0)
+}
+
+/// Returns `results` in the native convention: directly, or through the
+/// trailing return pointer `retptr` when there are several.
+fn native_return(
+    b: &mut FunctionBuilder,
+    ty: &FuncType,
+    results: &[ir::Value],
+    retptr: Option<ir::Value>,
+) {
+    match retptr.filter(|_| native_retptr(ty)) {
+        Some(retptr) => {
+            store_slots(b, results, retptr);
+            b.ins().return_(&[]);
+        }
+        None => {
+            b.ins().return_(results);
+        }
+    }
+}
+
+/// Imports the function body `callee` (a colocated, pc-relative call).
+fn import_body(
+    func: &mut ir::Function,
+    isa: &dyn TargetIsa,
+    ty: &FuncType,
+    callee: UserExternalName,
+) -> ir::FuncRef {
+    let signature = func.import_signature(wasm_signature(isa, ty));
+    let name = func.declare_imported_user_function(callee);
+    func.import_function(ir::ExtFuncData {
+        name: ir::ExternalName::User(name),
+        signature,
+        colocated: true,
+    })
+}
+
+/// Loads an entry point of the host function whose context is `vmctx`.
+fn host_entry(b: &mut FunctionBuilder, ptr: ir::Type, vmctx: ir::Value, field: u32) -> ir::Value {
+    b.ins().load(
+        ptr,
+        trusted().with_readonly(),
+        vmctx,
+        (VMOffsets::HOST_FUNC_FUNC_REF + field) as i32,
+    )
+}
+
 /// Builds an array-to-wasm trampoline: entered from the host through
 /// `array_call`, it loads the arguments from the array, calls the body
 /// (a colocated, pc-relative call to `callee`), and stores the results
@@ -126,37 +215,16 @@ fn trusted() -> MemFlags {
 pub fn array_to_wasm(isa: &dyn TargetIsa, ty: &FuncType, callee: UserExternalName) -> ir::Function {
     let ptr = isa.pointer_type();
     let mut func = ir::Function::with_name_signature(UserFuncName::default(), array_signature(isa));
-    let wasm_sig = func.import_signature(wasm_signature(isa, ty));
-    let name = func.declare_imported_user_function(callee);
-    let callee = func.import_function(ir::ExtFuncData {
-        name: ir::ExternalName::User(name),
-        signature: wasm_sig,
-        colocated: true,
-    });
+    let callee = import_body(&mut func, isa, ty, callee);
     let mut ctx = FunctionBuilderContext::new();
     let mut b = FunctionBuilder::new(&mut func, &mut ctx);
-    let block = b.create_block();
-    b.append_block_params_for_function_params(block);
-    b.switch_to_block(block);
-    b.seal_block(block);
-    let p = b.block_params(block).to_vec();
+    let p = entry_block(&mut b);
     let (vmctx, caller, values) = (p[0], p[1], p[2]);
     let mut args = vec![vmctx, caller];
-    for (i, t) in ty.params().iter().enumerate() {
-        let v = b.ins().load(
-            value_type(*t, ptr),
-            trusted(),
-            values,
-            (i as u32 * VAL_RAW_SIZE) as i32,
-        );
-        args.push(v);
-    }
+    args.extend(load_slots(&mut b, ptr, ty.params(), values));
     let call = b.ins().call(callee, &args);
     let results = b.inst_results(call).to_vec();
-    for (i, r) in results.iter().enumerate() {
-        b.ins()
-            .store(trusted(), *r, values, (i as u32 * VAL_RAW_SIZE) as i32);
-    }
+    store_slots(&mut b, &results, values);
     b.ins().return_(&[]);
     b.finalize();
     func
@@ -172,33 +240,14 @@ pub fn native_to_wasm(
 ) -> ir::Function {
     let mut func =
         ir::Function::with_name_signature(UserFuncName::default(), native_signature(isa, ty));
-    let wasm_sig = func.import_signature(wasm_signature(isa, ty));
-    let name = func.declare_imported_user_function(callee);
-    let callee = func.import_function(ir::ExtFuncData {
-        name: ir::ExternalName::User(name),
-        signature: wasm_sig,
-        colocated: true,
-    });
+    let callee = import_body(&mut func, isa, ty, callee);
     let mut ctx = FunctionBuilderContext::new();
     let mut b = FunctionBuilder::new(&mut func, &mut ctx);
-    let block = b.create_block();
-    b.append_block_params_for_function_params(block);
-    b.switch_to_block(block);
-    b.seal_block(block);
-    let p = b.block_params(block).to_vec();
+    let p = entry_block(&mut b);
     let nargs = 2 + ty.params().len();
     let call = b.ins().call(callee, &p[..nargs]);
     let results = b.inst_results(call).to_vec();
-    if native_retptr(ty) {
-        let retptr = p[nargs];
-        for (i, r) in results.iter().enumerate() {
-            b.ins()
-                .store(trusted(), *r, retptr, (i as u32 * VAL_RAW_SIZE) as i32);
-        }
-        b.ins().return_(&[]);
-    } else {
-        b.ins().return_(&results);
-    }
+    native_return(&mut b, ty, &results, p.get(nargs).copied());
     b.finalize();
     func
 }
@@ -214,48 +263,16 @@ pub fn wasm_to_native(isa: &dyn TargetIsa, ty: &FuncType) -> ir::Function {
     let native_sig = func.import_signature(native_signature(isa, ty));
     let mut ctx = FunctionBuilderContext::new();
     let mut b = FunctionBuilder::new(&mut func, &mut ctx);
-    let block = b.create_block();
-    b.append_block_params_for_function_params(block);
-    b.switch_to_block(block);
-    b.seal_block(block);
-    let p = b.block_params(block).to_vec();
+    let p = entry_block(&mut b);
     let (vmctx, caller) = (p[0], p[1]);
     save_exit_state(&mut b, ptr, caller);
-    let native = b.ins().load(
-        ptr,
-        trusted().with_readonly(),
-        vmctx,
-        (VMOffsets::HOST_FUNC_FUNC_REF + VMOffsets::FUNC_REF_NATIVE_CALL) as i32,
-    );
+    let native = host_entry(&mut b, ptr, vmctx, VMOffsets::FUNC_REF_NATIVE_CALL);
     let mut args = p.clone();
-    let retslot = if native_retptr(ty) {
-        let slot = b.create_sized_stack_slot(ir::StackSlotData::new(
-            ir::StackSlotKind::ExplicitSlot,
-            ty.results().len() as u32 * VAL_RAW_SIZE,
-            4,
-        ));
-        args.push(b.ins().stack_addr(ptr, slot, 0));
-        Some(slot)
-    } else {
-        None
-    };
+    let retarea = native_retptr(ty).then(|| slot_array(&mut b, ptr, ty.results().len()));
+    args.extend(retarea);
     let call = b.ins().call_indirect(native_sig, native, &args);
-    let results = match retslot {
-        Some(slot) => {
-            let addr = b.ins().stack_addr(ptr, slot, 0);
-            ty.results()
-                .iter()
-                .enumerate()
-                .map(|(i, t)| {
-                    b.ins().load(
-                        value_type(*t, ptr),
-                        trusted(),
-                        addr,
-                        (i as u32 * VAL_RAW_SIZE) as i32,
-                    )
-                })
-                .collect()
-        }
+    let results = match retarea {
+        Some(area) => load_slots(&mut b, ptr, ty.results(), area),
         None => b.inst_results(call).to_vec(),
     };
     b.ins().return_(&results);
@@ -274,46 +291,10 @@ pub fn wasm_to_array(isa: &dyn TargetIsa, ty: &FuncType) -> ir::Function {
     let array_sig = func.import_signature(array_signature(isa));
     let mut ctx = FunctionBuilderContext::new();
     let mut b = FunctionBuilder::new(&mut func, &mut ctx);
-    let block = b.create_block();
-    b.append_block_params_for_function_params(block);
-    b.switch_to_block(block);
-    b.seal_block(block);
-    let p = b.block_params(block).to_vec();
+    let p = entry_block(&mut b);
     let (vmctx, caller) = (p[0], p[1]);
     save_exit_state(&mut b, ptr, caller);
-    let len = ty.params().len().max(ty.results().len()).max(1);
-    let slot = b.create_sized_stack_slot(ir::StackSlotData::new(
-        ir::StackSlotKind::ExplicitSlot,
-        len as u32 * VAL_RAW_SIZE,
-        4,
-    ));
-    let values = b.ins().stack_addr(ptr, slot, 0);
-    for (i, v) in p[2..].iter().enumerate() {
-        b.ins()
-            .store(trusted(), *v, values, (i as u32 * VAL_RAW_SIZE) as i32);
-    }
-    let array_call = b.ins().load(
-        ptr,
-        trusted().with_readonly(),
-        vmctx,
-        (VMOffsets::HOST_FUNC_FUNC_REF + VMOffsets::FUNC_REF_ARRAY_CALL) as i32,
-    );
-    let len = b.ins().iconst(ptr, len as i64);
-    b.ins()
-        .call_indirect(array_sig, array_call, &[vmctx, caller, values, len]);
-    let results: Vec<_> = ty
-        .results()
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            b.ins().load(
-                value_type(*t, ptr),
-                trusted(),
-                values,
-                (i as u32 * VAL_RAW_SIZE) as i32,
-            )
-        })
-        .collect();
+    let results = call_array_entry(&mut b, ptr, array_sig, ty, vmctx, caller, &p[2..]);
     b.ins().return_(&results);
     b.finalize();
     func
@@ -329,58 +310,42 @@ pub fn native_to_array(isa: &dyn TargetIsa, ty: &FuncType) -> ir::Function {
     let array_sig = func.import_signature(array_signature(isa));
     let mut ctx = FunctionBuilderContext::new();
     let mut b = FunctionBuilder::new(&mut func, &mut ctx);
-    let block = b.create_block();
-    b.append_block_params_for_function_params(block);
-    b.switch_to_block(block);
-    b.seal_block(block);
-    let p = b.block_params(block).to_vec();
+    let p = entry_block(&mut b);
     let (vmctx, caller) = (p[0], p[1]);
     let nparams = ty.params().len();
-    let len = nparams.max(ty.results().len()).max(1);
-    let slot = b.create_sized_stack_slot(ir::StackSlotData::new(
-        ir::StackSlotKind::ExplicitSlot,
-        len as u32 * VAL_RAW_SIZE,
-        4,
-    ));
-    let values = b.ins().stack_addr(ptr, slot, 0);
-    for (i, v) in p[2..2 + nparams].iter().enumerate() {
-        b.ins()
-            .store(trusted(), *v, values, (i as u32 * VAL_RAW_SIZE) as i32);
-    }
-    let array_call = b.ins().load(
+    let results = call_array_entry(
+        &mut b,
         ptr,
-        trusted().with_readonly(),
+        array_sig,
+        ty,
         vmctx,
-        (VMOffsets::HOST_FUNC_FUNC_REF + VMOffsets::FUNC_REF_ARRAY_CALL) as i32,
+        caller,
+        &p[2..2 + nparams],
     );
-    let lenv = b.ins().iconst(ptr, len as i64);
-    b.ins()
-        .call_indirect(array_sig, array_call, &[vmctx, caller, values, lenv]);
-    let results: Vec<_> = ty
-        .results()
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            b.ins().load(
-                value_type(*t, ptr),
-                trusted(),
-                values,
-                (i as u32 * VAL_RAW_SIZE) as i32,
-            )
-        })
-        .collect();
-    if native_retptr(ty) {
-        let retptr = p[2 + nparams];
-        for (i, r) in results.iter().enumerate() {
-            b.ins()
-                .store(trusted(), *r, retptr, (i as u32 * VAL_RAW_SIZE) as i32);
-        }
-        b.ins().return_(&[]);
-    } else {
-        b.ins().return_(&results);
-    }
+    native_return(&mut b, ty, &results, p.get(2 + nparams).copied());
     b.finalize();
     func
+}
+
+/// Spills `params` into a stack array, calls the host function's
+/// `array_call`, and reloads the results from the array.
+fn call_array_entry(
+    b: &mut FunctionBuilder,
+    ptr: ir::Type,
+    array_sig: ir::SigRef,
+    ty: &FuncType,
+    vmctx: ir::Value,
+    caller: ir::Value,
+    params: &[ir::Value],
+) -> Vec<ir::Value> {
+    let len = ty.params().len().max(ty.results().len()).max(1);
+    let values = slot_array(b, ptr, len);
+    store_slots(b, params, values);
+    let array_call = host_entry(b, ptr, vmctx, VMOffsets::FUNC_REF_ARRAY_CALL);
+    let len = b.ins().iconst(ptr, len as i64);
+    b.ins()
+        .call_indirect(array_sig, array_call, &[vmctx, caller, values, len]);
+    load_slots(b, ptr, ty.results(), values)
 }
 
 /// Stores the Wasm caller's frame pointer and return address into the
