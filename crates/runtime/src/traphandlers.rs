@@ -118,6 +118,20 @@ pub fn init_traps() {
 /// that Wasm calls, libcalls and the runtime's own frames.
 const HOST_STACK_RESERVE: usize = 128 * 1024;
 
+/// The stack limit for an outermost entry at `sp`: `max_wasm_stack` below
+/// it, but never below the thread's own stack (plus room for host
+/// functions and the signal frame), so a `max_wasm_stack` larger than what
+/// the thread has left still ends in a clean `StackOverflow` trap, not a
+/// fault on the thread's guard page.
+#[cold]
+#[inline(never)]
+fn stack_limit_for(sp: usize, max_wasm_stack: usize) -> usize {
+    let floor = sys::stack_floor()
+        .saturating_add(HOST_STACK_RESERVE)
+        .min(sp);
+    sp.saturating_sub(max_wasm_stack).max(floor)
+}
+
 /// The current stack pointer, approximately (the address of a local).
 #[inline(always)]
 fn approx_sp() -> usize {
@@ -144,21 +158,22 @@ pub unsafe fn catch_traps<F: FnMut()>(
     let outermost = *depth == 0;
     if outermost {
         let sp = approx_sp();
-        // Never below the thread's own stack (plus room for host functions
-        // and the signal frame): a `max_wasm_stack` larger than what the
-        // thread has left must still end in a clean `StackOverflow` trap,
-        // not a fault on the thread's guard page.
-        let limit = sp.saturating_sub(max_wasm_stack).max(
-            sys::stack_floor()
-                .saturating_add(HOST_STACK_RESERVE)
-                .min(sp),
-        );
         let cur = l.stack_limit.load(Ordering::Relaxed);
-        // An interrupt requested while no Wasm ran stays in force.
-        if cur != limit && cur != INTERRUPT_SENTINEL {
-            let _ = l
-                .stack_limit
-                .compare_exchange(cur, limit, Ordering::SeqCst, Ordering::Relaxed);
+        // SAFETY: the cache is only touched by the store's own thread.
+        let cache = unsafe { &mut *l.entry_cache.get() };
+        // Entering from the same place as last time with the limit still
+        // in place (the common case: a host loop) needs nothing more.
+        if (sp, cur) != *cache {
+            let limit = stack_limit_for(sp, max_wasm_stack);
+            // An interrupt requested while no Wasm ran stays in force.
+            if cur != limit && cur != INTERRUPT_SENTINEL {
+                let _ =
+                    l.stack_limit
+                        .compare_exchange(cur, limit, Ordering::SeqCst, Ordering::Relaxed);
+            }
+            if l.stack_limit.load(Ordering::Relaxed) == limit {
+                *cache = (sp, limit);
+            }
         }
     }
     *depth += 1;

@@ -170,6 +170,9 @@ pub struct VMRuntimeLimits {
     pub last_wasm_exit_pc: UnsafeCell<usize>,
     /// Rust-side only: how many host-to-Wasm entries are active.
     pub(crate) depth: UnsafeCell<usize>,
+    /// Rust-side only: the stack pointer and limit of the last outermost
+    /// entry, so entering again from the same place skips recomputing.
+    pub(crate) entry_cache: UnsafeCell<(usize, usize)>,
 }
 
 // SAFETY: the fields touched from other threads are atomics (the stack
@@ -191,6 +194,7 @@ impl Default for VMRuntimeLimits {
             last_wasm_exit_fp: UnsafeCell::new(0),
             last_wasm_exit_pc: UnsafeCell::new(0),
             depth: UnsafeCell::new(0),
+            entry_cache: UnsafeCell::new((0, 0)),
         }
     }
 }
