@@ -47,8 +47,10 @@
 //!
 //! The limit is *not* reset when the call returns: nothing reads it while
 //! no Wasm runs, and a host that calls from the same place again (the
-//! common case, a loop) then finds the right value already there, so the
-//! entry costs one load instead of two atomic read-modify-writes. When the
+//! common case, a loop) then finds the right value already there: the
+//! entry compares the stack pointer and the limit with those of the last
+//! outermost entry (`VMRuntimeLimits::entry_cache`) and is done, instead
+//! of two atomic read-modify-writes. When the
 //! value differs, a compare-and-swap installs the new limit; it fails, and
 //! leaves the sentinel in place, if an interrupt arrived in between, so an
 //! interrupt is never lost. The sentinel is cleared only by the outermost
