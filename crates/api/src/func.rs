@@ -23,8 +23,8 @@
 //!
 //! Measured with `cargo xtask bench` on a shared 2-core AMD EPYC
 //! (2026-11-21): `TypedFunc::call` of `(func (param i32) (result i32))`
-//! costs 11.3 ns; Wasmtime 48's costs 18.7 ns (ratio 0.60). Experiments on
-//! the same machine split it as follows:
+//! costs 11–12 ns; Wasmtime 48's costs 18.7 ns (ratio about 0.6).
+//! Experiments on the same machine split it as follows:
 //!
 //! * **3.7 ns: the call itself.** With trap catching bypassed (an
 //!   experiment, not a mode), the same call takes 3.66 ns: converting the
@@ -35,9 +35,10 @@
 //!   registers pushed and popped, three words of `__builtin_setjmp`, and an
 //!   indirect call to the closure.
 //! * **About 4.5 ns: `catch_traps` bookkeeping.** The thread's
-//!   alternate-stack flag, the stack limit (one load and compare when it is
-//!   already right), the entry depth, and pushing and popping the thread's
-//!   activation record.
+//!   alternate-stack flag, the stack limit (a compare with the last entry's
+//!   stack pointer and limit when nothing changed; the clamp to the
+//!   thread's real stack only runs when something did), the entry depth,
+//!   and pushing and popping the thread's activation record.
 //!
 //! Two fixes found by profiling matter here. The closure is passed by
 //! reference and captures values rather than references: moving it made the
