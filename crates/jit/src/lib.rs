@@ -51,21 +51,6 @@ fn errno(what: &'static str) -> impl Fn(rustix::io::Errno) -> JitError {
     }
 }
 
-/// The number of relocation entries in every section of `object`.
-pub fn count_relocations(object: &[u8]) -> Result<usize, JitError> {
-    let file = object::File::parse(object).map_err(|e| JitError::BadObject(e.to_string()))?;
-    Ok(file.sections().map(|s| s.relocations().count()).sum())
-}
-
-/// The file range of the section called `name`, if present.
-pub fn section_range(object: &[u8], name: &str) -> Result<Option<Range<usize>>, JitError> {
-    let file = object::File::parse(object).map_err(|e| JitError::BadObject(e.to_string()))?;
-    Ok(file
-        .section_by_name(name)
-        .and_then(|s| s.file_range())
-        .map(|(o, l)| o as usize..(o + l) as usize))
-}
-
 /// The sections of a checked object: names and file ranges, read once.
 type SectionTable = Vec<(Box<str>, Range<usize>)>;
 

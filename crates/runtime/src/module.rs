@@ -2,8 +2,8 @@
 //! signal handler consults, and the engine-wide type registry.
 
 use kiln_environ::{
-    CompiledModuleInfo, DefinedFuncIndex, EntityRef, FuncType, FunctionLoc, PrimaryMap,
-    SharedTypeIndex, Trap, TypeIndex,
+    CompiledModuleInfo, DefinedFuncIndex, EntityRef, FuncType, FunctionLoc, SharedTypeIndex, Trap,
+    TypeIndex,
 };
 use kiln_jit::CodeMemory;
 use std::collections::{BTreeMap, HashMap};
@@ -147,11 +147,6 @@ impl CompiledModule {
         self.text_addr(self.info.wasm_to_native[t])
     }
 
-    /// All wasm-to-native trampolines.
-    pub fn wasm_to_native_all(&self) -> &PrimaryMap<TypeIndex, FunctionLoc> {
-        &self.info.wasm_to_native
-    }
-
     pub(crate) fn lookup_trap(&self, pc: usize) -> Option<Trap> {
         let off = u32::try_from(pc.checked_sub(self.text_start)?).ok()?;
         self.info.lookup_trap(off)
@@ -259,9 +254,4 @@ pub(crate) fn lookup_code(pc: usize) -> Option<&'static CompiledModule> {
     } else {
         None
     }
-}
-
-/// Whether `pc` is inside code Kiln loaded.
-pub fn is_wasm_pc(pc: usize) -> bool {
-    lookup_code(pc).is_some()
 }

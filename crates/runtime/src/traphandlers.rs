@@ -233,11 +233,6 @@ pub unsafe fn catch_traps<F: FnMut()>(
     }
 }
 
-/// Whether this thread is inside a call into Wasm.
-pub fn in_wasm() -> bool {
-    ACTIVATION.with(|a| !a.get().is_null())
-}
-
 /// Unwinds to the innermost [`catch_traps`] with `reason`, recording the
 /// backtrace from the last exit from Wasm.
 ///
