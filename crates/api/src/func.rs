@@ -62,8 +62,8 @@ use crate::store::StoreInner;
 use crate::{AsContext, AsContextMut, Engine, Error, Extern, Result, StoreContextMut, Trap, Val};
 use kiln_environ::{FuncType, VMOffsets, ValType, VM_HOST_FUNC_MAGIC};
 use kiln_runtime::{
-    catch_traps, raise_trap, StoreOpaque, TrapReason, TrapRecord, VMArrayCallFunction, VMContext,
-    VMFuncRef, VMHostFuncContext, ValRaw,
+    call_wasm, host_call_failed, StoreOpaque, TrapReason, TrapRecord, VMArrayCallFunction,
+    VMContext, VMFuncRef, VMHostFuncContext, ValRaw,
 };
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -188,13 +188,15 @@ pub(crate) fn trap_to_error(t: Box<TrapRecord>) -> Error {
     }
 }
 
-/// Runs `f` as a call into Wasm from `store`.
-pub(crate) fn enter_wasm<T>(store: &mut StoreInner<T>, mut f: impl FnMut()) -> Result<()> {
+/// Runs `f`, a call of a `native_call` or `array_call` entry, as a call
+/// from the host: a trap inside comes back as `Err`.
+#[inline(always)]
+pub(crate) fn enter_wasm<T, R>(store: &mut StoreInner<T>, f: impl FnOnce() -> R) -> Result<R> {
     let limits = Arc::as_ptr(&store.opaque.limits);
     let max = store.engine.inner.config.max_wasm_stack;
     // SAFETY: the limits belong to the store, which outlives the call; the
-    // callers' closures only call Wasm entry points, which do not unwind.
-    unsafe { catch_traps(limits, max, &mut f) }.map_err(trap_to_error)
+    // callers' closures only call entry points, which do not unwind.
+    unsafe { call_wasm(limits, max, f) }.map_err(trap_to_error)
 }
 
 impl Func {
@@ -395,7 +397,7 @@ where
                 Ok(())
             }
         }));
-        finish_host_call(r)
+        finish_host_call(caller, r)
     }
     let state = Dyn {
         f,
@@ -411,17 +413,22 @@ where
     )
 }
 
-/// Ends a host call: returns normally on success, otherwise raises a trap
-/// with the error or panic. Every Rust value of the shim is gone by now.
-fn finish_host_call<R>(r: std::thread::Result<Result<R>>) -> R {
+/// Ends a host call: returns the result on success; otherwise reports the
+/// error or panic as a trap (see `host_call_failed` in `kiln-runtime`) and
+/// returns zeroes, which no caller reads. Every Rust value of the shim is
+/// gone by now.
+fn finish_host_call<R: Copy>(caller: *mut VMContext, r: std::thread::Result<Result<R>>) -> R {
     let reason = match r {
         Ok(Ok(v)) => return v,
         Ok(Err(e)) => TrapReason::Host(Box::new(e)),
         Err(p) => TrapReason::Panic(p),
     };
-    // SAFETY: host functions only run inside a call into Wasm (from
-    // `enter_wasm`), and nothing in this frame needs dropping.
-    unsafe { raise_trap(reason) }
+    // SAFETY: `caller` is the context the shim was called with, and the
+    // shim returns right after this.
+    unsafe { host_call_failed(caller, reason) };
+    // SAFETY: every native return type (integers, floats, vectors, raw
+    // pointers; see `WasmTy`) is valid as all-zero bytes.
+    unsafe { std::mem::zeroed() }
 }
 
 /// The closure state of a host function.
@@ -506,7 +513,8 @@ impl<T> crate::AsContextMut for Caller<'_, T> {
 /// # Safety
 ///
 /// `Abi` must be passed in the C ABI exactly as Cranelift passes
-/// `valtype()`'s Cranelift type.
+/// `valtype()`'s Cranelift type, and all-zero bytes must be a valid `Abi`
+/// (what a failed host function returns).
 pub unsafe trait WasmTy: Sized + 'static {
     /// The C ABI representation.
     type Abi: Copy;
@@ -857,7 +865,7 @@ macro_rules! wrapped_shims {
                 // area with a slot per result when there are several.
                 unsafe { r.into_native(retptr, caller_store::<$t>(caller)) }
             }));
-            finish_host_call(r)
+            finish_host_call(caller, r)
         }
         #[allow(non_snake_case, unused_mut, unused_variables, unused_assignments)]
         unsafe extern "C" fn array_shim<$t: 'static, G, $($a: WasmTy,)* $r: IntoResult>(
@@ -883,7 +891,7 @@ macro_rules! wrapped_shims {
                 // SAFETY: as above.
                 r.into_raw_slots(values, unsafe { caller_store::<$t>(caller) })
             }));
-            finish_host_call(r)
+            finish_host_call(caller, r)
         }
         fn ptrs<$t: 'static, G, $($a: WasmTy,)* $r: IntoResult>(_: &G) -> (*const u8, *const u8)
         where
@@ -996,26 +1004,13 @@ impl<Params: WasmParams, Results: WasmResults> TypedFunc<Params, Results> {
         // left uninitialised, as most calls return at most one value.
         let mut ret = std::mem::MaybeUninit::<[ValRaw; 16]>::uninit();
         let retptr = ret.as_mut_ptr().cast::<ValRaw>();
-        let mut out = None;
-        let out_ref = &mut out;
         // SAFETY: `fr` is a live funcref of this store (checked above).
         let (native_call, callee) = unsafe { ((*fr).native_call, (*fr).vmctx) };
-        // `move`: the closure holds the values themselves, so the entry
-        // reads each with one load instead of chasing a reference to it.
-        enter_wasm(s, move || {
+        let abi = enter_wasm(s, move || {
             // SAFETY: the type was checked in `Func::typed`; `ret` has a
             // slot per result.
-            unsafe {
-                *out_ref = Some(Params::invoke::<Results>(
-                    abis,
-                    native_call,
-                    callee,
-                    caller,
-                    retptr,
-                ));
-            }
+            unsafe { Params::invoke::<Results>(abis, native_call, callee, caller, retptr) }
         })?;
-        let abi = out.expect("a normal return produced results");
         // SAFETY: the native entry wrote a slot per result when there are
         // several (see `kiln_trampolines::native_to_wasm`).
         Ok(unsafe { Results::from_native(abi, retptr, s) })

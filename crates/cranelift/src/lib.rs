@@ -38,8 +38,8 @@ use cranelift_entity::PrimaryMap;
 use cranelift_wasm::FuncTranslator;
 use kiln_environ::{
     AddressMap, AddressMapEntry, CompiledFunctionInfo, CompiledModuleInfo, DefinedFuncIndex,
-    FuncType, FunctionBodyData, FunctionLoc, ModuleTranslation, Trap, TrapSite, Tunables,
-    TypeIndex, VMOffsets,
+    FrameDesc, FrameKind, FrameTable, FuncType, FunctionBodyData, FunctionLoc, ModuleTranslation,
+    SavedReg, Trap, TrapSite, Tunables, TypeIndex, VMOffsets,
 };
 
 pub use obj::ObjectInfo;
@@ -145,6 +145,7 @@ struct CompiledFunc {
     traps: Vec<(u32, Trap)>,
     srclocs: Vec<(u32, u32)>,
     unwind: Option<cranelift_codegen::isa::unwind::systemv::UnwindInfo>,
+    frame: FrameDesc,
 }
 
 impl Compiler {
@@ -322,6 +323,18 @@ impl Compiler {
         }
         let wasm_to_native: PrimaryMap<TypeIndex, FunctionLoc> =
             (0..module.types.len()).map(|i| locs[next + i]).collect();
+        // Entry trampolines follow the bodies, two per escaping function
+        // (array-to-wasm, native-to-wasm); the wasm-to-native ones follow.
+        let entries = n..next;
+        let mut frames = FrameTable::default();
+        for (i, (f, loc)) in all.iter().zip(&locs).enumerate() {
+            let kind = if entries.contains(&i) {
+                FrameKind::Entry
+            } else {
+                FrameKind::Other
+            };
+            frames.push(loc.start, loc.length, kind, &f.frame);
+        }
 
         let info = CompiledModuleInfo {
             module: translation.module,
@@ -329,6 +342,7 @@ impl Compiler {
             wasm_to_native,
             traps,
             address_map,
+            frames,
         };
         let sections =
             kiln_environ::encode_sections(&info, translation.wasm, &self.artifact_header(extra));
@@ -504,6 +518,11 @@ impl Compiler {
             .map(|t| (t.offset, trap_code(t.code)))
             .collect();
         let srclocs = backtrace_srclocs(&compiled.buffer);
+        let frame =
+            frame_desc(&*self.isa, &compiled.buffer).map_err(|message| CompileError::Codegen {
+                func: what.to_string(),
+                message,
+            })?;
         let unwind = match compiled.create_unwind_info(&*self.isa) {
             Ok(Some(cranelift_codegen::isa::unwind::UnwindInfo::SystemV(u))) => Some(u),
             Ok(_) => None,
@@ -516,6 +535,7 @@ impl Compiler {
         };
         Ok(CompiledFunc {
             unwind,
+            frame,
             code: compiled.code_buffer().to_vec(),
             alignment: compiled.buffer.alignment,
             relocs,
@@ -588,6 +608,52 @@ impl Compiler {
         let text = builder.finish(&mut ctrl);
         Ok((text, locs, traps, AddressMap::new(&address_map)))
     }
+}
+
+/// What a trap must undo to leave a frame of this function: the
+/// callee-saved registers its prologue stores, and where (see
+/// `kiln_environ::FrameTable`). Read from the prologue's unwind
+/// pseudo-instructions, which give each save slot relative to the frame
+/// pointer on every architecture: `fp - offset_downward_to_clobbers +
+/// clobber_offset`.
+fn frame_desc(
+    isa: &dyn TargetIsa,
+    buffer: &cranelift_codegen::MachBufferFinalized<cranelift_codegen::Final>,
+) -> Result<FrameDesc, String> {
+    use cranelift_codegen::isa::unwind::UnwindInst;
+    let mut clobbers_below_fp: Option<i64> = None;
+    let mut desc = FrameDesc {
+        saves_done: 0,
+        saves: Vec::new(),
+    };
+    for (offset, inst) in &buffer.unwind_info {
+        match inst {
+            UnwindInst::DefineNewFrame {
+                offset_downward_to_clobbers,
+                ..
+            } => clobbers_below_fp = Some(i64::from(*offset_downward_to_clobbers)),
+            UnwindInst::SaveReg {
+                clobber_offset,
+                reg,
+            } => {
+                let below = clobbers_below_fp.ok_or("register saved before the frame is set up")?;
+                let dwarf_reg = isa
+                    .map_regalloc_reg_to_dwarf(cranelift_codegen::Reg::from(*reg))
+                    .map_err(|e| format!("saved register {reg:?}: {e:?}"))?;
+                let fp_offset = i32::try_from(i64::from(*clobber_offset) - below)
+                    .ok()
+                    .filter(|o| (-65536..0).contains(o))
+                    .ok_or("save slot out of range")?;
+                desc.saves.push(SavedReg {
+                    dwarf_reg,
+                    fp_offset,
+                });
+                desc.saves_done = *offset;
+            }
+            _ => {}
+        }
+    }
+    Ok(desc)
 }
 
 /// The address-map entries a backtrace can need, keyed by the exact code

@@ -11,6 +11,7 @@
 //! | `.kiln.w2n` | per type: the wasm-to-native trampoline (start, length) |
 //! | `.kiln.traps` | (code offset u32, trap code u32) pairs, sorted |
 //! | `.kiln.addrmap` | the `AddressMap`, in its compact encoding |
+//! | `.kiln.frames` | the `FrameTable`: per function, the callee-saved registers its prologue saves (see `frames.rs`) |
 //! | `.kiln.sum` | a 64-bit checksum of all the sections above |
 //!
 //! The checksum is what lets loading skip re-validating the embedded
@@ -38,10 +39,12 @@ pub mod sections {
     pub const TRAPS: &str = ".kiln.traps";
     /// Address map.
     pub const ADDRMAP: &str = ".kiln.addrmap";
+    /// Frame table.
+    pub const FRAMES: &str = ".kiln.frames";
     /// Checksum of the sections above.
     pub const SUM: &str = ".kiln.sum";
     /// The sections the checksum covers, in order.
-    pub const CHECKED: [&str; 6] = [INFO, WASM, FUNCS, W2N, TRAPS, ADDRMAP];
+    pub const CHECKED: [&str; 7] = [INFO, WASM, FUNCS, W2N, TRAPS, ADDRMAP, FRAMES];
 }
 
 /// A fast 64-bit checksum (8 bytes a step), to detect damaged artifacts.
@@ -64,7 +67,7 @@ pub fn checksum<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u64 {
 }
 
 /// The first line of every header.
-pub const ARTIFACT_MAGIC: &str = "kiln-artifact 1";
+pub const ARTIFACT_MAGIC: &str = "kiln-artifact 2";
 
 /// Why an artifact could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +131,7 @@ pub fn encode_sections(
             ),
         ),
         (sections::ADDRMAP, info.address_map.encode()),
+        (sections::FRAMES, info.frames.encode()),
     ];
     let sum = checksum(out.iter().map(|(_, d)| d.as_slice()));
     out.push((sections::SUM, sum.to_le_bytes().to_vec()));
@@ -204,6 +208,13 @@ pub fn decode_sections<'a>(
     let header = std::str::from_utf8(get(sections::INFO)?)
         .map_err(|_| ArtifactError::NotAnArtifact("header is not text".into()))?;
     if !header.starts_with(ARTIFACT_MAGIC) {
+        if let Some(rest) = header.strip_prefix("kiln-artifact ") {
+            let format = rest.lines().next().unwrap_or("");
+            return Err(ArtifactError::Incompatible(format!(
+                "artifact format {format}, this Kiln reads {}",
+                &ARTIFACT_MAGIC["kiln-artifact ".len()..]
+            )));
+        }
         return Err(ArtifactError::NotAnArtifact("bad header".into()));
     }
     if header != expected_header {
@@ -316,12 +327,14 @@ pub fn decode_sections<'a>(
     }
     let address_map = AddressMap::decode(get(sections::ADDRMAP)?)
         .ok_or_else(|| ArtifactError::Corrupt("address map is malformed".into()))?;
+    let frames = FrameTable::decode(get(sections::FRAMES)?, u64::from(text_len))?;
     Ok(CompiledModuleInfo {
         module,
         funcs,
         wasm_to_native,
         traps,
         address_map,
+        frames,
     })
 }
 
@@ -358,7 +371,7 @@ mod tests {
         0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 7, 5, 1, 1, b'f', 0, 0,
         10, 4, 1, 2, 0, 0x0b,
     ];
-    const HEADER: &str = "kiln-artifact 1\ntest\n";
+    const HEADER: &str = "kiln-artifact 2\ntest\n";
 
     fn info(body: FunctionLoc) -> CompiledModuleInfo {
         let module = translate_module(ONE_FUNC, default_features())
@@ -383,6 +396,7 @@ mod tests {
                 trap: Trap::UnreachableCodeReached,
             }],
             address_map: AddressMap::default(),
+            frames: FrameTable::default(),
         }
     }
 
@@ -437,7 +451,7 @@ mod tests {
                 length: 8,
             }),
             ONE_FUNC,
-            "kiln-artifact 1\nother\n",
+            "kiln-artifact 2\nother\n",
         );
         assert!(matches!(
             decode(&other, 64),

@@ -211,6 +211,8 @@ pub struct CompiledModuleInfo {
     pub traps: Vec<TrapSite>,
     /// Wasm offsets of trap sites and calls.
     pub address_map: AddressMap,
+    /// How to leave each function's frame on a trap.
+    pub frames: crate::FrameTable,
 }
 
 impl CompiledModuleInfo {

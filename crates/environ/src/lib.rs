@@ -23,6 +23,7 @@
 mod artifact;
 mod compile;
 mod error;
+mod frames;
 mod index;
 mod module;
 mod translate;
@@ -34,6 +35,7 @@ pub use artifact::*;
 pub use compile::*;
 pub use cranelift_entity::{EntityRef, PrimaryMap};
 pub use error::*;
+pub use frames::*;
 pub use index::*;
 pub use module::*;
 pub use translate::*;

@@ -131,12 +131,12 @@ impl VMOffsets {
     pub const LIMITS_EPOCH_DEADLINE: u32 = 16;
     /// `VMRuntimeLimits::epoch_ptr`: points at the engine's epoch counter.
     pub const LIMITS_EPOCH_PTR: u32 = 24;
-    /// `VMRuntimeLimits::last_wasm_exit_fp`.
+    /// `VMRuntimeLimits::last_wasm_exit_fp`: the frame pointer of the
+    /// last wasm-to-host trampoline, whose frame links to the Wasm caller
+    /// and holds the return address into it.
     pub const LIMITS_LAST_WASM_EXIT_FP: u32 = 32;
-    /// `VMRuntimeLimits::last_wasm_exit_pc`.
-    pub const LIMITS_LAST_WASM_EXIT_PC: u32 = 40;
-    /// Size of `VMRuntimeLimits`.
-    pub const SIZE_OF_RUNTIME_LIMITS: u32 = 48;
+    /// Size of the part of `VMRuntimeLimits` generated code knows.
+    pub const SIZE_OF_RUNTIME_LIMITS: u32 = 40;
 
     // --- VMFuncRef. ---
 

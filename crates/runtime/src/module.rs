@@ -147,6 +147,11 @@ impl CompiledModule {
         self.text_addr(self.info.wasm_to_native[t])
     }
 
+    /// The address of the first byte of the text section.
+    pub(crate) fn text_start(&self) -> usize {
+        self.text_start
+    }
+
     pub(crate) fn lookup_trap(&self, pc: usize) -> Option<Trap> {
         let off = u32::try_from(pc.checked_sub(self.text_start)?).ok()?;
         self.info.lookup_trap(off)

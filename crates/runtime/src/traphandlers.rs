@@ -1,28 +1,44 @@
-//! Catching traps: signal handlers, `setjmp`/`longjmp`, and the per-thread
-//! record of active Wasm calls.
+//! Catching traps: signal handlers that resume the host, and the
+//! per-thread record of the trap being reported.
 //!
 //! # How a trap reaches the host
 //!
-//! Every entry from the host into Wasm goes through [`catch_traps`]. It
-//! pushes an [`Activation`] onto a thread-local list and runs the call
-//! inside `kiln_setjmp` (a few lines of C in `helpers.c`). When Wasm
-//! faults, the kernel delivers a synchronous signal (SIGSEGV/SIGBUS for a
-//! guard-page hit, SIGILL for a trap instruction, SIGFPE for x86 division)
-//! to the faulting thread. Our handler runs on the thread's alternate
-//! signal stack, so even a thread whose stack is exhausted gets here.
+//! A call from the host into Wasm is an ordinary call of a function
+//! pointer (`native_call` or `array_call`) wrapped in [`call_wasm`], which
+//! saves nothing: no `setjmp`, no activation record. When Wasm faults, the
+//! kernel delivers a synchronous signal (SIGSEGV/SIGBUS for a guard-page
+//! hit, SIGILL for a trap instruction, SIGFPE for x86 division) to the
+//! faulting thread. Our handler runs on the thread's alternate signal
+//! stack, so even a thread whose stack is exhausted gets here.
 //!
-//! The handler asks: is this thread inside an activation, and is the
-//! faulting pc inside code Kiln loaded (the global [`CodeRegistry`])? If
-//! both, it looks the pc up in that module's trap table, walks the Wasm
-//! frames through the frame-pointer chain to build a backtrace, stores the
-//! result in the activation, and `longjmp`s back to `catch_traps`, which
-//! returns `Err`. Nothing in between is unwound: Wasm frames have no
-//! destructors. Otherwise it forwards the signal to the handler that was
+//! The handler asks: is the faulting pc inside code Kiln loaded (the
+//! global code registry), at a recorded trap site? If so, it walks the
+//! frame-pointer chain from the faulting frame up to the *entry
+//! trampoline*, the first Kiln frame the host called. For every frame it
+//! skips, it reloads the callee-saved registers that frame's prologue had
+//! saved (the module's `FrameTable`, see `kiln_environ::FrameTable`): the
+//! work the skipped epilogues would have done. Then it rewrites the signal
+//! context so that, when the handler returns, the thread continues right
+//! after the host's call into the entry trampoline, with the stack pointer,
+//! frame pointer and callee-saved registers the host had at that call: to
+//! the host, the call simply returned. The trap itself waits in a
+//! thread-local slot, which [`call_wasm`] checks after every call. Nothing
+//! is unwound: Wasm frames have no destructors, and no Rust frame is ever
+//! skipped. A fault that is not a Wasm trap is forwarded to the handler
 //! installed before ours (or the default action), so a crash in host code
 //! stays a crash.
 //!
-//! Host functions and libcalls that must trap call [`raise_trap`] after
-//! their Rust state is dropped; it `longjmp`s the same way.
+//! # Host functions that fail
+//!
+//! A host function never jumps anywhere either. Its shim catches the error
+//! or panic and calls [`host_call_failed`], which stores the trap in the
+//! slot and, when the caller is Wasm, overwrites the return address of the
+//! wasm-to-host trampoline (whose frame pointer the trampoline saved in
+//! `VMRuntimeLimits::last_wasm_exit_fp`) with a one-instruction stub that
+//! traps. The shim and the trampoline then return normally, restoring
+//! every register as usual, and the stub's trap is handled like any other,
+//! starting from the Wasm frame that made the call. A host function called
+//! directly by the host just returns, and the host finds the slot set.
 //!
 //! # Why allocation in the handler is acceptable
 //!
@@ -37,7 +53,8 @@
 //! entries (host to Wasm to host to Wasm) keep the outer limit, so the whole
 //! chain shares one budget and can never exhaust the native stack. An
 //! interrupt stores [`INTERRUPT_SENTINEL`] instead; see `func_environ.rs` in
-//! `kiln-cranelift` for the checks that read it.
+//! `kiln-cranelift` for the checks that read it. A stack-overflow trap seen
+//! while the sentinel is in place is reported as an interrupt.
 //!
 //! The limit never lies below the thread's own stack: it is clamped to the
 //! thread's lowest usable address (from `pthread_getattr_np`, looked up
@@ -57,22 +74,13 @@
 //! call that reports the `Interrupt` trap.
 
 use crate::module::{lookup_code, FrameInfo};
-use crate::vmcontext::{VMRuntimeLimits, INTERRUPT_SENTINEL};
-use kiln_environ::Trap;
+use crate::vmcontext::{VMContext, VMRuntimeLimits, INTERRUPT_SENTINEL};
+use kiln_environ::{FrameKind, Trap, VMOffsets};
 use std::any::Any;
 use std::cell::Cell;
 use std::ptr;
 use std::sync::atomic::Ordering;
 use std::sync::Once;
-
-extern "C" {
-    fn kiln_setjmp(
-        buf_storage: *mut *const u8,
-        body: extern "C" fn(*mut u8),
-        payload: *mut u8,
-    ) -> i32;
-    fn kiln_longjmp(buf: *const u8) -> !;
-}
 
 /// Why a call into Wasm did not return normally.
 #[derive(Debug)]
@@ -94,16 +102,13 @@ pub struct TrapRecord {
     pub backtrace: Vec<FrameInfo>,
 }
 
-/// One host-to-Wasm call in progress on this thread.
-struct Activation {
-    jmp_buf: *const u8,
-    limits: *const VMRuntimeLimits,
-    trap: Option<Box<TrapRecord>>,
-    prev: *mut Activation,
-}
-
 thread_local! {
-    static ACTIVATION: Cell<*mut Activation> = const { Cell::new(ptr::null_mut()) };
+    /// The trap being reported to the innermost [`call_wasm`] of this
+    /// thread (a `Box<TrapRecord>`), or null.
+    static PENDING: Cell<*mut TrapRecord> = const { Cell::new(ptr::null_mut()) };
+    /// The return address into Wasm that [`host_call_failed`] replaced
+    /// with the trap stub, or 0.
+    static RAISE_PC: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Installs the process-wide signal handlers (once).
@@ -125,8 +130,6 @@ const HOST_STACK_RESERVE: usize = 128 * 1024;
 /// functions and the signal frame), so a `max_wasm_stack` larger than what
 /// the thread has left still ends in a clean `StackOverflow` trap, not a
 /// fault on the thread's guard page.
-#[cold]
-#[inline(never)]
 fn stack_limit_for(sp: usize, max_wasm_stack: usize) -> usize {
     let floor = sys::stack_floor()
         .saturating_add(HOST_STACK_RESERVE)
@@ -141,78 +144,90 @@ fn approx_sp() -> usize {
     std::hint::black_box(&x) as *const u8 as usize
 }
 
-/// Runs `f` as a call into Wasm: traps raised inside come back as `Err`.
+/// Installs the stack limit for an outermost entry at `sp` when the last
+/// outermost entry was elsewhere (see "The stack limit" above).
+#[cold]
+#[inline(never)]
+fn update_stack_limit(l: &VMRuntimeLimits, sp: usize, cur: usize, max_wasm_stack: usize) {
+    let limit = stack_limit_for(sp, max_wasm_stack);
+    // An interrupt requested while no Wasm ran stays in force.
+    if cur != limit && cur != INTERRUPT_SENTINEL {
+        let _ = l
+            .stack_limit
+            .compare_exchange(cur, limit, Ordering::SeqCst, Ordering::Relaxed);
+    }
+    if l.stack_limit.load(Ordering::Relaxed) == limit {
+        // SAFETY: the cache is only touched by the store's own thread.
+        unsafe { *l.entry_cache.get() = (sp, limit) };
+    }
+}
+
+/// Runs `f`, a call of a Wasm or host function's `native_call` or
+/// `array_call`: a trap raised inside comes back as `Err`.
 ///
 /// # Safety
 ///
 /// `limits` must be the store's limits, valid for the whole call, and `f`
 /// must not unwind (panics inside must be caught before reaching here).
-pub unsafe fn catch_traps<F: FnMut()>(
+#[inline(always)]
+pub unsafe fn call_wasm<R>(
     limits: *const VMRuntimeLimits,
     max_wasm_stack: usize,
-    f: &mut F,
-) -> Result<(), Box<TrapRecord>> {
+    f: impl FnOnce() -> R,
+) -> Result<R, Box<TrapRecord>> {
     sys::ensure_alt_stack();
     // SAFETY: the caller guarantees `limits` is valid.
     let l = unsafe { &*limits };
-    // SAFETY: `depth` is only touched by the store's own thread.
-    let depth = unsafe { &mut *l.depth.get() };
-    let outermost = *depth == 0;
-    if outermost {
+    let depth_ptr = l.depth.get();
+    // SAFETY: `depth` and `last_wasm_exit_fp` are only touched by the
+    // store's own thread; no reference to them lives across `f`.
+    let depth = unsafe { *depth_ptr };
+    let mut saved_exit = 0;
+    if depth == 0 {
         let sp = approx_sp();
         let cur = l.stack_limit.load(Ordering::Relaxed);
-        // SAFETY: the cache is only touched by the store's own thread.
-        let cache = unsafe { &mut *l.entry_cache.get() };
-        // Entering from the same place as last time with the limit still
-        // in place (the common case: a host loop) needs nothing more.
-        if (sp, cur) != *cache {
-            let limit = stack_limit_for(sp, max_wasm_stack);
-            // An interrupt requested while no Wasm ran stays in force.
-            if cur != limit && cur != INTERRUPT_SENTINEL {
-                let _ =
-                    l.stack_limit
-                        .compare_exchange(cur, limit, Ordering::SeqCst, Ordering::Relaxed);
-            }
-            if l.stack_limit.load(Ordering::Relaxed) == limit {
-                *cache = (sp, limit);
-            }
+        // SAFETY: as above.
+        if (sp, cur) != unsafe { *l.entry_cache.get() } {
+            update_stack_limit(l, sp, cur, max_wasm_stack);
+        }
+    } else {
+        // A nested entry: the host function that made it was called from
+        // Wasm through a trampoline whose frame is recorded here, and may
+        // still fail after this call returns; restore the record then.
+        // SAFETY: as above.
+        saved_exit = unsafe { *l.last_wasm_exit_fp.get() };
+    }
+    // SAFETY: as above.
+    unsafe { *depth_ptr = depth + 1 };
+    let r = f();
+    // SAFETY: as above.
+    unsafe {
+        *depth_ptr = depth;
+        if depth != 0 {
+            *l.last_wasm_exit_fp.get() = saved_exit;
         }
     }
-    *depth += 1;
-
-    let mut act = Activation {
-        jmp_buf: ptr::null(),
-        limits,
-        trap: None,
-        prev: ACTIVATION.with(|a| a.get()),
-    };
-    ACTIVATION.with(|a| a.set(&mut act));
-
-    // The closure is passed by reference, never moved: moving it through
-    // memory made the callee reload its captures with wider loads than the
-    // caller's stores, a store-forwarding stall that cost several
-    // nanoseconds on every call.
-    extern "C" fn body<F: FnMut()>(payload: *mut u8) {
-        // SAFETY: `payload` is the `&mut F` below, alive for this call.
-        let f = unsafe { &mut *(payload as *mut F) };
-        f();
+    if !PENDING.with(|p| p.get()).is_null() {
+        return Err(take_pending(l, depth == 0));
     }
-    // SAFETY: `act.jmp_buf` receives the jmp_buf of `kiln_setjmp`'s frame,
-    // which outlives the call of `body`; `f` does not unwind.
-    let ok = unsafe { kiln_setjmp(&mut act.jmp_buf, body::<F>, f as *mut F as *mut u8) };
+    Ok(r)
+}
 
-    ACTIVATION.with(|a| a.set(act.prev));
-    *depth -= 1;
-    let trap = act.trap.take();
-    if outermost
-        && matches!(
-            trap.as_deref(),
-            Some(TrapRecord {
-                reason: TrapReason::Wasm(Trap::Interrupt),
-                ..
-            })
-        )
-    {
+/// Takes this thread's pending trap, telling an interrupt from a stack
+/// overflow by the sentinel, and consuming the interrupt in the outermost
+/// entry.
+#[cold]
+#[inline(never)]
+fn take_pending(l: &VMRuntimeLimits, outermost: bool) -> Box<TrapRecord> {
+    let p = PENDING.with(|p| p.replace(ptr::null_mut()));
+    // SAFETY: the slot only ever holds pointers from `Box::into_raw`, and
+    // replacing it with null transfers ownership here.
+    let mut rec = unsafe { Box::from_raw(p) };
+    let sentinel = l.stack_limit.load(Ordering::SeqCst) == INTERRUPT_SENTINEL;
+    if sentinel && matches!(rec.reason, TrapReason::Wasm(Trap::StackOverflow)) {
+        rec.reason = TrapReason::Wasm(Trap::Interrupt);
+    }
+    if outermost && matches!(rec.reason, TrapReason::Wasm(Trap::Interrupt)) {
         // The interrupt has been reported: consume it.
         let _ = l.stack_limit.compare_exchange(
             INTERRUPT_SENTINEL,
@@ -221,110 +236,182 @@ pub unsafe fn catch_traps<F: FnMut()>(
             Ordering::Relaxed,
         );
     }
-    if ok != 0 {
-        Ok(())
-    } else {
-        Err(trap.unwrap_or_else(|| {
-            Box::new(TrapRecord {
-                reason: TrapReason::Wasm(Trap::UnreachableCodeReached),
-                backtrace: Vec::new(),
-            })
-        }))
+    rec
+}
+
+/// Stores `rec` as this thread's pending trap, dropping any stale one.
+fn set_pending(rec: Box<TrapRecord>) {
+    let old = PENDING.with(|p| p.replace(Box::into_raw(rec)));
+    if !old.is_null() {
+        // SAFETY: see `take_pending`.
+        drop(unsafe { Box::from_raw(old) });
     }
 }
 
-/// Unwinds to the innermost [`catch_traps`] with `reason`, recording the
-/// backtrace from the last exit from Wasm.
+/// Reports that a host function called with `caller_vmctx` failed. When
+/// the caller is Wasm, the Wasm caller traps as soon as the host function
+/// returns (see "Host functions that fail" above); when it is the host,
+/// the host's [`call_wasm`] finds the trap on return. Either way the shim
+/// must then return normally, with any value.
 ///
 /// # Safety
 ///
-/// Must be called on a thread inside `catch_traps`, from a frame between
-/// which and `catch_traps` no frame has a pending destructor: every Rust
-/// value of the caller must already be dropped or moved into `reason`.
-pub unsafe fn raise_trap(reason: TrapReason) -> ! {
-    let act = ACTIVATION.with(|a| a.get());
-    assert!(!act.is_null(), "raise_trap outside of Wasm");
-    // SAFETY: `act` is the live innermost activation of this thread.
-    let act = unsafe { &mut *act };
-    // SAFETY: limits outlive the activation.
-    let limits = unsafe { &*act.limits };
-    // SAFETY: written by the wasm-to-host trampoline on this thread.
-    let (fp, pc) = unsafe {
+/// `caller_vmctx` must be the `caller_vmctx` the host function received,
+/// and the host function must return right after this call.
+pub unsafe fn host_call_failed(caller_vmctx: *mut VMContext, reason: TrapReason) {
+    set_pending(Box::new(TrapRecord {
+        reason,
+        backtrace: Vec::new(),
+    }));
+    let base = caller_vmctx.cast::<u8>();
+    // SAFETY: every context (instance or store) has the fixed header; only
+    // instance contexts have an instance pointer, and only Wasm passes an
+    // instance context as the caller.
+    let (limits, from_wasm) = unsafe {
         (
-            *limits.last_wasm_exit_fp.get(),
-            *limits.last_wasm_exit_pc.get(),
+            *(base.add(VMOffsets::RUNTIME_LIMITS as usize) as *const *const VMRuntimeLimits),
+            !(*(base.add(VMOffsets::INSTANCE as usize) as *const *const u8)).is_null(),
         )
     };
-    let backtrace = walk_frames(pc, fp, false);
-    act.trap = Some(Box::new(TrapRecord { reason, backtrace }));
-    // SAFETY: the jmp_buf belongs to a frame that is still live (the
-    // activation is on this thread's list).
-    unsafe { kiln_longjmp(act.jmp_buf) }
-}
-
-/// Walks the frame-pointer chain from a Wasm pc/fp pair, collecting Wasm
-/// frames until the first return address outside Wasm code. `exact_first`
-/// says whether `pc` is the faulting instruction itself (from a signal)
-/// rather than a return address, which points just past its call.
-fn walk_frames(mut pc: usize, mut fp: usize, exact_first: bool) -> Vec<FrameInfo> {
-    let mut frames = Vec::new();
-    let mut exact = exact_first;
-    while fp != 0 && frames.len() < 100_000 {
-        match lookup_code(pc) {
-            Some(m) => {
-                if let Some(f) = m.frame_info(pc, exact) {
-                    frames.push(f);
-                }
-            }
-            None => break,
-        }
-        exact = false;
-        // SAFETY: `fp` is a frame pointer of a Wasm (or trampoline) frame,
-        // all compiled with frame pointers preserved: [fp] is the caller's
-        // fp and [fp + 8] the return address.
+    if from_wasm {
+        // SAFETY: the wasm-to-host trampoline that called this host
+        // function stored its frame pointer; its frame is live (we are
+        // inside the call it makes) and holds the return address into
+        // Wasm one word above the saved frame pointer.
         unsafe {
-            pc = *((fp + 8) as *const usize);
-            fp = *(fp as *const usize);
+            let fp = *(*limits).last_wasm_exit_fp.get();
+            let slot = (fp + RETURN_ADDRESS_OFFSET) as *mut usize;
+            RAISE_PC.with(|r| r.set(*slot));
+            *slot = sys::host_trap_stub();
         }
     }
-    frames
 }
 
-/// Called by the signal handler: decides whether the fault is a Wasm trap
-/// and, if so, records it and jumps back. Returns if it is not ours.
+/// Where a frame keeps its return address, above the saved frame pointer.
+const RETURN_ADDRESS_OFFSET: usize = 8;
+
+/// Where the host resumes after a trap.
+struct Resume {
+    pc: usize,
+    sp: usize,
+    fp: usize,
+}
+
+/// Frames a walk visits at most, against a corrupted (cyclic) chain.
+const MAX_FRAMES: usize = 10_000_000;
+/// Frames a backtrace keeps at most.
+const MAX_BACKTRACE: usize = 100_000;
+
+/// Walks from the frame of `pc` (with frame pointer `fp`) to the entry
+/// trampoline, reloading into `regs` the callee-saved registers each
+/// skipped frame saved and collecting the Wasm frames into `backtrace`.
+/// `exact` says whether `pc` is the faulting instruction itself rather
+/// than a return address. `None` if the chain leaves Kiln's code first.
 ///
 /// # Safety
 ///
-/// Only from the signal handler, with the faulting thread's registers.
-unsafe fn handle_trap(pc: usize, fp: usize) {
-    let act = ACTIVATION.with(|a| a.get());
-    if act.is_null() {
-        return;
-    }
-    let Some(module) = lookup_code(pc) else {
-        return;
-    };
-    let Some(mut trap) = module.lookup_trap(pc) else {
-        return;
-    };
-    // SAFETY: `act` is this thread's live activation.
-    let act = unsafe { &mut *act };
-    // SAFETY: limits outlive the activation.
-    let limits = unsafe { &*act.limits };
-    if trap == Trap::StackOverflow {
-        trap = if limits.stack_limit.load(Ordering::SeqCst) == INTERRUPT_SENTINEL {
-            Trap::Interrupt
-        } else {
-            Trap::StackOverflow
+/// `fp` must be the frame pointer of the frame of `pc`, on this thread's
+/// stack, with every frame up to the entry trampoline live.
+unsafe fn unwind_to_entry(
+    mut pc: usize,
+    mut fp: usize,
+    mut exact: bool,
+    regs: &mut sys::CalleeSaved,
+    backtrace: &mut Vec<FrameInfo>,
+) -> Option<Resume> {
+    for _ in 0..MAX_FRAMES {
+        let m = lookup_code(pc)?;
+        let off = u32::try_from(pc - m.text_start()).ok()?;
+        // A return address points after its call: look up the call.
+        let at = if exact { off } else { off.checked_sub(1)? };
+        let f = m.info().frames.lookup(at)?;
+        if backtrace.len() < MAX_BACKTRACE {
+            backtrace.extend(m.frame_info(pc, exact));
+        }
+        // A trap in the prologue's stack check comes before the saves.
+        if !exact || at - f.start >= f.saves_done {
+            for s in f.saves {
+                let slot = fp.checked_add_signed(s.fp_offset as isize)?;
+                // SAFETY: the save slot lies in this live frame.
+                regs.set(s.dwarf_reg, unsafe { *(slot as *const usize) })?;
+            }
+        }
+        // SAFETY: every Kiln frame keeps the caller's frame pointer at
+        // `fp` and the return address above it.
+        let (caller_fp, ret) = unsafe {
+            (
+                *(fp as *const usize),
+                *((fp + RETURN_ADDRESS_OFFSET) as *const usize),
+            )
         };
+        if f.kind == FrameKind::Entry {
+            // The host called this trampoline with the C ABI: on return
+            // its stack pointer is just above the return address.
+            return Some(Resume {
+                pc: ret,
+                sp: fp + 2 * RETURN_ADDRESS_OFFSET,
+                fp: caller_fp,
+            });
+        }
+        pc = ret;
+        fp = caller_fp;
+        exact = false;
     }
-    let backtrace = walk_frames(pc, fp, true);
-    act.trap = Some(Box::new(TrapRecord {
-        reason: TrapReason::Wasm(trap),
-        backtrace,
-    }));
-    // SAFETY: see `raise_trap`.
-    unsafe { kiln_longjmp(act.jmp_buf) }
+    None
+}
+
+/// Called by the signal handler with the faulting thread's context:
+/// decides whether the fault is a Wasm trap and, if so, records it and
+/// rewrites the context to resume the host. Returns `false` if it is not
+/// ours.
+///
+/// # Safety
+///
+/// Only from the signal handler, with the faulting thread's context.
+unsafe fn handle_trap(ctx: *mut libc::c_void) -> bool {
+    // SAFETY: forwarded contract.
+    let (pc, fp) = unsafe { sys::pc_fp(ctx) };
+    let (trap, start) = if pc == sys::host_trap_stub() {
+        // A host function failed (see `host_call_failed`): start at the
+        // return address into Wasm it replaced.
+        let raise = RAISE_PC.with(|r| r.replace(0));
+        if raise == 0 || PENDING.with(|p| p.get()).is_null() {
+            return false;
+        }
+        (None, raise)
+    } else {
+        let Some(module) = lookup_code(pc) else {
+            return false;
+        };
+        let Some(trap) = module.lookup_trap(pc) else {
+            return false;
+        };
+        (Some(trap), pc)
+    };
+    // SAFETY: forwarded contract.
+    let mut regs = unsafe { sys::CalleeSaved::read(ctx) };
+    let mut backtrace = Vec::new();
+    // SAFETY: `fp` is the faulting frame's (or, at the stub, the Wasm
+    // caller's) frame pointer; Kiln code keeps frame pointers.
+    let Some(resume) =
+        (unsafe { unwind_to_entry(start, fp, trap.is_some(), &mut regs, &mut backtrace) })
+    else {
+        return false;
+    };
+    match trap {
+        Some(t) => set_pending(Box::new(TrapRecord {
+            reason: TrapReason::Wasm(t),
+            backtrace,
+        })),
+        None => {
+            let p = PENDING.with(|p| p.get());
+            // SAFETY: checked non-null above; owned by the slot.
+            unsafe { (*p).backtrace = backtrace };
+        }
+    }
+    // SAFETY: forwarded contract.
+    unsafe { sys::resume(ctx, &regs, resume.pc, resume.sp, resume.fp) };
+    true
 }
 
 mod sys {
@@ -366,11 +453,11 @@ mod sys {
     }
 
     extern "C" fn handler(signum: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-        // SAFETY: the kernel passes a valid ucontext for SA_SIGINFO
-        // handlers.
-        let (pc, fp) = unsafe { regs(ctx) };
-        // SAFETY: we are in the signal handler with this thread's state.
-        unsafe { super::handle_trap(pc, fp) };
+        // SAFETY: we are in the signal handler with this thread's context.
+        if unsafe { super::handle_trap(ctx) } {
+            // Returning resumes the host with the rewritten context.
+            return;
+        }
         // Not a Wasm trap: forward to the previous handler.
         // SAFETY: `prev` was filled by `install`.
         unsafe {
@@ -390,8 +477,69 @@ mod sys {
         }
     }
 
+    // The trap stub a failing host function returns into (see
+    // `host_call_failed`): one trapping instruction, outside any module, so
+    // the handler recognises it by address.
     #[cfg(target_arch = "x86_64")]
-    unsafe fn regs(ctx: *mut libc::c_void) -> (usize, usize) {
+    std::arch::global_asm!(
+        ".pushsection .text.kiln_host_trap_stub,\"ax\",@progbits",
+        ".globl kiln_host_trap_stub",
+        ".hidden kiln_host_trap_stub",
+        ".p2align 4",
+        "kiln_host_trap_stub:",
+        "ud2",
+        ".popsection",
+    );
+    #[cfg(target_arch = "aarch64")]
+    std::arch::global_asm!(
+        ".pushsection .text.kiln_host_trap_stub,\"ax\",@progbits",
+        ".globl kiln_host_trap_stub",
+        ".hidden kiln_host_trap_stub",
+        ".p2align 4",
+        "kiln_host_trap_stub:",
+        "udf #0",
+        ".popsection",
+    );
+    extern "C" {
+        fn kiln_host_trap_stub();
+    }
+
+    /// The address of the trap stub.
+    pub(super) fn host_trap_stub() -> usize {
+        kiln_host_trap_stub as *const () as usize
+    }
+
+    /// The callee-saved registers of a signal context that a trap may have
+    /// to restore, indexed by position in `DWARF`.
+    pub(super) struct CalleeSaved {
+        values: [u64; DWARF.len()],
+    }
+
+    impl CalleeSaved {
+        /// Sets the register with DWARF number `reg`; `None` for a
+        /// register this architecture's frames never save.
+        pub(super) fn set(&mut self, reg: u16, value: usize) -> Option<()> {
+            let i = DWARF.iter().position(|r| *r == reg)?;
+            self.values[i] = value as u64;
+            Some(())
+        }
+    }
+
+    /// The registers the System V ABI makes callee-saved, besides the frame
+    /// pointer: rbx, r12-r15 (DWARF numbering).
+    #[cfg(target_arch = "x86_64")]
+    const DWARF: [u16; 5] = [3, 12, 13, 14, 15];
+    #[cfg(target_arch = "x86_64")]
+    const GREGS: [libc::c_int; 5] = [
+        libc::REG_RBX,
+        libc::REG_R12,
+        libc::REG_R13,
+        libc::REG_R14,
+        libc::REG_R15,
+    ];
+
+    #[cfg(target_arch = "x86_64")]
+    pub(super) unsafe fn pc_fp(ctx: *mut libc::c_void) -> (usize, usize) {
         // SAFETY: `ctx` is a `ucontext_t` from the kernel.
         unsafe {
             let uc = &*(ctx as *const libc::ucontext_t);
@@ -402,12 +550,126 @@ mod sys {
         }
     }
 
+    #[cfg(target_arch = "x86_64")]
+    impl CalleeSaved {
+        pub(super) unsafe fn read(ctx: *mut libc::c_void) -> CalleeSaved {
+            // SAFETY: `ctx` is a `ucontext_t` from the kernel.
+            let uc = unsafe { &*(ctx as *const libc::ucontext_t) };
+            CalleeSaved {
+                values: GREGS.map(|r| uc.uc_mcontext.gregs[r as usize] as u64),
+            }
+        }
+    }
+
+    /// Makes the interrupted thread continue at `pc` with these stack and
+    /// frame pointers and callee-saved registers.
+    #[cfg(target_arch = "x86_64")]
+    pub(super) unsafe fn resume(
+        ctx: *mut libc::c_void,
+        regs: &CalleeSaved,
+        pc: usize,
+        sp: usize,
+        fp: usize,
+    ) {
+        // SAFETY: `ctx` is a `ucontext_t` from the kernel; the kernel
+        // restores these registers when the handler returns.
+        let uc = unsafe { &mut *(ctx as *mut libc::ucontext_t) };
+        let g = &mut uc.uc_mcontext.gregs;
+        for (r, v) in GREGS.iter().zip(regs.values) {
+            g[*r as usize] = v as i64;
+        }
+        g[libc::REG_RIP as usize] = pc as i64;
+        g[libc::REG_RSP as usize] = sp as i64;
+        g[libc::REG_RBP as usize] = fp as i64;
+    }
+
+    /// AAPCS64 callee-saved registers besides the frame pointer: x19-x28
+    /// and the low halves of v8-v15 (DWARF 72-79).
     #[cfg(target_arch = "aarch64")]
-    unsafe fn regs(ctx: *mut libc::c_void) -> (usize, usize) {
+    const DWARF: [u16; 18] = [
+        19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 72, 73, 74, 75, 76, 77, 78, 79,
+    ];
+
+    #[cfg(target_arch = "aarch64")]
+    pub(super) unsafe fn pc_fp(ctx: *mut libc::c_void) -> (usize, usize) {
         // SAFETY: `ctx` is a `ucontext_t` from the kernel.
         unsafe {
             let uc = &*(ctx as *const libc::ucontext_t);
             (uc.uc_mcontext.pc as usize, uc.uc_mcontext.regs[29] as usize)
+        }
+    }
+
+    /// The `fpsimd_context` record in the signal frame's reserved area,
+    /// where the kernel keeps the vector registers.
+    #[cfg(target_arch = "aarch64")]
+    unsafe fn fpsimd(ctx: *mut libc::c_void) -> Option<*mut u8> {
+        const FPSIMD_MAGIC: u32 = 0x4650_8001;
+        // SAFETY: `ctx` is a `ucontext_t` from the kernel; the reserved
+        // area (4 KiB, 16-aligned) follows `pstate` and holds records of
+        // (magic u32, size u32, payload), ended by a zero magic.
+        unsafe {
+            let uc = &mut *(ctx as *mut libc::ucontext_t);
+            let after = std::ptr::addr_of_mut!(uc.uc_mcontext.pstate) as usize + 8;
+            let mut p = (after + 15) & !15;
+            let end = p + 4096;
+            while p + 8 <= end {
+                let magic = *(p as *const u32);
+                let size = *((p + 4) as *const u32) as usize;
+                if magic == FPSIMD_MAGIC {
+                    return Some(p as *mut u8);
+                }
+                if magic == 0 || size < 8 {
+                    return None;
+                }
+                p += size;
+            }
+            None
+        }
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    impl CalleeSaved {
+        pub(super) unsafe fn read(ctx: *mut libc::c_void) -> CalleeSaved {
+            // SAFETY: `ctx` is a `ucontext_t` from the kernel.
+            let uc = unsafe { &*(ctx as *const libc::ucontext_t) };
+            let mut values = [0u64; DWARF.len()];
+            for i in 0..10 {
+                values[i] = uc.uc_mcontext.regs[19 + i];
+            }
+            // SAFETY: the record's payload is fpsr, fpcr (u32 each), then
+            // 32 16-byte vector registers.
+            if let Some(f) = unsafe { fpsimd(ctx) } {
+                for i in 0..8 {
+                    values[10 + i] = unsafe { *(f.add(16 + (8 + i) * 16) as *const u64) };
+                }
+            }
+            CalleeSaved { values }
+        }
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    pub(super) unsafe fn resume(
+        ctx: *mut libc::c_void,
+        regs: &CalleeSaved,
+        pc: usize,
+        sp: usize,
+        fp: usize,
+    ) {
+        // SAFETY: `ctx` is a `ucontext_t` from the kernel; the kernel
+        // restores these registers when the handler returns.
+        unsafe {
+            let uc = &mut *(ctx as *mut libc::ucontext_t);
+            for i in 0..10 {
+                uc.uc_mcontext.regs[19 + i] = regs.values[i];
+            }
+            if let Some(f) = fpsimd(ctx) {
+                for i in 0..8 {
+                    *(f.add(16 + (8 + i) * 16) as *mut u64) = regs.values[10 + i];
+                }
+            }
+            uc.uc_mcontext.regs[29] = fp as u64;
+            uc.uc_mcontext.sp = sp as u64;
+            uc.uc_mcontext.pc = pc as u64;
         }
     }
 

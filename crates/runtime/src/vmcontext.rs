@@ -164,10 +164,9 @@ pub struct VMRuntimeLimits {
     pub epoch_deadline: UnsafeCell<u64>,
     /// The engine's epoch counter.
     pub epoch_ptr: *const AtomicU64,
-    /// Frame pointer of the last Wasm frame that called the host.
+    /// Frame pointer of the last wasm-to-host trampoline: its frame links
+    /// to the Wasm caller and holds the return address into it.
     pub last_wasm_exit_fp: UnsafeCell<usize>,
-    /// Return address into that frame.
-    pub last_wasm_exit_pc: UnsafeCell<usize>,
     /// Rust-side only: how many host-to-Wasm entries are active.
     pub(crate) depth: UnsafeCell<usize>,
     /// Rust-side only: the stack pointer and limit of the last outermost
@@ -192,7 +191,6 @@ impl Default for VMRuntimeLimits {
             epoch_deadline: UnsafeCell::new(0),
             epoch_ptr: std::ptr::null(),
             last_wasm_exit_fp: UnsafeCell::new(0),
-            last_wasm_exit_pc: UnsafeCell::new(0),
             depth: UnsafeCell::new(0),
             entry_cache: UnsafeCell::new((0, 0)),
         }
@@ -307,9 +305,11 @@ mod tests {
             offset_of!(VMRuntimeLimits, last_wasm_exit_fp),
             O::LIMITS_LAST_WASM_EXIT_FP as usize
         );
+        assert!(size_of::<VMRuntimeLimits>() >= O::SIZE_OF_RUNTIME_LIMITS as usize);
         assert_eq!(
-            offset_of!(VMRuntimeLimits, last_wasm_exit_pc),
-            O::LIMITS_LAST_WASM_EXIT_PC as usize
+            offset_of!(VMRuntimeLimits, depth),
+            O::SIZE_OF_RUNTIME_LIMITS as usize,
+            "the Rust-only fields follow the ones generated code knows"
         );
     }
 

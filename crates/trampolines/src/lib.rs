@@ -348,9 +348,11 @@ fn call_array_entry(
     load_slots(b, ptr, ty.results(), values)
 }
 
-/// Stores the Wasm caller's frame pointer and return address into the
-/// store's `VMRuntimeLimits`, so a trap raised by the host can walk the Wasm
-/// frames that led to it.
+/// Stores this trampoline's own frame pointer into the store's
+/// `VMRuntimeLimits`: the frame links to the Wasm caller (`[fp]`) and holds
+/// the return address into it (`[fp + 8]`), which is all a backtrace needs,
+/// and which is where a failing host function redirects the return so that
+/// Wasm traps right at the call (see `traphandlers.rs` in `kiln-runtime`).
 fn save_exit_state(b: &mut FunctionBuilder, ptr: ir::Type, caller_vmctx: ir::Value) {
     let limits = b.ins().load(
         ptr,
@@ -359,18 +361,10 @@ fn save_exit_state(b: &mut FunctionBuilder, ptr: ir::Type, caller_vmctx: ir::Val
         VMOffsets::RUNTIME_LIMITS as i32,
     );
     let fp = b.ins().get_frame_pointer(ptr);
-    let caller_fp = b.ins().load(ptr, trusted(), fp, 0);
-    let pc = b.ins().get_return_address(ptr);
     b.ins().store(
         trusted(),
-        caller_fp,
+        fp,
         limits,
         VMOffsets::LIMITS_LAST_WASM_EXIT_FP as i32,
-    );
-    b.ins().store(
-        trusted(),
-        pc,
-        limits,
-        VMOffsets::LIMITS_LAST_WASM_EXIT_PC as i32,
     );
 }

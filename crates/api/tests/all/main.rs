@@ -5,6 +5,7 @@ mod errors;
 mod host;
 mod limits;
 mod memory;
+mod resume;
 mod serialize;
 
 use kiln::*;
