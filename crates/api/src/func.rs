@@ -193,10 +193,9 @@ pub(crate) fn trap_to_error(t: Box<TrapRecord>) -> Error {
 #[inline(always)]
 pub(crate) fn enter_wasm<T, R>(store: &mut StoreInner<T>, f: impl FnOnce() -> R) -> Result<R> {
     let limits = Arc::as_ptr(&store.opaque.limits);
-    let max = store.engine.inner.config.max_wasm_stack;
     // SAFETY: the limits belong to the store, which outlives the call; the
     // callers' closures only call entry points, which do not unwind.
-    unsafe { call_wasm(limits, max, f) }.map_err(trap_to_error)
+    unsafe { call_wasm(limits, f) }.map_err(trap_to_error)
 }
 
 impl Func {
@@ -336,9 +335,15 @@ impl Func {
                 FuncType::new(Params::types(), Results::types())
             )));
         }
+        let fr = s.funcs[self.index].func_ref;
+        // SAFETY: funcrefs registered in the store are live; a funcref's
+        // native entry and context never change after it is created (only
+        // a host function's `wasm_call` is filled in later).
+        let (native_call, callee) = unsafe { ((*fr).native_call, (*fr).vmctx) };
         Ok(TypedFunc {
             func: *self,
-            func_ref: s.funcs[self.index].func_ref,
+            native_call,
+            callee,
             _marker: PhantomData,
         })
     }
@@ -416,13 +421,20 @@ where
 /// Ends a host call: returns the result on success; otherwise reports the
 /// error or panic as a trap (see `host_call_failed` in `kiln-runtime`) and
 /// returns zeroes, which no caller reads. Every Rust value of the shim is
-/// gone by now.
+/// gone by now. Inlined, with the failure out of line, so a successful
+/// call pays one branch.
+#[inline(always)]
 fn finish_host_call<R: Copy>(caller: *mut VMContext, r: std::thread::Result<Result<R>>) -> R {
-    let reason = match r {
-        Ok(Ok(v)) => return v,
-        Ok(Err(e)) => TrapReason::Host(Box::new(e)),
-        Err(p) => TrapReason::Panic(p),
-    };
+    match r {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => host_failed(caller, TrapReason::Host(Box::new(e))),
+        Err(p) => host_failed(caller, TrapReason::Panic(p)),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn host_failed<R: Copy>(caller: *mut VMContext, reason: TrapReason) -> R {
     // SAFETY: `caller` is the context the shim was called with, and the
     // shim returns right after this.
     unsafe { host_call_failed(caller, reason) };
@@ -970,7 +982,10 @@ pub trait IntoFunc<T, Params, Results>: Send + Sync + 'static {
 /// A function with a static type, called through its native entry.
 pub struct TypedFunc<Params, Results> {
     func: Func,
-    func_ref: *const VMFuncRef,
+    /// The function's `native_call` entry and context, read once from
+    /// its `VMFuncRef` (they never change).
+    native_call: *const u8,
+    callee: *mut VMContext,
     _marker: PhantomData<fn(Params) -> Results>,
 }
 
@@ -994,18 +1009,21 @@ impl<Params: WasmParams, Results: WasmResults> TypedFunc<Params, Results> {
     }
 
     /// Calls the function.
+    ///
+    /// Inlined into the caller: the whole host side of the call is a
+    /// handful of loads and compares (see the module docs), and a call
+    /// frame of its own would cost as much again.
+    #[inline]
     pub fn call(&self, mut store: impl AsContextMut, params: Params) -> Result<Results> {
         let s = store.as_context_mut().0;
         self.func.check(s)?;
         let abis = params.into_abis(s)?;
-        let fr = self.func_ref;
+        let (native_call, callee) = (self.native_call, self.callee);
         let caller = s.opaque.host_vmctx();
         // The return area for several results, written by the trampoline;
         // left uninitialised, as most calls return at most one value.
         let mut ret = std::mem::MaybeUninit::<[ValRaw; 16]>::uninit();
         let retptr = ret.as_mut_ptr().cast::<ValRaw>();
-        // SAFETY: `fr` is a live funcref of this store (checked above).
-        let (native_call, callee) = unsafe { ((*fr).native_call, (*fr).vmctx) };
         let abi = enter_wasm(s, move || {
             // SAFETY: the type was checked in `Func::typed`; `ret` has a
             // slot per result.

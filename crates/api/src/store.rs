@@ -45,6 +45,7 @@ impl<T> Store<T> {
         let opaque = StoreOpaque::new(
             engine.tunables().clone(),
             &engine.inner.epoch as *const AtomicU64,
+            engine.inner.config.max_wasm_stack,
         );
         let mut inner = Box::new(StoreInner {
             opaque,

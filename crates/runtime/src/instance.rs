@@ -348,9 +348,14 @@ unsafe impl Send for StoreOpaque {}
 
 impl StoreOpaque {
     /// A new, empty store.
-    pub fn new(tunables: Tunables, epoch: *const std::sync::atomic::AtomicU64) -> StoreOpaque {
+    pub fn new(
+        tunables: Tunables,
+        epoch: *const std::sync::atomic::AtomicU64,
+        max_wasm_stack: usize,
+    ) -> StoreOpaque {
         let limits = Arc::new(VMRuntimeLimits {
             epoch_ptr: epoch,
+            max_wasm_stack,
             ..VMRuntimeLimits::default()
         });
         let mut s = StoreOpaque {

@@ -137,19 +137,29 @@ fn stack_limit_for(sp: usize, max_wasm_stack: usize) -> usize {
     sp.saturating_sub(max_wasm_stack).max(floor)
 }
 
-/// The current stack pointer, approximately (the address of a local).
+/// The current stack pointer: one register read.
 #[inline(always)]
-fn approx_sp() -> usize {
-    let x = 0u8;
-    std::hint::black_box(&x) as *const u8 as usize
+fn current_sp() -> usize {
+    let sp: usize;
+    // SAFETY: reads the stack pointer register; touches nothing.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags));
+    }
+    // SAFETY: as above.
+    #[cfg(target_arch = "aarch64")]
+    unsafe {
+        std::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags));
+    }
+    sp
 }
 
 /// Installs the stack limit for an outermost entry at `sp` when the last
 /// outermost entry was elsewhere (see "The stack limit" above).
 #[cold]
 #[inline(never)]
-fn update_stack_limit(l: &VMRuntimeLimits, sp: usize, cur: usize, max_wasm_stack: usize) {
-    let limit = stack_limit_for(sp, max_wasm_stack);
+fn update_stack_limit(l: &VMRuntimeLimits, sp: usize, cur: usize) {
+    let limit = stack_limit_for(sp, l.max_wasm_stack);
     // An interrupt requested while no Wasm ran stays in force.
     if cur != limit && cur != INTERRUPT_SENTINEL {
         let _ = l
@@ -172,7 +182,6 @@ fn update_stack_limit(l: &VMRuntimeLimits, sp: usize, cur: usize, max_wasm_stack
 #[inline(always)]
 pub unsafe fn call_wasm<R>(
     limits: *const VMRuntimeLimits,
-    max_wasm_stack: usize,
     f: impl FnOnce() -> R,
 ) -> Result<R, Box<TrapRecord>> {
     sys::ensure_alt_stack();
@@ -184,11 +193,11 @@ pub unsafe fn call_wasm<R>(
     let depth = unsafe { *depth_ptr };
     let mut saved_exit = 0;
     if depth == 0 {
-        let sp = approx_sp();
+        let sp = current_sp();
         let cur = l.stack_limit.load(Ordering::Relaxed);
         // SAFETY: as above.
         if (sp, cur) != unsafe { *l.entry_cache.get() } {
-            update_stack_limit(l, sp, cur, max_wasm_stack);
+            update_stack_limit(l, sp, cur);
         }
     } else {
         // A nested entry: the host function that made it was called from

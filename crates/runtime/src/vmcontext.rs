@@ -169,6 +169,9 @@ pub struct VMRuntimeLimits {
     pub last_wasm_exit_fp: UnsafeCell<usize>,
     /// Rust-side only: how many host-to-Wasm entries are active.
     pub(crate) depth: UnsafeCell<usize>,
+    /// Rust-side only: the most native stack Wasm may use (the engine's
+    /// `max_wasm_stack`), kept here so an entry needs no other pointer.
+    pub max_wasm_stack: usize,
     /// Rust-side only: the stack pointer and limit of the last outermost
     /// entry, so entering again from the same place skips recomputing.
     pub(crate) entry_cache: UnsafeCell<(usize, usize)>,
@@ -192,6 +195,7 @@ impl Default for VMRuntimeLimits {
             epoch_ptr: std::ptr::null(),
             last_wasm_exit_fp: UnsafeCell::new(0),
             depth: UnsafeCell::new(0),
+            max_wasm_stack: 512 * 1024,
             entry_cache: UnsafeCell::new((0, 0)),
         }
     }
