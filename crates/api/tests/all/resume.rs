@@ -140,7 +140,7 @@ fn panics_resume_and_the_store_stays_usable() {
         assert!(p.is_err(), "the panic resumes in the host");
         x = mix(black_box(x), it);
     }
-    let expect = (0..20).fold([7u64, 8, 9, 10, 11, 12], |x, it| mix(x, it));
+    let expect = (0..20).fold([7u64, 8, 9, 10, 11, 12], mix);
     assert_eq!(x, expect);
     assert!(run.call(&mut store, 0).is_ok());
 }
@@ -185,7 +185,7 @@ fn trap_in_an_entry_with_stack_arguments() {
         }
         x = mix(black_box(x), it);
     }
-    let expect = (0..100).fold([1u64, 1, 2, 3, 5, 8], |x, it| mix(x, it));
+    let expect = (0..100).fold([1u64, 1, 2, 3, 5, 8], mix);
     assert_eq!(x, expect);
 }
 
