@@ -14,48 +14,50 @@
 //! entry; the engine compiles (once per type) a native-to-array and a
 //! wasm-to-array trampoline for them.
 //!
-//! Each shim catches panics and errors of the closure and turns them into
-//! a trap with `raise_trap` *after* every Rust value in its frame is gone,
-//! so the `longjmp` back to the host entry skips no destructor. A panic is
-//! resumed in the host caller by [`Func::call`] / [`TypedFunc::call`].
+//! Each shim catches panics and errors of the closure and, *after* every
+//! Rust value in its frame is gone, reports them with `host_call_failed`
+//! (in `kiln-runtime`) and returns normally. Called from Wasm, that makes
+//! the Wasm caller trap as the call returns; called from the host, the
+//! host's entry finds the trap waiting. No Rust frame is ever jumped over.
+//! A panic is resumed in the host caller by [`Func::call`] /
+//! [`TypedFunc::call`].
 //!
 //! # Where the time of a typed call goes
 //!
 //! Measured with `cargo xtask bench` on a shared 2-core AMD EPYC
 //! (2026-11-21): `TypedFunc::call` of `(func (param i32) (result i32))`
-//! costs 11–12 ns; Wasmtime 48's costs 18.7 ns (ratio about 0.6).
-//! Experiments on the same machine split it as follows:
+//! costs 4.1 ns; Wasmtime 48's costs 18.7 ns (ratio 0.22). At about 3 GHz
+//! that is a dozen cycles, spent as follows (from `perf annotate` of the
+//! benchmark loop, with `call` inlined into it):
 //!
-//! * **3.7 ns: the call itself.** With trap catching bypassed (an
-//!   experiment, not a mode), the same call takes 3.66 ns: converting the
-//!   arguments, the native-to-wasm trampoline, the body, and back. A
-//!   Wasm-to-Wasm call through an import is 1.7 ns of that.
-//! * **About 3 ns: `setjmp`.** Calling the body directly instead of
-//!   through `kiln_setjmp` (`helpers.c`) saves 3 ns: six callee-saved
-//!   registers pushed and popped, three words of `__builtin_setjmp`, and an
-//!   indirect call to the closure.
-//! * **About 4.5 ns: `catch_traps` bookkeeping.** The thread's
-//!   alternate-stack flag, the stack limit (a compare with the last entry's
-//!   stack pointer and limit when nothing changed; the clamp to the
-//!   thread's real stack only runs when something did), the entry depth,
-//!   and pushing and popping the thread's activation record.
+//! * **The call itself, about 2.5 ns.** The host's indirect call of
+//!   `native_call`, the native-to-wasm trampoline (`push rbp`, a direct
+//!   call, `pop rbp`, `ret`), and the body. This is the "minimal entry
+//!   stub" of the issue: nothing here saves registers or touches memory
+//!   besides the return addresses and frame pointers.
+//! * **Entry bookkeeping, about 1 ns** (`call_wasm` in `kiln-runtime`):
+//!   the store-id check; one thread-local byte (does this thread have an
+//!   alternate signal stack?); the store's entry depth, loaded, compared,
+//!   incremented and restored, which is what tells an outermost entry from
+//!   a nested one; for the outermost entry, `rsp` and the installed stack
+//!   limit compared with those of the previous entry (equal in a loop, so
+//!   nothing is written); and after the call one thread-local word, the
+//!   pending trap, compared with null. Most of `perf`'s samples land on the
+//!   use of the depth, which sits at the end of a chain of two dependent
+//!   loads (store, then its limits).
+//! * **Arguments and result, a fraction of a nanosecond:** they stay in
+//!   registers end to end. The return area for several results is left
+//!   uninitialised; `Result<i32>` is returned in registers once `call` is
+//!   inlined.
 //!
-//! Two fixes found by profiling matter here. The closure is passed by
-//! reference and captures values rather than references: moving it made the
-//! entry reload its captures with loads wider than the stores that wrote
-//! them, a store-forwarding stall of about 5 ns. And the stack limit is no
-//! longer set and reset with two atomic read-modify-writes per call.
-//! Earlier, a zeroed 256-byte return area cost another 3 ns.
-//!
-//! Reaching a quarter of Wasmtime's time (about 4.7 ns) needs the last two
-//! items gone. The native-to-wasm trampoline would record its own frame,
-//! and the signal handler would resume right after the trampoline's call
-//! into Wasm instead of `longjmp`ing. Two details make that delicate. Under
-//! Cranelift's `tail` convention the callee pops its stack arguments and
-//! the caller re-reserves them with a `sub rsp` after the call, so the
-//! resume point is after that instruction, with `rsp` = the child frame
-//! pointer + 16. And `raise_trap` from a host function then needs an asm
-//! stub that makes the same jump.
+//! What is *not* there, and why it is safe: no `setjmp` and no activation
+//! record (a trap rewrites the signal context to resume right after the
+//! host's call, restoring the callee-saved registers the skipped frames
+//! had saved, from each module's frame table; see `traphandlers.rs`), and
+//! no write of the stack limit per call (see "The stack limit" there). The
+//! previous design spent 11-12 ns here: 3 ns in `setjmp` and its callee
+//! saves, 4.5 ns pushing and popping an activation record, and the rest in
+//! the closure moved through memory and a call frame of its own.
 
 use crate::engine::HostTrampolines;
 use crate::store::StoreInner;
