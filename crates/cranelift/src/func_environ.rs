@@ -549,7 +549,13 @@ impl FuncEnvironment for FuncEnv<'_> {
                 I32,
             )
         };
-        let base = self.load_gv(func, def, VMOffsets::MEMORY_BASE, ptr, base_readonly);
+        let base = if base_readonly {
+            // The base never moves: read the copy in the context itself.
+            let vmctx = self.vmctx_gv(func);
+            self.load_gv(func, vmctx, self.offsets.memory_base(m), ptr, true)
+        } else {
+            self.load_gv(func, def, VMOffsets::MEMORY_BASE, ptr, false)
+        };
         Ok(self.heaps.push(HeapData {
             base,
             min_size,

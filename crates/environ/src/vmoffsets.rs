@@ -20,6 +20,7 @@
 //!  ..      imported_globals: [*mut VMGlobalDefinition]
 //!  ..      tables: [*mut VMTableDefinition]        every table, imported or defined
 //!  ..      memories: [*mut VMMemoryDefinition]     every memory, imported or defined
+//!  ..      memory_bases: [*mut u8]                 every memory's base, which never moves
 //!  ..      defined_globals: [VMGlobalDefinition]   16 bytes each, 16-aligned, stored inline
 //!  ..      func_refs: [VMFuncRef]                  one per escaping defined function
 //! ```
@@ -28,7 +29,10 @@
 //! here: their definitions (base, length) live in the store at stable
 //! addresses, so the host's `Memory::grow` and the Wasm `memory.grow`
 //! libcall update one place, and an importing instance points at the very
-//! same definition. Defined globals sit inline because `global.get` of the
+//! same definition. A memory's *base*, though, never moves (a 32-bit memory
+//! reserves its whole address space up front and grows in place), so it is
+//! also copied inline: a memory access after a call reloads one pointer,
+//! not two. Defined globals sit inline because `global.get` of the
 //! shadow stack pointer is one of the hottest operations of compiled C.
 //!
 //! **Invariant:** the fixed header (up to `imported_functions`) never moves;
@@ -61,6 +65,7 @@ pub struct VMOffsets {
     imported_globals: u32,
     tables: u32,
     memories: u32,
+    memory_bases: u32,
     defined_globals: u32,
     func_refs: u32,
     size: u32,
@@ -83,7 +88,8 @@ impl VMOffsets {
             imported_functions + num_imported_funcs * Self::SIZE_OF_FUNCTION_IMPORT;
         let tables = imported_globals + num_imported_globals * PTR;
         let memories = tables + num_tables * PTR;
-        let defined_globals = (memories + num_memories * PTR).next_multiple_of(16);
+        let memory_bases = memories + num_memories * PTR;
+        let defined_globals = (memory_bases + num_memories * PTR).next_multiple_of(16);
         let func_refs = defined_globals + num_defined_globals * Self::SIZE_OF_GLOBAL_DEFINITION;
         let size = func_refs + num_escaping_funcs * Self::SIZE_OF_FUNC_REF;
         VMOffsets {
@@ -97,6 +103,7 @@ impl VMOffsets {
             imported_globals,
             tables,
             memories,
+            memory_bases,
             defined_globals,
             func_refs,
             size,
@@ -215,6 +222,13 @@ impl VMOffsets {
         self.memories + m.as_u32() * PTR
     }
 
+    /// The base address of memory `m`, copied from its definition when
+    /// the instance is created (a memory's base never moves).
+    pub fn memory_base(&self, m: MemoryIndex) -> u32 {
+        debug_assert!(m.as_u32() < self.num_memories);
+        self.memory_bases + m.as_u32() * PTR
+    }
+
     /// The inline definition of defined global `g`.
     pub fn defined_global(&self, g: DefinedGlobalIndex) -> u32 {
         debug_assert!(g.as_u32() < self.num_defined_globals);
@@ -251,7 +265,18 @@ mod tests {
             });
         }
         m.num_escaping_funcs = 2;
+        for _ in 0..2 {
+            m.memories.push(crate::MemoryType {
+                minimum: 1,
+                maximum: None,
+                shared: false,
+                memory64: false,
+            });
+        }
         let o = VMOffsets::new(&m);
+        let mem = |i| crate::MemoryIndex::from_u32(i);
+        assert_eq!(o.memory(mem(1)) + PTR, o.memory_base(mem(0)));
+        assert!(o.memory_base(mem(1)) + PTR <= o.defined_globals);
         assert_eq!(
             o.imported_function(FuncIndex::from_u32(0)),
             VMOffsets::HEADER_SIZE

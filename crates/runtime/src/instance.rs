@@ -477,8 +477,11 @@ impl StoreOpaque {
                 *inst.at::<*mut VMTableDefinition>(o.table(TableIndex::new(i))) = (**t).vmtable();
             }
             for (i, mem) in inst.memories.iter().enumerate() {
-                *inst.at::<*mut VMMemoryDefinition>(o.memory(MemoryIndex::new(i))) =
-                    (**mem).vmmemory();
+                let def = (**mem).vmmemory();
+                *inst.at::<*mut VMMemoryDefinition>(o.memory(MemoryIndex::new(i))) = def;
+                // The base never moves (see `memory.rs`), so a copy stays
+                // right for the memory's lifetime.
+                *inst.at::<*mut u8>(o.memory_base(MemoryIndex::new(i))) = (*def).base;
             }
             for d in m.defined_funcs() {
                 if let Some(slot) = m.func_ref_slots[d] {
