@@ -6,12 +6,13 @@
 //! | section | contents |
 //! | --- | --- |
 //! | `.kiln.info` | text header: format, Kiln version, compatibility fingerprint |
-//! | `.kiln.wasm` | the original module with every function body replaced by an empty one (the code is in `.text`), re-read at load for its metadata |
+//! | `.kiln.wasm` | the original module without its code section (the code is in `.text`), re-read at load for its declarations; function names stay raw until a backtrace asks for one |
 //! | `.kiln.funcs` | per defined function: body, array and native entry (start, length) as six LE u32, `u32::MAX` for none |
 //! | `.kiln.w2n` | per type: the wasm-to-native trampoline (start, length) |
 //! | `.kiln.traps` | (code offset u32, trap code u32) pairs, sorted |
-//! | `.kiln.addrmap` | the `AddressMap`, in its compact encoding |
-//! | `.kiln.sum` | a 64-bit checksum of all the sections above |
+//! | `.kiln.addrmap` | the `AddressMap`, in its compact encoding, read in place |
+//! | `.kiln.mapsum` | a 64-bit checksum of `.kiln.addrmap` |
+//! | `.kiln.sum` | a 64-bit checksum of all the sections above but `.kiln.addrmap` |
 //!
 //! The checksum is what lets loading skip re-validating the embedded
 //! module: a damaged artifact fails it and is refused, so the declarations
@@ -21,6 +22,21 @@
 //!
 //! Decoding checks every count and every code offset against the text
 //! length, so a corrupt artifact is an error, never a jump into the void.
+//!
+//! # What loading does not touch
+//!
+//! Loading is meant to cost a mapping and a protection change, whatever the
+//! module's size, so it reads only what it must: the header, the
+//! declarations, the function and trampoline tables and the trap table (the
+//! signal handler needs the latter, and cannot report a late error). The
+//! address map, the largest section of a call-dense module, is only needed
+//! for the Wasm offsets of a backtrace: it stays in the mapped artifact, is
+//! looked up in place, and is checked against `.kiln.mapsum` before its
+//! first lookup ([`verify_address_map`]). A damaged address map therefore
+//! does not fail the load; its backtraces carry no Wasm offsets instead,
+//! and lookups in it can never read out of bounds. Function names are
+//! likewise parsed on the first backtrace (they are covered by `.kiln.sum`
+//! with the rest of `.kiln.wasm`).
 
 use crate::*;
 
@@ -38,33 +54,52 @@ pub mod sections {
     pub const TRAPS: &str = ".kiln.traps";
     /// Address map.
     pub const ADDRMAP: &str = ".kiln.addrmap";
-    /// Checksum of the sections above.
+    /// Checksum of the address map, verified before its first lookup.
+    pub const MAPSUM: &str = ".kiln.mapsum";
+    /// Checksum of the [`CHECKED`] sections, verified at load.
     pub const SUM: &str = ".kiln.sum";
     /// The sections the checksum covers, in order.
-    pub const CHECKED: [&str; 6] = [INFO, WASM, FUNCS, W2N, TRAPS, ADDRMAP];
+    pub const CHECKED: [&str; 6] = [INFO, WASM, FUNCS, W2N, TRAPS, MAPSUM];
 }
 
-/// A fast 64-bit checksum (8 bytes a step), to detect damaged artifacts.
+/// A fast 64-bit checksum, to detect damaged artifacts (not an adversary).
+///
+/// Four independent lanes each take one 8-byte word of every 32-byte
+/// block, so the multiplications overlap instead of waiting on each other:
+/// several bytes per cycle, which matters because loading checksums every
+/// metadata section it trusts.
 pub fn checksum<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let step = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(K);
+    let word = |c: &[u8]| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for part in parts {
-        let mut chunks = part.chunks_exact(8);
-        for c in &mut chunks {
-            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
-            h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+        let mut lanes = [h, h ^ 1, h ^ 2, h ^ 3];
+        let mut blocks = part.chunks_exact(32);
+        for b in &mut blocks {
+            for (i, lane) in lanes.iter_mut().enumerate() {
+                *lane = step(*lane, word(&b[i * 8..]));
+            }
         }
-        for b in chunks.remainder() {
-            h = (h.rotate_left(5) ^ u64::from(*b)).wrapping_mul(K);
+        h = lanes.iter().fold(h, |h, l| step(h, *l));
+        let mut words = blocks.remainder().chunks_exact(8);
+        for w in &mut words {
+            h = step(h, word(w));
+        }
+        for b in words.remainder() {
+            h = step(h, u64::from(*b));
         }
         // Length separates the parts, so bytes cannot move between them.
-        h = (h.rotate_left(5) ^ part.len() as u64).wrapping_mul(K);
+        h = step(h, part.len() as u64);
     }
     h
 }
 
 /// The first line of every header.
-pub const ARTIFACT_MAGIC: &str = "kiln-artifact 1";
+pub const ARTIFACT_MAGIC: &str = "kiln-artifact 2";
+
+/// The first line's prefix, common to every format version.
+const MAGIC_PREFIX: &str = "kiln-artifact ";
 
 /// Why an artifact could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -127,37 +162,36 @@ pub fn encode_sections(
                     .flat_map(|t| [t.code_offset, u32::from(t.trap.to_u8())]),
             ),
         ),
-        (sections::ADDRMAP, info.address_map.encode()),
     ];
-    let sum = checksum(out.iter().map(|(_, d)| d.as_slice()));
+    let map = info.address_map.encode();
+    out.push((sections::MAPSUM, checksum([&map[..]]).to_le_bytes().to_vec()));
+    out.push((sections::ADDRMAP, map));
+    let sum = checksum(
+        sections::CHECKED
+            .iter()
+            .filter_map(|n| out.iter().find(|(m, _)| m == n))
+            .map(|(_, d)| d.as_slice()),
+    );
     out.push((sections::SUM, sum.to_le_bytes().to_vec()));
     out
 }
 
-/// `wasm` with each function body replaced by `end` (three bytes: size 2,
-/// no locals, `end`). Loading only needs the module's declarations; the
-/// code section would otherwise make up most of the artifact's metadata.
+/// `wasm` without its code section. Loading only needs the module's
+/// declarations, which it reads without validating (see
+/// `translate_metadata`), so the bodies need no placeholders: not even
+/// the one entry per function that the parser would step over at load.
 /// Byte offsets in the address map keep referring to the original module.
 fn skeleton(wasm: &[u8]) -> Vec<u8> {
-    let leb = |v: u32, out: &mut Vec<u8>| crate::compile::leb_put(out, u64::from(v));
     let mut out = Vec::with_capacity(wasm.len().min(1 << 20));
     let mut copied = 0;
     for payload in wasmparser::Parser::new(0).parse_all(wasm) {
         // The module validated when it was compiled; stop copying smartly
         // at the first surprise and keep the rest verbatim.
         let Ok(payload) = payload else { break };
-        if let wasmparser::Payload::CodeSectionStart { count, range, .. } = payload {
+        if let wasmparser::Payload::CodeSectionStart { range, .. } = payload {
             // The section header (id, size) precedes `range`; it starts
             // where the previous section ended.
             out.extend_from_slice(&wasm[copied..prev_section_end(wasm, copied, range.start)]);
-            let mut body = Vec::new();
-            leb(count, &mut body);
-            for _ in 0..count {
-                body.extend_from_slice(&[2, 0, 0x0b]);
-            }
-            out.push(10);
-            leb(body.len() as u32, &mut out);
-            out.extend_from_slice(&body);
             copied = range.end;
         }
     }
@@ -203,8 +237,14 @@ pub fn decode_sections<'a>(
     };
     let header = std::str::from_utf8(get(sections::INFO)?)
         .map_err(|_| ArtifactError::NotAnArtifact("header is not text".into()))?;
-    if !header.starts_with(ARTIFACT_MAGIC) {
+    if !header.starts_with(MAGIC_PREFIX) {
         return Err(ArtifactError::NotAnArtifact("bad header".into()));
+    }
+    if header.lines().next() != Some(ARTIFACT_MAGIC) {
+        return Err(ArtifactError::Incompatible(format!(
+            "artifact format {:?}, this Kiln reads {ARTIFACT_MAGIC:?}",
+            header.lines().next().unwrap_or("")
+        )));
     }
     if header != expected_header {
         let line = |h: &str, k: &str| {
@@ -314,15 +354,37 @@ pub fn decode_sections<'a>(
             "trap table is not sorted pairs".into(),
         ));
     }
-    let address_map = AddressMap::decode(get(sections::ADDRMAP)?)
-        .ok_or_else(|| ArtifactError::Corrupt("address map is malformed".into()))?;
+    // The address map is only located here, not read (see the module
+    // docs): its checksum is verified before its first lookup.
+    get(sections::ADDRMAP)?;
+    if get(sections::MAPSUM)?.len() != 8 {
+        return Err(ArtifactError::Corrupt(
+            "address map checksum is malformed".into(),
+        ));
+    }
     Ok(CompiledModuleInfo {
         module,
         funcs,
         wasm_to_native,
         traps,
-        address_map,
+        address_map: AddressMap::default(),
     })
+}
+
+/// The artifact's address map, read in place, if it matches its checksum
+/// in `.kiln.mapsum` (itself covered by `.kiln.sum`, checked at load).
+///
+/// This reads the whole section: call it once, before the first lookup,
+/// and keep the answer.
+pub fn verify_address_map<'a>(
+    section: impl Fn(&str) -> Option<&'a [u8]>,
+) -> Option<AddressMapView<'a>> {
+    let map = section(sections::ADDRMAP)?;
+    let sum = u64::from_le_bytes(section(sections::MAPSUM)?.try_into().ok()?);
+    if checksum([map]) != sum {
+        return None;
+    }
+    AddressMapView::new(map)
 }
 
 #[cfg(test)]
@@ -358,7 +420,7 @@ mod tests {
         0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 7, 5, 1, 1, b'f', 0, 0,
         10, 4, 1, 2, 0, 0x0b,
     ];
-    const HEADER: &str = "kiln-artifact 1\ntest\n";
+    const HEADER: &str = "kiln-artifact 2\ntest\n";
 
     fn info(body: FunctionLoc) -> CompiledModuleInfo {
         let module = translate_module(ONE_FUNC, default_features())
@@ -437,7 +499,7 @@ mod tests {
                 length: 8,
             }),
             ONE_FUNC,
-            "kiln-artifact 1\nother\n",
+            "kiln-artifact 2\nother\n",
         );
         assert!(matches!(
             decode(&other, 64),
@@ -456,7 +518,8 @@ mod tests {
             HEADER,
         );
         for (i, (name, data)) in good.iter().enumerate() {
-            if *name == sections::SUM || *name == sections::INFO {
+            // The address map is checked lazily (next test).
+            if *name == sections::SUM || *name == sections::INFO || *name == sections::ADDRMAP {
                 continue;
             }
             for at in 0..data.len() {
@@ -467,6 +530,54 @@ mod tests {
                     "flip in {name} at {at}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn address_map_is_verified_before_use() {
+        let mut i = info(FunctionLoc {
+            start: 8,
+            length: 8,
+        });
+        let entries: Vec<AddressMapEntry> = (0..100u32)
+            .map(|k| AddressMapEntry {
+                code_offset: k * 4,
+                wasm_offset: 1000 + k,
+            })
+            .collect();
+        i.address_map = AddressMap::new(&entries);
+        let good = encode_sections(&i, ONE_FUNC, HEADER);
+        let find = |s: &[(&'static str, Vec<u8>)], n: &str| {
+            s.iter()
+                .find(|(m, _)| *m == n)
+                .map(|(_, d)| d.clone())
+                .unwrap()
+        };
+        // Decoding does not read the map, so damage there still loads...
+        let at = good.iter().position(|(n, _)| *n == sections::ADDRMAP).unwrap();
+        let map = find(&good, sections::ADDRMAP);
+        assert!(decode(&good, 64).unwrap().address_map.is_empty());
+        let sections_of = |s: &[(&'static str, Vec<u8>)]| {
+            let s = s.to_vec();
+            move |n: &str| Some(find(&s, n))
+        };
+        let lookup = |s: &[(&'static str, Vec<u8>)], off: u32| {
+            let get = sections_of(s);
+            let (map, sum) = (get(sections::ADDRMAP)?, get(sections::MAPSUM)?);
+            let v = verify_address_map(|n| match n {
+                sections::ADDRMAP => Some(&map[..]),
+                sections::MAPSUM => Some(&sum[..]),
+                _ => None,
+            })?;
+            v.lookup(off)
+        };
+        assert_eq!(lookup(&good, 40), Some(1010));
+        for b in 0..map.len() {
+            let mut bad = good.clone();
+            bad[at].1[b] ^= 0x10;
+            assert!(decode(&bad, 64).is_ok());
+            // ...but never verifies, so it is never looked up.
+            assert_eq!(lookup(&bad, 40), None, "flip at {b}");
         }
     }
 }

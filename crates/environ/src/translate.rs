@@ -265,7 +265,7 @@ fn translate(wasm: &[u8], features: WasmFeatures, mode: Mode) -> WasmResult<Modu
             Payload::CustomSection(c) => {
                 if let wasmparser::KnownCustom::Name(names) = c.as_known() {
                     // A malformed name section is ignored, as the spec asks.
-                    let _ = read_names(m, names);
+                    let _ = read_names(m, wasm, names);
                 }
             }
             _ => {}
@@ -297,22 +297,24 @@ fn check_reserved_memory_bytes(wasm: &[u8], body: &FunctionBody<'_>) -> WasmResu
     Ok(())
 }
 
-fn read_names(m: &mut Module, names: wasmparser::NameSectionReader<'_>) -> WasmResult<()> {
+/// Reads the module name and locates the function names, which
+/// [`NameMap`] parses on first use.
+fn read_names(
+    m: &mut Module,
+    wasm: &[u8],
+    names: wasmparser::NameSectionReader<'_>,
+) -> WasmResult<()> {
     for name in names {
         match name? {
             wasmparser::Name::Module { name, .. } => m.name = Some(name.to_string()),
             wasmparser::Name::Function(map) => {
-                for n in map {
-                    let n = n?;
-                    if (n.index as usize) < m.functions.len() {
-                        m.func_names.push(FuncIndex::from_u32(n.index), n.name);
-                    }
+                if let Some(raw) = wasm.get(map.range()) {
+                    m.func_names = NameMap::from_subsection(raw, m.functions.len());
                 }
             }
             _ => {}
         }
     }
-    m.func_names.finish();
     Ok(())
 }
 
