@@ -128,13 +128,9 @@ impl Module {
                 "an engine for another target cannot load modules".into(),
             ));
         }
-        let header = engine
-            .inner
-            .compiler
-            .artifact_header(&engine.features_tag());
         let info = kiln_environ::decode_sections(
             |name| code.section(name),
-            &header,
+            engine.artifact_header(),
             engine.inner.config.features,
             code.text().len(),
         )?;

@@ -212,16 +212,20 @@ fn prev_section_end(wasm: &[u8], from: usize, contents: usize) -> usize {
     i - 1
 }
 
-fn words(bytes: &[u8], name: &str) -> Result<Vec<u32>, ArtifactError> {
-    if bytes.len() % 4 != 0 {
+/// The records of `N` little-endian u32 words in section `name`, read in
+/// place (no intermediate vector of words).
+fn records<'a, const N: usize>(
+    bytes: &'a [u8],
+    name: &str,
+) -> Result<impl ExactSizeIterator<Item = [u32; N]> + 'a, ArtifactError> {
+    if bytes.len() % (4 * N) != 0 {
         return Err(ArtifactError::Corrupt(format!(
-            "section {name} has a partial word"
+            "section {name} has a partial record"
         )));
     }
-    Ok(bytes
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect())
+    Ok(bytes.chunks_exact(4 * N).map(|c| {
+        std::array::from_fn(|i| u32::from_le_bytes([c[4 * i], c[4 * i + 1], c[4 * i + 2], c[4 * i + 3]]))
+    }))
 }
 
 /// Decodes an artifact's sections, checking the header against
@@ -296,20 +300,20 @@ pub fn decode_sections<'a>(
         }
     };
 
-    let f = words(get(sections::FUNCS)?, sections::FUNCS)?;
-    if f.len() != module.num_defined_funcs() * 6 {
+    let f = records::<6>(get(sections::FUNCS)?, sections::FUNCS)?;
+    if f.len() != module.num_defined_funcs() {
         return Err(ArtifactError::Corrupt(
             "function table does not match the module".into(),
         ));
     }
-    let mut funcs = PrimaryMap::new();
-    for (d, w) in module.defined_funcs().zip(f.chunks_exact(6)) {
+    let mut funcs = PrimaryMap::with_capacity(f.len());
+    for (slot, w) in module.func_ref_slots.values().zip(f) {
         let info = CompiledFunctionInfo {
             wasm_func: check(w[0], w[1])?,
             array_to_wasm: opt(w[2], w[3])?,
             native_to_wasm: opt(w[4], w[5])?,
         };
-        if module.func_ref_slots[d].is_some() != info.array_to_wasm.is_some()
+        if slot.is_some() != info.array_to_wasm.is_some()
             || info.array_to_wasm.is_some() != info.native_to_wasm.is_some()
         {
             return Err(ArtifactError::Corrupt(
@@ -318,41 +322,34 @@ pub fn decode_sections<'a>(
         }
         funcs.push(info);
     }
-    let w = words(get(sections::W2N)?, sections::W2N)?;
-    if w.len() != module.types.len() * 2 {
+    let w = records::<2>(get(sections::W2N)?, sections::W2N)?;
+    if w.len() != module.types.len() {
         return Err(ArtifactError::Corrupt(
             "trampoline table does not match the module".into(),
         ));
     }
-    let mut wasm_to_native = PrimaryMap::new();
-    for p in w.chunks_exact(2) {
-        wasm_to_native.push(check(p[0], p[1])?);
+    let mut wasm_to_native = PrimaryMap::with_capacity(w.len());
+    for [start, len] in w {
+        wasm_to_native.push(check(start, len)?);
     }
-    let tr = words(get(sections::TRAPS)?, sections::TRAPS)?;
-    let mut traps = Vec::with_capacity(tr.len() / 2);
-    for p in tr.chunks_exact(2) {
-        let trap = u8::try_from(p[1])
+    let tr = records::<2>(get(sections::TRAPS)?, sections::TRAPS)?;
+    let mut traps = Vec::with_capacity(tr.len());
+    let mut prev = 0;
+    for [code_offset, code] in tr {
+        let trap = u8::try_from(code)
             .ok()
             .and_then(Trap::from_u8)
-            .ok_or_else(|| ArtifactError::Corrupt(format!("unknown trap code {}", p[1])))?;
-        if p[0] >= text_len {
+            .ok_or_else(|| ArtifactError::Corrupt(format!("unknown trap code {code}")))?;
+        if code_offset >= text_len {
             return Err(ArtifactError::Corrupt(
                 "trap site outside the text section".into(),
             ));
         }
-        traps.push(TrapSite {
-            code_offset: p[0],
-            trap,
-        });
-    }
-    if tr.len() % 2 != 0
-        || !traps
-            .windows(2)
-            .all(|w| w[0].code_offset <= w[1].code_offset)
-    {
-        return Err(ArtifactError::Corrupt(
-            "trap table is not sorted pairs".into(),
-        ));
+        if code_offset < prev {
+            return Err(ArtifactError::Corrupt("trap table is not sorted".into()));
+        }
+        prev = code_offset;
+        traps.push(TrapSite { code_offset, trap });
     }
     // The address map is only located here, not read (see the module
     // docs): its checksum is verified before its first lookup.
