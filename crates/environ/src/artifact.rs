@@ -9,7 +9,7 @@
 //! | `.kiln.wasm` | the original module without its code section (the code is in `.text`), re-read at load for its declarations; function names stay raw until a backtrace asks for one |
 //! | `.kiln.funcs` | per defined function: body, array and native entry (start, length) as six LE u32, `u32::MAX` for none |
 //! | `.kiln.w2n` | per type: the wasm-to-native trampoline (start, length) |
-//! | `.kiln.traps` | (code offset u32, trap code u32) pairs, sorted |
+//! | `.kiln.traps` | (code offset u32, trap code u32) pairs, sorted, read in place |
 //! | `.kiln.addrmap` | the `AddressMap`, in its compact encoding, read in place |
 //! | `.kiln.mapsum` | a 64-bit checksum of `.kiln.addrmap` |
 //! | `.kiln.sum` | a 64-bit checksum of all the sections above but `.kiln.addrmap` |
@@ -27,8 +27,10 @@
 //!
 //! Loading is meant to cost a mapping and a protection change, whatever the
 //! module's size, so it reads only what it must: the header, the
-//! declarations, the function and trampoline tables and the trap table (the
-//! signal handler needs the latter, and cannot report a late error). The
+//! declarations and the function and trampoline tables, whose every offset
+//! it checks against the text. The trap table is checksummed at load (the
+//! signal handler needs it, and cannot report a late error) but not
+//! decoded: lookups binary-search the section in place. The
 //! address map, the largest section of a call-dense module, is only needed
 //! for the Wasm offsets of a backtrace: it stays in the mapped artifact, is
 //! looked up in place, and is checked against `.kiln.mapsum` before its
@@ -212,6 +214,14 @@ fn prev_section_end(wasm: &[u8], from: usize, contents: usize) -> usize {
     i - 1
 }
 
+/// Little-endian u32 number `i` of `r` (which must hold it: the callers
+/// index records of known length). Always inlined: as a closure, LLVM
+/// left it a call per word in the load's hottest loop.
+#[inline(always)]
+fn le_word(r: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes([r[4 * i], r[4 * i + 1], r[4 * i + 2], r[4 * i + 3]])
+}
+
 /// The records of `N` little-endian u32 words in section `name`, read in
 /// place (no intermediate vector of words).
 fn records<'a, const N: usize>(
@@ -224,7 +234,7 @@ fn records<'a, const N: usize>(
         )));
     }
     Ok(bytes.chunks_exact(4 * N).map(|c| {
-        std::array::from_fn(|i| u32::from_le_bytes([c[4 * i], c[4 * i + 1], c[4 * i + 2], c[4 * i + 3]]))
+        std::array::from_fn(|i| le_word(c, i))
     }))
 }
 
@@ -284,19 +294,19 @@ pub fn decode_sections<'a>(
     let module = t.module;
     let text_len =
         u32::try_from(text_len).map_err(|_| ArtifactError::Corrupt("text too large".into()))?;
-    let check = |start: u32, len: u32| -> Result<FunctionLoc, ArtifactError> {
-        match start.checked_add(len) {
-            Some(end) if end <= text_len => Ok(FunctionLoc { start, length: len }),
-            _ => Err(ArtifactError::Corrupt(format!(
-                "function at {start:#x}+{len:#x} lies outside the text section"
-            ))),
-        }
+    // Plain functions returning a `Result` only on the cold path: this
+    // loop runs once per function at every load.
+    let outside = |start: u32, len: u32| {
+        ArtifactError::Corrupt(format!(
+            "function at {start:#x}+{len:#x} lies outside the text section"
+        ))
     };
-    let opt = |start: u32, len: u32| -> Result<Option<FunctionLoc>, ArtifactError> {
-        if start == u32::MAX && len == u32::MAX {
-            Ok(None)
+    let inside = |start: u32, len: u32| start.checked_add(len).is_some_and(|end| end <= text_len);
+    let check = |start: u32, len: u32| -> Result<FunctionLoc, ArtifactError> {
+        if inside(start, len) {
+            Ok(FunctionLoc { start, length: len })
         } else {
-            check(start, len).map(Some)
+            Err(outside(start, len))
         }
     };
 
@@ -307,20 +317,47 @@ pub fn decode_sections<'a>(
         ));
     }
     let mut funcs = PrimaryMap::with_capacity(f.len());
-    for (slot, w) in module.func_ref_slots.values().zip(f) {
-        let info = CompiledFunctionInfo {
-            wasm_func: check(w[0], w[1])?,
-            array_to_wasm: opt(w[2], w[3])?,
-            native_to_wasm: opt(w[4], w[5])?,
-        };
-        if slot.is_some() != info.array_to_wasm.is_some()
-            || info.array_to_wasm.is_some() != info.native_to_wasm.is_some()
-        {
+    let table = get(sections::FUNCS)?;
+    let slots = module.func_ref_slots.values().as_slice();
+    // A plain loop over the bytes: iterator adapters returning arrays
+    // through memory cost several times more here (store-forwarding
+    // stalls), and this runs for every function at every load.
+    for (r, slot) in table.chunks_exact(24).zip(slots) {
+        let w = [
+            le_word(r, 0),
+            le_word(r, 1),
+            le_word(r, 2),
+            le_word(r, 3),
+            le_word(r, 4),
+            le_word(r, 5),
+        ];
+        let none = |i: usize| w[i] == u32::MAX && w[i + 1] == u32::MAX;
+        let (has_array, has_native) = (!none(2), !none(4));
+        // Non-short-circuiting `&`: one branch per record, not six.
+        let ok = inside(w[0], w[1])
+            & (!has_array | inside(w[2], w[3]))
+            & (!has_native | inside(w[4], w[5]));
+        if !ok {
+            let bad = [0, 2, 4]
+                .into_iter()
+                .find(|i| !none(*i) && !inside(w[*i], w[*i + 1]))
+                .unwrap_or(0);
+            return Err(outside(w[bad], w[bad + 1]));
+        }
+        if slot.is_some() != has_array || slot.is_some() != has_native {
             return Err(ArtifactError::Corrupt(
                 "entry trampolines do not match escaping functions".into(),
             ));
         }
-        funcs.push(info);
+        let loc = |i: usize| FunctionLoc {
+            start: w[i],
+            length: w[i + 1],
+        };
+        funcs.push(CompiledFunctionInfo {
+            wasm_func: loc(0),
+            array_to_wasm: has_array.then(|| loc(2)),
+            native_to_wasm: has_native.then(|| loc(4)),
+        });
     }
     let w = records::<2>(get(sections::W2N)?, sections::W2N)?;
     if w.len() != module.types.len() {
@@ -332,25 +369,9 @@ pub fn decode_sections<'a>(
     for [start, len] in w {
         wasm_to_native.push(check(start, len)?);
     }
-    let tr = records::<2>(get(sections::TRAPS)?, sections::TRAPS)?;
-    let mut traps = Vec::with_capacity(tr.len());
-    let mut prev = 0;
-    for [code_offset, code] in tr {
-        let trap = u8::try_from(code)
-            .ok()
-            .and_then(Trap::from_u8)
-            .ok_or_else(|| ArtifactError::Corrupt(format!("unknown trap code {code}")))?;
-        if code_offset >= text_len {
-            return Err(ArtifactError::Corrupt(
-                "trap site outside the text section".into(),
-            ));
-        }
-        if code_offset < prev {
-            return Err(ArtifactError::Corrupt("trap table is not sorted".into()));
-        }
-        prev = code_offset;
-        traps.push(TrapSite { code_offset, trap });
-    }
+    // The trap table is looked up in place ([`lookup_trap`]); its
+    // integrity is the checksum's.
+    let _ = records::<2>(get(sections::TRAPS)?, sections::TRAPS)?;
     // The address map is only located here, not read (see the module
     // docs): its checksum is verified before its first lookup.
     get(sections::ADDRMAP)?;
@@ -363,9 +384,34 @@ pub fn decode_sections<'a>(
         module,
         funcs,
         wasm_to_native,
-        traps,
+        traps: Vec::new(),
         address_map: AddressMap::default(),
     })
+}
+
+/// The trap recorded at exactly `code_offset` in a `.kiln.traps` section
+/// (sorted (code offset, trap code) pairs), read in place by binary
+/// search. Never panics or reads out of bounds, however damaged the
+/// section: damage can only make it find nothing or a wrong code.
+pub fn lookup_trap(section: &[u8], code_offset: u32) -> Option<Trap> {
+    let n = section.len() / 8;
+    let word = |at: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(section.get(at..at + 4)?.try_into().ok()?))
+    };
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let at = word(mid * 8)?;
+        if at == code_offset {
+            return Trap::from_u8(u8::try_from(word(mid * 8 + 4)?).ok()?);
+        }
+        if at < code_offset {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    None
 }
 
 /// The artifact's address map, read in place, if it matches its checksum
@@ -474,7 +520,11 @@ mod tests {
         );
         let back = decode(&good, 64).unwrap();
         assert_eq!(back.funcs[DefinedFuncIndex::new(0)].wasm_func.start, 8);
-        assert_eq!(back.traps.len(), 1);
+        let traps = &good.iter().find(|(n, _)| *n == sections::TRAPS).unwrap().1;
+        assert!(back.traps.is_empty(), "read in place, not decoded");
+        assert_eq!(lookup_trap(traps, 2), Some(Trap::UnreachableCodeReached));
+        assert_eq!(lookup_trap(traps, 3), None);
+        assert_eq!(lookup_trap(&traps[..5], 2), None);
         // The same artifact with a text section too short for its code.
         assert!(matches!(decode(&good, 12), Err(ArtifactError::Corrupt(_))));
         // A function record pointing past the text, with a valid checksum.
