@@ -221,11 +221,9 @@ impl Engine {
     /// The header of this engine's artifacts (see
     /// `kiln_environ::artifact_header`).
     pub(crate) fn artifact_header(&self) -> &str {
-        self.inner.artifact_header.get_or_init(|| {
-            self.inner
-                .compiler
-                .artifact_header(&self.features_tag())
-        })
+        self.inner
+            .artifact_header
+            .get_or_init(|| self.inner.compiler.artifact_header(&self.features_tag()))
     }
 
     /// Whether two handles are the same engine.

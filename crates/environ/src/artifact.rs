@@ -166,7 +166,10 @@ pub fn encode_sections(
         ),
     ];
     let map = info.address_map.encode();
-    out.push((sections::MAPSUM, checksum([&map[..]]).to_le_bytes().to_vec()));
+    out.push((
+        sections::MAPSUM,
+        checksum([&map[..]]).to_le_bytes().to_vec(),
+    ));
     out.push((sections::ADDRMAP, map));
     let sum = checksum(
         sections::CHECKED
@@ -233,9 +236,9 @@ fn records<'a, const N: usize>(
             "section {name} has a partial record"
         )));
     }
-    Ok(bytes.chunks_exact(4 * N).map(|c| {
-        std::array::from_fn(|i| le_word(c, i))
-    }))
+    Ok(bytes
+        .chunks_exact(4 * N)
+        .map(|c| std::array::from_fn(|i| le_word(c, i))))
 }
 
 /// Decodes an artifact's sections, checking the header against
@@ -396,7 +399,9 @@ pub fn decode_sections<'a>(
 pub fn lookup_trap(section: &[u8], code_offset: u32) -> Option<Trap> {
     let n = section.len() / 8;
     let word = |at: usize| -> Option<u32> {
-        Some(u32::from_le_bytes(section.get(at..at + 4)?.try_into().ok()?))
+        Some(u32::from_le_bytes(
+            section.get(at..at + 4)?.try_into().ok()?,
+        ))
     };
     let (mut lo, mut hi) = (0, n);
     while lo < hi {
@@ -601,7 +606,10 @@ mod tests {
                 .unwrap()
         };
         // Decoding does not read the map, so damage there still loads...
-        let at = good.iter().position(|(n, _)| *n == sections::ADDRMAP).unwrap();
+        let at = good
+            .iter()
+            .position(|(n, _)| *n == sections::ADDRMAP)
+            .unwrap();
         let map = find(&good, sections::ADDRMAP);
         assert!(decode(&good, 64).unwrap().address_map.is_empty());
         let sections_of = |s: &[(&'static str, Vec<u8>)]| {

@@ -384,8 +384,11 @@ impl NameMap {
                         if n.index < self.num_funcs {
                             let start = t.text.len() as u32;
                             t.text.push_str(n.name);
-                            t.entries
-                                .push((FuncIndex::from_u32(n.index), start, t.text.len() as u32));
+                            t.entries.push((
+                                FuncIndex::from_u32(n.index),
+                                start,
+                                t.text.len() as u32,
+                            ));
                         }
                     }
                 }

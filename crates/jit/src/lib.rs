@@ -171,12 +171,12 @@ impl Mmap {
         .map_err(errno("mmap"))?
         .cast::<u8>();
         let head = (raw as usize).next_multiple_of(HUGE_PAGE) - raw as usize;
-        // SAFETY: `raw + head` is inside the reservation, which is owned
-        // from here on by the returned `Mmap` (dropped on error).
-        let mmap = Mmap {
-            ptr: unsafe { raw.add(head) },
-            len,
-        };
+        // SAFETY: `head < HUGE_PAGE`, so `raw + head` is inside the
+        // reservation.
+        let ptr = unsafe { raw.add(head) };
+        // From here the returned `Mmap` owns `ptr..ptr + len` (and unmaps it
+        // on error).
+        let mmap = Mmap { ptr, len };
         // SAFETY: the head and the tail of the reservation around `mmap`
         // are ours and nothing refers to them.
         unsafe {

@@ -182,7 +182,9 @@ impl CompiledModule {
     fn lookup_wasm_offset(&self, off: u32) -> Option<u32> {
         let section = |name: &str| self.code.section(name);
         let view = match self.address_map.load(Ordering::Acquire) {
-            MAP_GOOD => kiln_environ::AddressMapView::new(section(kiln_environ::sections::ADDRMAP)?)?,
+            MAP_GOOD => {
+                kiln_environ::AddressMapView::new(section(kiln_environ::sections::ADDRMAP)?)?
+            }
             MAP_BAD => return None,
             _ => match kiln_environ::verify_address_map(section) {
                 Some(v) => {

@@ -167,7 +167,9 @@ fn large_artifact_from_bytes_runs_and_traps() {
     let mut wat = String::from("(module\n");
     wat.push_str("  (func $leaf (param i32) (result i32) local.get 0 i32.const 3 i32.mul)\n");
     for f in 0..40 {
-        wat.push_str(&format!("  (func $f{f} (export \"f{f}\") (param i32) (result i32)\n"));
+        wat.push_str(&format!(
+            "  (func $f{f} (export \"f{f}\") (param i32) (result i32)\n"
+        ));
         for _ in 0..2000 {
             wat.push_str("    local.get 0 call $leaf local.set 0\n");
         }
