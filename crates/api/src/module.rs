@@ -118,7 +118,8 @@ impl Module {
         engine: &Engine,
         path: impl AsRef<std::path::Path>,
     ) -> Result<Module> {
-        let code = kiln_jit::CodeMemory::from_file(path.as_ref())?;
+        let code =
+            kiln_jit::CodeMemory::from_file(path.as_ref(), &kiln_environ::sections::READ_AT_LOAD)?;
         Self::from_code(engine, code)
     }
 

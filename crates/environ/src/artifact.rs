@@ -62,6 +62,10 @@ pub mod sections {
     pub const SUM: &str = ".kiln.sum";
     /// The sections the checksum covers, in order.
     pub const CHECKED: [&str; 6] = [INFO, WASM, FUNCS, W2N, TRAPS, MAPSUM];
+    /// The sections loading reads (the others are read in place, on
+    /// demand): in this order in the artifact, so that a loader reading
+    /// them from a file needs one read.
+    pub const READ_AT_LOAD: [&str; 7] = [INFO, WASM, FUNCS, W2N, TRAPS, MAPSUM, SUM];
 }
 
 /// A fast 64-bit checksum, to detect damaged artifacts (not an adversary).
@@ -170,14 +174,10 @@ pub fn encode_sections(
         sections::MAPSUM,
         checksum([&map[..]]).to_le_bytes().to_vec(),
     ));
-    out.push((sections::ADDRMAP, map));
-    let sum = checksum(
-        sections::CHECKED
-            .iter()
-            .filter_map(|n| out.iter().find(|(m, _)| m == n))
-            .map(|(_, d)| d.as_slice()),
-    );
+    let sum = checksum(out.iter().map(|(_, d)| d.as_slice()));
     out.push((sections::SUM, sum.to_le_bytes().to_vec()));
+    // Last, so that the sections read at load lie together in the file.
+    out.push((sections::ADDRMAP, map));
     out
 }
 

@@ -54,8 +54,6 @@ pub struct CompiledModule {
     /// `OnceLock` because the lookup may run in the signal handler, which
     /// must never wait (two threads may both verify; they agree).
     address_map: AtomicU8,
-    /// Where the trap table lies in `code.object()`.
-    traps: std::ops::Range<usize>,
 }
 
 const MAP_UNCHECKED: u8 = 0;
@@ -100,14 +98,7 @@ impl CompiledModule {
             .map(|t| types.register(t))
             .collect();
         let text_start = code.text_range().start;
-        let traps = code
-            .section(kiln_environ::sections::TRAPS)
-            .map_or(0..0, |t| {
-                let at = t.as_ptr() as usize - code.object().as_ptr() as usize;
-                at..at + t.len()
-            });
         let m = Arc::new(CompiledModule {
-            traps,
             code,
             info,
             type_ids,
@@ -172,7 +163,7 @@ impl CompiledModule {
         let off = u32::try_from(pc.checked_sub(self.text_start)?).ok()?;
         // The trap table is read in place, from the loaded object (a
         // deserialized module never decodes it; see `kiln_environ::artifact`).
-        let traps = self.code.object().get(self.traps.clone())?;
+        let traps = self.code.section(kiln_environ::sections::TRAPS)?;
         kiln_environ::lookup_trap(traps, off)
     }
 

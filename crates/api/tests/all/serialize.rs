@@ -127,6 +127,52 @@ fn function_table_pointing_outside_the_text_is_rejected() {
 }
 
 #[test]
+fn foreign_truncated_and_corrupt_files_are_errors() {
+    // `deserialize_file` reads the section headers with `pread` rather than
+    // through the mapping: the same artifacts must fail the same way.
+    let engine = Engine::default();
+    let bytes = Module::new(&engine, WAT).unwrap().serialize().unwrap();
+    let dir = std::env::temp_dir().join(format!("kiln-ser-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.cwasm");
+    let load = |b: &[u8]| {
+        std::fs::write(&path, b).unwrap();
+        // SAFETY: the point of the test: none of these may load.
+        unsafe { Module::deserialize_file(&engine, &path) }
+            .map(|_| ())
+            .unwrap_err()
+    };
+    load(b"not an object at all");
+    load(&[]);
+    for cut in [16, 64, bytes.len() / 2, bytes.len() - 1] {
+        load(&bytes[..cut]);
+    }
+    // Section headers pointing past the end of the file.
+    let mut far = bytes.clone();
+    far[0x28..0x30].copy_from_slice(&(bytes.len() as u64 - 8).to_le_bytes());
+    load(&far);
+    // Damage in a section read at load, and in the section names.
+    for name in [".kiln.funcs", ".kiln.traps", ".kiln.wasm"] {
+        let r = object_section(&bytes, name);
+        let mut b = bytes.clone();
+        b[r.start] ^= 0x5a;
+        load(&b);
+    }
+    // A section name (".text" is found by name).
+    let names = object_section(&bytes, ".shstrtab");
+    let at = names.start + find(&bytes[names.clone()], b".text\0").unwrap();
+    let mut b = bytes.clone();
+    b[at + 1] = b'x';
+    load(&b);
+    // Undamaged, it loads and runs.
+    std::fs::write(&path, &bytes).unwrap();
+    // SAFETY: a file we just wrote.
+    let m = unsafe { Module::deserialize_file(&engine, &path) }.unwrap();
+    assert_eq!(run(&engine, &m), 25 + i32::from(b'k'));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn damaged_address_map_loads_but_gives_no_offsets() {
     // The address map is verified on first use, not at load (it is only
     // needed for backtraces): damage there costs the offsets, nothing else.
