@@ -241,6 +241,66 @@ fn records<'a, const N: usize>(
         .map(|c| std::array::from_fn(|i| le_word(c, i))))
 }
 
+/// The function table, checked against the escaping functions' `slots`
+/// and the text length. Its own function, not inlined: in the middle of
+/// `decode_sections` the loop's values lived on the stack, and this runs
+/// once per function at every load.
+#[inline(never)]
+fn decode_funcs(
+    table: &[u8],
+    slots: &[Option<u32>],
+    text_len: u32,
+) -> Result<PrimaryMap<DefinedFuncIndex, CompiledFunctionInfo>, ArtifactError> {
+    let outside = |start: u32, len: u32| {
+        ArtifactError::Corrupt(format!(
+            "function at {start:#x}+{len:#x} lies outside the text section"
+        ))
+    };
+    let inside = |start: u32, len: u32| start.checked_add(len).is_some_and(|end| end <= text_len);
+    let mut funcs = PrimaryMap::with_capacity(slots.len());
+    // A plain loop over the bytes: iterator adapters returning arrays
+    // through memory cost several times more here (store-forwarding
+    // stalls), and this runs for every function at every load.
+    for (r, slot) in table.chunks_exact(24).zip(slots) {
+        let w = [
+            le_word(r, 0),
+            le_word(r, 1),
+            le_word(r, 2),
+            le_word(r, 3),
+            le_word(r, 4),
+            le_word(r, 5),
+        ];
+        let none = |i: usize| w[i] == u32::MAX && w[i + 1] == u32::MAX;
+        let (has_array, has_native) = (!none(2), !none(4));
+        // Non-short-circuiting `&`: one branch per record, not six.
+        let ok = inside(w[0], w[1])
+            & (!has_array | inside(w[2], w[3]))
+            & (!has_native | inside(w[4], w[5]));
+        if !ok {
+            let bad = [0, 2, 4]
+                .into_iter()
+                .find(|i| !none(*i) && !inside(w[*i], w[*i + 1]))
+                .unwrap_or(0);
+            return Err(outside(w[bad], w[bad + 1]));
+        }
+        if slot.is_some() != has_array || slot.is_some() != has_native {
+            return Err(ArtifactError::Corrupt(
+                "entry trampolines do not match escaping functions".into(),
+            ));
+        }
+        let loc = |i: usize| FunctionLoc {
+            start: w[i],
+            length: w[i + 1],
+        };
+        funcs.push(CompiledFunctionInfo {
+            wasm_func: loc(0),
+            array_to_wasm: has_array.then(|| loc(2)),
+            native_to_wasm: has_native.then(|| loc(4)),
+        });
+    }
+    Ok(funcs)
+}
+
 /// Decodes an artifact's sections, checking the header against
 /// `expected_header` and every offset against `text_len`.
 pub fn decode_sections<'a>(
@@ -319,49 +379,11 @@ pub fn decode_sections<'a>(
             "function table does not match the module".into(),
         ));
     }
-    let mut funcs = PrimaryMap::with_capacity(f.len());
-    let table = get(sections::FUNCS)?;
-    let slots = module.func_ref_slots.values().as_slice();
-    // A plain loop over the bytes: iterator adapters returning arrays
-    // through memory cost several times more here (store-forwarding
-    // stalls), and this runs for every function at every load.
-    for (r, slot) in table.chunks_exact(24).zip(slots) {
-        let w = [
-            le_word(r, 0),
-            le_word(r, 1),
-            le_word(r, 2),
-            le_word(r, 3),
-            le_word(r, 4),
-            le_word(r, 5),
-        ];
-        let none = |i: usize| w[i] == u32::MAX && w[i + 1] == u32::MAX;
-        let (has_array, has_native) = (!none(2), !none(4));
-        // Non-short-circuiting `&`: one branch per record, not six.
-        let ok = inside(w[0], w[1])
-            & (!has_array | inside(w[2], w[3]))
-            & (!has_native | inside(w[4], w[5]));
-        if !ok {
-            let bad = [0, 2, 4]
-                .into_iter()
-                .find(|i| !none(*i) && !inside(w[*i], w[*i + 1]))
-                .unwrap_or(0);
-            return Err(outside(w[bad], w[bad + 1]));
-        }
-        if slot.is_some() != has_array || slot.is_some() != has_native {
-            return Err(ArtifactError::Corrupt(
-                "entry trampolines do not match escaping functions".into(),
-            ));
-        }
-        let loc = |i: usize| FunctionLoc {
-            start: w[i],
-            length: w[i + 1],
-        };
-        funcs.push(CompiledFunctionInfo {
-            wasm_func: loc(0),
-            array_to_wasm: has_array.then(|| loc(2)),
-            native_to_wasm: has_native.then(|| loc(4)),
-        });
-    }
+    let funcs = decode_funcs(
+        get(sections::FUNCS)?,
+        module.func_ref_slots.values().as_slice(),
+        text_len,
+    )?;
     let w = records::<2>(get(sections::W2N)?, sections::W2N)?;
     if w.len() != module.types.len() {
         return Err(ArtifactError::Corrupt(

@@ -65,7 +65,9 @@ enum Mode {
 }
 
 fn translate(wasm: &[u8], features: WasmFeatures, mode: Mode) -> WasmResult<ModuleTranslation<'_>> {
-    let mut validator = Validator::new_with_features(features);
+    // Reading an artifact's declarations needs no validator (creating one
+    // costs allocations a small module's load can feel).
+    let mut validator = (mode == Mode::Compile).then(|| Validator::new_with_features(features));
     let mut t = ModuleTranslation {
         module: Module::default(),
         function_bodies: PrimaryMap::new(),
@@ -79,7 +81,11 @@ fn translate(wasm: &[u8], features: WasmFeatures, mode: Mode) -> WasmResult<Modu
             if let Payload::CodeSectionEntry(_) = payload {
                 continue;
             }
-        } else if let wasmparser::ValidPayload::Func(v, body) = validator.payload(&payload)? {
+        } else if let Some(wasmparser::ValidPayload::Func(v, body)) = validator
+            .as_mut()
+            .map(|v| v.payload(&payload))
+            .transpose()?
+        {
             if !features.multi_memory() {
                 check_reserved_memory_bytes(wasm, &body)?;
             }
@@ -148,6 +154,7 @@ fn translate(wasm: &[u8], features: WasmFeatures, mode: Mode) -> WasmResult<Modu
                 }
             }
             Payload::FunctionSection(s) => {
+                m.functions.reserve(s.count() as usize);
                 for ty in s {
                     m.functions.push(FunctionInfo {
                         type_index: TypeIndex::from_u32(ty?),
@@ -373,18 +380,14 @@ fn compute_escapes(m: &mut Module) {
         mark(m, f);
     }
     let mut next = 0u32;
-    let slots: Vec<Option<u32>> = m
-        .defined_funcs()
-        .map(|d| {
-            if m.functions[m.func_index(d)].escapes {
-                next += 1;
-                Some(next - 1)
-            } else {
-                None
-            }
-        })
-        .collect();
-    m.func_ref_slots = slots.into_iter().collect();
+    let mut slots = PrimaryMap::with_capacity(m.num_defined_funcs());
+    for f in m.functions.values().skip(m.num_imported_funcs) {
+        slots.push(f.escapes.then(|| {
+            next += 1;
+            next - 1
+        }));
+    }
+    m.func_ref_slots = slots;
     m.num_escaping_funcs = next;
 }
 
