@@ -108,7 +108,8 @@ impl Module {
     }
 
     /// Like [`Module::deserialize`], but maps the file at `path` instead of
-    /// reading it: loading costs a mapping and two protection changes.
+    /// reading it: loading costs a mapping, one protection change and the
+    /// reads of the small metadata, whatever the size of the code.
     ///
     /// # Safety
     ///
