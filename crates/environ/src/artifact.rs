@@ -10,9 +10,15 @@
 //! | `.kiln.funcs` | per defined function: body, array and native entry (start, length) as six LE u32, `u32::MAX` for none |
 //! | `.kiln.w2n` | per type: the wasm-to-native trampoline (start, length) |
 //! | `.kiln.traps` | (code offset u32, trap code u32) pairs, sorted, read in place |
-//! | `.kiln.addrmap` | the `AddressMap`, in its compact encoding, read in place |
 //! | `.kiln.mapsum` | a 64-bit checksum of `.kiln.addrmap` |
-//! | `.kiln.sum` | a 64-bit checksum of all the sections above but `.kiln.addrmap` |
+//! | `.kiln.sum` | a 64-bit checksum of all the sections above |
+//! | `.kiln.addrmap` | the `AddressMap`, in its compact encoding, read in place |
+//!
+//! The sections appear in this order, so that those read at load
+//! ([`sections::READ_AT_LOAD`]) are contiguous and the large, rarely read
+//! address map comes last. The header's first line names the format
+//! (`kiln-artifact 2`); an artifact of another format is refused as
+//! incompatible.
 //!
 //! The checksum is what lets loading skip re-validating the embedded
 //! module: a damaged artifact fails it and is refused, so the declarations
