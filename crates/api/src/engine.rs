@@ -153,6 +153,10 @@ pub(crate) struct EngineInner {
     pub(crate) types: TypeRegistry,
     pub(crate) epoch: AtomicU64,
     host_trampolines: Mutex<HashMap<FuncType, Arc<HostTrampolines>>>,
+    /// The header this engine's artifacts carry, built on first use: it
+    /// is compared at every load, and formatting the settings costs more
+    /// than the rest of loading a small module.
+    artifact_header: std::sync::OnceLock<String>,
 }
 
 /// Compiles modules and owns what modules and stores of it share. Cheap
@@ -181,6 +185,7 @@ impl Engine {
                 types: TypeRegistry::default(),
                 epoch: AtomicU64::new(0),
                 host_trampolines: Mutex::new(HashMap::new()),
+                artifact_header: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -211,6 +216,14 @@ impl Engine {
     /// The Wasm features, as recorded in artifact headers.
     pub(crate) fn features_tag(&self) -> String {
         format!("features={:#x}", self.inner.config.features.bits())
+    }
+
+    /// The header of this engine's artifacts (see
+    /// `kiln_environ::artifact_header`).
+    pub(crate) fn artifact_header(&self) -> &str {
+        self.inner
+            .artifact_header
+            .get_or_init(|| self.inner.compiler.artifact_header(&self.features_tag()))
     }
 
     /// Whether two handles are the same engine.

@@ -108,7 +108,8 @@ impl Module {
     }
 
     /// Like [`Module::deserialize`], but maps the file at `path` instead of
-    /// reading it: loading costs a mapping and two protection changes.
+    /// reading it: loading costs a mapping, one protection change and the
+    /// reads of the small metadata, whatever the size of the code.
     ///
     /// # Safety
     ///
@@ -118,7 +119,8 @@ impl Module {
         engine: &Engine,
         path: impl AsRef<std::path::Path>,
     ) -> Result<Module> {
-        let code = kiln_jit::CodeMemory::from_file(path.as_ref())?;
+        let code =
+            kiln_jit::CodeMemory::from_file(path.as_ref(), &kiln_environ::sections::READ_AT_LOAD)?;
         Self::from_code(engine, code)
     }
 
@@ -128,13 +130,9 @@ impl Module {
                 "an engine for another target cannot load modules".into(),
             ));
         }
-        let header = engine
-            .inner
-            .compiler
-            .artifact_header(&engine.features_tag());
         let info = kiln_environ::decode_sections(
             |name| code.section(name),
-            &header,
+            engine.artifact_header(),
             engine.inner.config.features,
             code.text().len(),
         )?;

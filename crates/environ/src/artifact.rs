@@ -6,13 +6,20 @@
 //! | section | contents |
 //! | --- | --- |
 //! | `.kiln.info` | text header: format, Kiln version, compatibility fingerprint |
-//! | `.kiln.wasm` | the original module with every function body replaced by an empty one (the code is in `.text`), re-read at load for its metadata |
+//! | `.kiln.wasm` | the original module without its code section (the code is in `.text`), re-read at load for its declarations; function names stay raw until a backtrace asks for one |
 //! | `.kiln.funcs` | per defined function: body, array and native entry (start, length) as six LE u32, `u32::MAX` for none |
 //! | `.kiln.w2n` | per type: the wasm-to-native trampoline (start, length) |
-//! | `.kiln.traps` | (code offset u32, trap code u32) pairs, sorted |
-//! | `.kiln.addrmap` | the `AddressMap`, in its compact encoding |
-//! | `.kiln.frames` | the `FrameTable`: per function, the callee-saved registers its prologue saves (see `frames.rs`) |
+//! | `.kiln.traps` | (code offset u32, trap code u32) pairs, sorted, read in place |
+//! | `.kiln.mapsum` | a 64-bit checksum of `.kiln.addrmap` |
+//! | `.kiln.frames` | the `FrameTable`: per function, the callee-saved registers its prologue saves (see `frames.rs`), read in place |
 //! | `.kiln.sum` | a 64-bit checksum of all the sections above |
+//! | `.kiln.addrmap` | the `AddressMap`, in its compact encoding, read in place |
+//!
+//! The sections appear in this order, so that those read at load
+//! ([`sections::READ_AT_LOAD`]) are contiguous and the large, rarely read
+//! address map comes last. The header's first line names the format
+//! (`kiln-artifact 2`); an artifact of another format is refused as
+//! incompatible.
 //!
 //! The checksum is what lets loading skip re-validating the embedded
 //! module: a damaged artifact fails it and is refused, so the declarations
@@ -22,6 +29,23 @@
 //!
 //! Decoding checks every count and every code offset against the text
 //! length, so a corrupt artifact is an error, never a jump into the void.
+//!
+//! # What loading does not touch
+//!
+//! Loading is meant to cost a mapping and a protection change, whatever the
+//! module's size, so it reads only what it must: the header, the
+//! declarations and the function and trampoline tables, whose every offset
+//! it checks against the text. The trap table is checksummed at load (the
+//! signal handler needs it, and cannot report a late error) but not
+//! decoded: lookups binary-search the section in place. The
+//! address map, the largest section of a call-dense module, is only needed
+//! for the Wasm offsets of a backtrace: it stays in the mapped artifact, is
+//! looked up in place, and is checked against `.kiln.mapsum` before its
+//! first lookup ([`verify_address_map`]). A damaged address map therefore
+//! does not fail the load; its backtraces carry no Wasm offsets instead,
+//! and lookups in it can never read out of bounds. Function names are
+//! likewise parsed on the first backtrace (they are covered by `.kiln.sum`
+//! with the rest of `.kiln.wasm`).
 
 use crate::*;
 
@@ -41,33 +65,56 @@ pub mod sections {
     pub const ADDRMAP: &str = ".kiln.addrmap";
     /// Frame table.
     pub const FRAMES: &str = ".kiln.frames";
-    /// Checksum of the sections above.
+    /// Checksum of the address map, verified before its first lookup.
+    pub const MAPSUM: &str = ".kiln.mapsum";
+    /// Checksum of the [`CHECKED`] sections, verified at load.
     pub const SUM: &str = ".kiln.sum";
     /// The sections the checksum covers, in order.
-    pub const CHECKED: [&str; 7] = [INFO, WASM, FUNCS, W2N, TRAPS, ADDRMAP, FRAMES];
+    pub const CHECKED: [&str; 7] = [INFO, WASM, FUNCS, W2N, TRAPS, FRAMES, MAPSUM];
+    /// The sections loading reads (the others are read in place, on
+    /// demand): in this order in the artifact, so that a loader reading
+    /// them from a file needs one read.
+    pub const READ_AT_LOAD: [&str; 8] = [INFO, WASM, FUNCS, W2N, TRAPS, FRAMES, MAPSUM, SUM];
 }
 
-/// A fast 64-bit checksum (8 bytes a step), to detect damaged artifacts.
+/// A fast 64-bit checksum, to detect damaged artifacts (not an adversary).
+///
+/// Four independent lanes each take one 8-byte word of every 32-byte
+/// block, so the multiplications overlap instead of waiting on each other:
+/// several bytes per cycle, which matters because loading checksums every
+/// metadata section it trusts.
 pub fn checksum<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let step = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(K);
+    let word = |c: &[u8]| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for part in parts {
-        let mut chunks = part.chunks_exact(8);
-        for c in &mut chunks {
-            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
-            h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+        let mut lanes = [h, h ^ 1, h ^ 2, h ^ 3];
+        let mut blocks = part.chunks_exact(32);
+        for b in &mut blocks {
+            for (i, lane) in lanes.iter_mut().enumerate() {
+                *lane = step(*lane, word(&b[i * 8..]));
+            }
         }
-        for b in chunks.remainder() {
-            h = (h.rotate_left(5) ^ u64::from(*b)).wrapping_mul(K);
+        h = lanes.iter().fold(h, |h, l| step(h, *l));
+        let mut words = blocks.remainder().chunks_exact(8);
+        for w in &mut words {
+            h = step(h, word(w));
+        }
+        for b in words.remainder() {
+            h = step(h, u64::from(*b));
         }
         // Length separates the parts, so bytes cannot move between them.
-        h = (h.rotate_left(5) ^ part.len() as u64).wrapping_mul(K);
+        h = step(h, part.len() as u64);
     }
     h
 }
 
 /// The first line of every header.
 pub const ARTIFACT_MAGIC: &str = "kiln-artifact 2";
+
+/// The first line's prefix, common to every format version.
+const MAGIC_PREFIX: &str = "kiln-artifact ";
 
 /// Why an artifact could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -130,38 +177,36 @@ pub fn encode_sections(
                     .flat_map(|t| [t.code_offset, u32::from(t.trap.to_u8())]),
             ),
         ),
-        (sections::ADDRMAP, info.address_map.encode()),
         (sections::FRAMES, info.frames.encode()),
     ];
+    let map = info.address_map.encode();
+    out.push((
+        sections::MAPSUM,
+        checksum([&map[..]]).to_le_bytes().to_vec(),
+    ));
     let sum = checksum(out.iter().map(|(_, d)| d.as_slice()));
     out.push((sections::SUM, sum.to_le_bytes().to_vec()));
+    // Last, so that the sections read at load lie together in the file.
+    out.push((sections::ADDRMAP, map));
     out
 }
 
-/// `wasm` with each function body replaced by `end` (three bytes: size 2,
-/// no locals, `end`). Loading only needs the module's declarations; the
-/// code section would otherwise make up most of the artifact's metadata.
+/// `wasm` without its code section. Loading only needs the module's
+/// declarations, which it reads without validating (see
+/// `translate_metadata`), so the bodies need no placeholders: not even
+/// the one entry per function that the parser would step over at load.
 /// Byte offsets in the address map keep referring to the original module.
 fn skeleton(wasm: &[u8]) -> Vec<u8> {
-    let leb = |v: u32, out: &mut Vec<u8>| crate::compile::leb_put(out, u64::from(v));
     let mut out = Vec::with_capacity(wasm.len().min(1 << 20));
     let mut copied = 0;
     for payload in wasmparser::Parser::new(0).parse_all(wasm) {
         // The module validated when it was compiled; stop copying smartly
         // at the first surprise and keep the rest verbatim.
         let Ok(payload) = payload else { break };
-        if let wasmparser::Payload::CodeSectionStart { count, range, .. } = payload {
+        if let wasmparser::Payload::CodeSectionStart { range, .. } = payload {
             // The section header (id, size) precedes `range`; it starts
             // where the previous section ended.
             out.extend_from_slice(&wasm[copied..prev_section_end(wasm, copied, range.start)]);
-            let mut body = Vec::new();
-            leb(count, &mut body);
-            for _ in 0..count {
-                body.extend_from_slice(&[2, 0, 0x0b]);
-            }
-            out.push(10);
-            leb(body.len() as u32, &mut out);
-            out.extend_from_slice(&body);
             copied = range.end;
         }
     }
@@ -182,16 +227,88 @@ fn prev_section_end(wasm: &[u8], from: usize, contents: usize) -> usize {
     i - 1
 }
 
-fn words(bytes: &[u8], name: &str) -> Result<Vec<u32>, ArtifactError> {
-    if bytes.len() % 4 != 0 {
+/// Little-endian u32 number `i` of `r` (which must hold it: the callers
+/// index records of known length). Always inlined: as a closure, LLVM
+/// left it a call per word in the load's hottest loop.
+#[inline(always)]
+fn le_word(r: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes([r[4 * i], r[4 * i + 1], r[4 * i + 2], r[4 * i + 3]])
+}
+
+/// The records of `N` little-endian u32 words in section `name`, read in
+/// place (no intermediate vector of words).
+fn records<'a, const N: usize>(
+    bytes: &'a [u8],
+    name: &str,
+) -> Result<impl ExactSizeIterator<Item = [u32; N]> + 'a, ArtifactError> {
+    if bytes.len() % (4 * N) != 0 {
         return Err(ArtifactError::Corrupt(format!(
-            "section {name} has a partial word"
+            "section {name} has a partial record"
         )));
     }
     Ok(bytes
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect())
+        .chunks_exact(4 * N)
+        .map(|c| std::array::from_fn(|i| le_word(c, i))))
+}
+
+/// The function table, checked against the escaping functions' `slots`
+/// and the text length. Its own function, not inlined: in the middle of
+/// `decode_sections` the loop's values lived on the stack, and this runs
+/// once per function at every load.
+#[inline(never)]
+fn decode_funcs(
+    table: &[u8],
+    slots: &[Option<u32>],
+    text_len: u32,
+) -> Result<PrimaryMap<DefinedFuncIndex, CompiledFunctionInfo>, ArtifactError> {
+    let outside = |start: u32, len: u32| {
+        ArtifactError::Corrupt(format!(
+            "function at {start:#x}+{len:#x} lies outside the text section"
+        ))
+    };
+    let inside = |start: u32, len: u32| start.checked_add(len).is_some_and(|end| end <= text_len);
+    let mut funcs = PrimaryMap::with_capacity(slots.len());
+    // A plain loop over the bytes: iterator adapters returning arrays
+    // through memory cost several times more here (store-forwarding
+    // stalls), and this runs for every function at every load.
+    for (r, slot) in table.chunks_exact(24).zip(slots) {
+        let w = [
+            le_word(r, 0),
+            le_word(r, 1),
+            le_word(r, 2),
+            le_word(r, 3),
+            le_word(r, 4),
+            le_word(r, 5),
+        ];
+        let none = |i: usize| w[i] == u32::MAX && w[i + 1] == u32::MAX;
+        let (has_array, has_native) = (!none(2), !none(4));
+        // Non-short-circuiting `&`: one branch per record, not six.
+        let ok = inside(w[0], w[1])
+            & (!has_array | inside(w[2], w[3]))
+            & (!has_native | inside(w[4], w[5]));
+        if !ok {
+            let bad = [0, 2, 4]
+                .into_iter()
+                .find(|i| !none(*i) && !inside(w[*i], w[*i + 1]))
+                .unwrap_or(0);
+            return Err(outside(w[bad], w[bad + 1]));
+        }
+        if slot.is_some() != has_array || slot.is_some() != has_native {
+            return Err(ArtifactError::Corrupt(
+                "entry trampolines do not match escaping functions".into(),
+            ));
+        }
+        let loc = |i: usize| FunctionLoc {
+            start: w[i],
+            length: w[i + 1],
+        };
+        funcs.push(CompiledFunctionInfo {
+            wasm_func: loc(0),
+            array_to_wasm: has_array.then(|| loc(2)),
+            native_to_wasm: has_native.then(|| loc(4)),
+        });
+    }
+    Ok(funcs)
 }
 
 /// Decodes an artifact's sections, checking the header against
@@ -207,15 +324,14 @@ pub fn decode_sections<'a>(
     };
     let header = std::str::from_utf8(get(sections::INFO)?)
         .map_err(|_| ArtifactError::NotAnArtifact("header is not text".into()))?;
-    if !header.starts_with(ARTIFACT_MAGIC) {
-        if let Some(rest) = header.strip_prefix("kiln-artifact ") {
-            let format = rest.lines().next().unwrap_or("");
-            return Err(ArtifactError::Incompatible(format!(
-                "artifact format {format}, this Kiln reads {}",
-                &ARTIFACT_MAGIC["kiln-artifact ".len()..]
-            )));
-        }
+    if !header.starts_with(MAGIC_PREFIX) {
         return Err(ArtifactError::NotAnArtifact("bad header".into()));
+    }
+    if header.lines().next() != Some(ARTIFACT_MAGIC) {
+        return Err(ArtifactError::Incompatible(format!(
+            "artifact format {:?}, this Kiln reads {ARTIFACT_MAGIC:?}",
+            header.lines().next().unwrap_or("")
+        )));
     }
     if header != expected_header {
         let line = |h: &str, k: &str| {
@@ -251,91 +367,106 @@ pub fn decode_sections<'a>(
     let module = t.module;
     let text_len =
         u32::try_from(text_len).map_err(|_| ArtifactError::Corrupt("text too large".into()))?;
-    let check = |start: u32, len: u32| -> Result<FunctionLoc, ArtifactError> {
-        match start.checked_add(len) {
-            Some(end) if end <= text_len => Ok(FunctionLoc { start, length: len }),
-            _ => Err(ArtifactError::Corrupt(format!(
-                "function at {start:#x}+{len:#x} lies outside the text section"
-            ))),
-        }
+    // Plain functions returning a `Result` only on the cold path: this
+    // loop runs once per function at every load.
+    let outside = |start: u32, len: u32| {
+        ArtifactError::Corrupt(format!(
+            "function at {start:#x}+{len:#x} lies outside the text section"
+        ))
     };
-    let opt = |start: u32, len: u32| -> Result<Option<FunctionLoc>, ArtifactError> {
-        if start == u32::MAX && len == u32::MAX {
-            Ok(None)
+    let inside = |start: u32, len: u32| start.checked_add(len).is_some_and(|end| end <= text_len);
+    let check = |start: u32, len: u32| -> Result<FunctionLoc, ArtifactError> {
+        if inside(start, len) {
+            Ok(FunctionLoc { start, length: len })
         } else {
-            check(start, len).map(Some)
+            Err(outside(start, len))
         }
     };
 
-    let f = words(get(sections::FUNCS)?, sections::FUNCS)?;
-    if f.len() != module.num_defined_funcs() * 6 {
+    let f = records::<6>(get(sections::FUNCS)?, sections::FUNCS)?;
+    if f.len() != module.num_defined_funcs() {
         return Err(ArtifactError::Corrupt(
             "function table does not match the module".into(),
         ));
     }
-    let mut funcs = PrimaryMap::new();
-    for (d, w) in module.defined_funcs().zip(f.chunks_exact(6)) {
-        let info = CompiledFunctionInfo {
-            wasm_func: check(w[0], w[1])?,
-            array_to_wasm: opt(w[2], w[3])?,
-            native_to_wasm: opt(w[4], w[5])?,
-        };
-        if module.func_ref_slots[d].is_some() != info.array_to_wasm.is_some()
-            || info.array_to_wasm.is_some() != info.native_to_wasm.is_some()
-        {
-            return Err(ArtifactError::Corrupt(
-                "entry trampolines do not match escaping functions".into(),
-            ));
-        }
-        funcs.push(info);
-    }
-    let w = words(get(sections::W2N)?, sections::W2N)?;
-    if w.len() != module.types.len() * 2 {
+    let funcs = decode_funcs(
+        get(sections::FUNCS)?,
+        module.func_ref_slots.values().as_slice(),
+        text_len,
+    )?;
+    let w = records::<2>(get(sections::W2N)?, sections::W2N)?;
+    if w.len() != module.types.len() {
         return Err(ArtifactError::Corrupt(
             "trampoline table does not match the module".into(),
         ));
     }
-    let mut wasm_to_native = PrimaryMap::new();
-    for p in w.chunks_exact(2) {
-        wasm_to_native.push(check(p[0], p[1])?);
+    let mut wasm_to_native = PrimaryMap::with_capacity(w.len());
+    for [start, len] in w {
+        wasm_to_native.push(check(start, len)?);
     }
-    let tr = words(get(sections::TRAPS)?, sections::TRAPS)?;
-    let mut traps = Vec::with_capacity(tr.len() / 2);
-    for p in tr.chunks_exact(2) {
-        let trap = u8::try_from(p[1])
-            .ok()
-            .and_then(Trap::from_u8)
-            .ok_or_else(|| ArtifactError::Corrupt(format!("unknown trap code {}", p[1])))?;
-        if p[0] >= text_len {
-            return Err(ArtifactError::Corrupt(
-                "trap site outside the text section".into(),
-            ));
-        }
-        traps.push(TrapSite {
-            code_offset: p[0],
-            trap,
-        });
-    }
-    if tr.len() % 2 != 0
-        || !traps
-            .windows(2)
-            .all(|w| w[0].code_offset <= w[1].code_offset)
-    {
+    // The trap table is looked up in place ([`lookup_trap`]); its
+    // integrity is the checksum's.
+    let _ = records::<2>(get(sections::TRAPS)?, sections::TRAPS)?;
+    // The address map is only located here, not read (see the module
+    // docs): its checksum is verified before its first lookup.
+    get(sections::ADDRMAP)?;
+    if get(sections::MAPSUM)?.len() != 8 {
         return Err(ArtifactError::Corrupt(
-            "trap table is not sorted pairs".into(),
+            "address map checksum is malformed".into(),
         ));
     }
-    let address_map = AddressMap::decode(get(sections::ADDRMAP)?)
-        .ok_or_else(|| ArtifactError::Corrupt("address map is malformed".into()))?;
-    let frames = FrameTable::decode(get(sections::FRAMES)?, u64::from(text_len))?;
+    check_frame_table(get(sections::FRAMES)?, u64::from(text_len))?;
     Ok(CompiledModuleInfo {
         module,
         funcs,
         wasm_to_native,
-        traps,
-        address_map,
-        frames,
+        traps: Vec::new(),
+        address_map: AddressMap::default(),
+        frames: FrameTable::default(),
     })
+}
+
+/// The trap recorded at exactly `code_offset` in a `.kiln.traps` section
+/// (sorted (code offset, trap code) pairs), read in place by binary
+/// search. Never panics or reads out of bounds, however damaged the
+/// section: damage can only make it find nothing or a wrong code.
+pub fn lookup_trap(section: &[u8], code_offset: u32) -> Option<Trap> {
+    let n = section.len() / 8;
+    let word = |at: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(
+            section.get(at..at + 4)?.try_into().ok()?,
+        ))
+    };
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let at = word(mid * 8)?;
+        if at == code_offset {
+            return Trap::from_u8(u8::try_from(word(mid * 8 + 4)?).ok()?);
+        }
+        if at < code_offset {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    None
+}
+
+/// The artifact's address map, read in place, if it matches its checksum
+/// in `.kiln.mapsum` (itself covered by `.kiln.sum`, checked at load).
+///
+/// This reads the whole section: call it once, before the first lookup,
+/// and keep the answer.
+pub fn verify_address_map<'a>(
+    section: impl Fn(&str) -> Option<&'a [u8]>,
+) -> Option<AddressMapView<'a>> {
+    let map = section(sections::ADDRMAP)?;
+    let sum = u64::from_le_bytes(section(sections::MAPSUM)?.try_into().ok()?);
+    if checksum([map]) != sum {
+        return None;
+    }
+    AddressMapView::new(map)
 }
 
 #[cfg(test)]
@@ -429,7 +560,11 @@ mod tests {
         );
         let back = decode(&good, 64).unwrap();
         assert_eq!(back.funcs[DefinedFuncIndex::new(0)].wasm_func.start, 8);
-        assert_eq!(back.traps.len(), 1);
+        let traps = &good.iter().find(|(n, _)| *n == sections::TRAPS).unwrap().1;
+        assert!(back.traps.is_empty(), "read in place, not decoded");
+        assert_eq!(lookup_trap(traps, 2), Some(Trap::UnreachableCodeReached));
+        assert_eq!(lookup_trap(traps, 3), None);
+        assert_eq!(lookup_trap(&traps[..5], 2), None);
         // The same artifact with a text section too short for its code.
         assert!(matches!(decode(&good, 12), Err(ArtifactError::Corrupt(_))));
         // A function record pointing past the text, with a valid checksum.
@@ -470,7 +605,8 @@ mod tests {
             HEADER,
         );
         for (i, (name, data)) in good.iter().enumerate() {
-            if *name == sections::SUM || *name == sections::INFO {
+            // The address map is checked lazily (next test).
+            if *name == sections::SUM || *name == sections::INFO || *name == sections::ADDRMAP {
                 continue;
             }
             for at in 0..data.len() {
@@ -481,6 +617,57 @@ mod tests {
                     "flip in {name} at {at}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn address_map_is_verified_before_use() {
+        let mut i = info(FunctionLoc {
+            start: 8,
+            length: 8,
+        });
+        let entries: Vec<AddressMapEntry> = (0..100u32)
+            .map(|k| AddressMapEntry {
+                code_offset: k * 4,
+                wasm_offset: 1000 + k,
+            })
+            .collect();
+        i.address_map = AddressMap::new(&entries);
+        let good = encode_sections(&i, ONE_FUNC, HEADER);
+        let find = |s: &[(&'static str, Vec<u8>)], n: &str| {
+            s.iter()
+                .find(|(m, _)| *m == n)
+                .map(|(_, d)| d.clone())
+                .unwrap()
+        };
+        // Decoding does not read the map, so damage there still loads...
+        let at = good
+            .iter()
+            .position(|(n, _)| *n == sections::ADDRMAP)
+            .unwrap();
+        let map = find(&good, sections::ADDRMAP);
+        assert!(decode(&good, 64).unwrap().address_map.is_empty());
+        let sections_of = |s: &[(&'static str, Vec<u8>)]| {
+            let s = s.to_vec();
+            move |n: &str| Some(find(&s, n))
+        };
+        let lookup = |s: &[(&'static str, Vec<u8>)], off: u32| {
+            let get = sections_of(s);
+            let (map, sum) = (get(sections::ADDRMAP)?, get(sections::MAPSUM)?);
+            let v = verify_address_map(|n| match n {
+                sections::ADDRMAP => Some(&map[..]),
+                sections::MAPSUM => Some(&sum[..]),
+                _ => None,
+            })?;
+            v.lookup(off)
+        };
+        assert_eq!(lookup(&good, 40), Some(1010));
+        for b in 0..map.len() {
+            let mut bad = good.clone();
+            bad[at].1[b] ^= 0x10;
+            assert!(decode(&bad, 64).is_ok());
+            // ...but never verifies, so it is never looked up.
+            assert_eq!(lookup(&bad, 40), None, "flip at {b}");
         }
     }
 }

@@ -50,15 +50,20 @@ pub struct AddressMapEntry {
 /// as LEB128 deltas (code: unsigned; Wasm: zigzag signed). A call-dense
 /// module has one entry per call, and a delta pair usually fits in two
 /// bytes instead of eight; a lookup binary-searches the headers and decodes
-/// at most one block. The encoded form is also the artifact section, so
-/// loading copies it without decoding.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// at most one block.
+///
+/// The map *is* its encoding (see [`AddressMap::encode`]), which is also the
+/// artifact section: a loaded module looks offsets up in the mapped section
+/// in place through an [`AddressMapView`], without decoding or copying it.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AddressMap {
-    /// Per block: (first code offset, first wasm offset, byte position in
-    /// `deltas` of its second entry).
-    headers: Vec<(u32, u32, u32)>,
-    deltas: Vec<u8>,
-    len: u32,
+    bytes: Vec<u8>,
+}
+
+impl Default for AddressMap {
+    fn default() -> Self {
+        AddressMap::new(&[])
+    }
 }
 
 /// Appends `v` in unsigned LEB128.
@@ -87,29 +92,116 @@ fn leb_get(bytes: &[u8], pos: &mut usize) -> Option<u64> {
     None
 }
 
+fn le_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(
+        bytes.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
+}
+
 impl AddressMap {
     /// Entries per block.
     pub const BLOCK: usize = 32;
 
     /// Builds the map from entries sorted by code offset.
     pub fn new(entries: &[AddressMapEntry]) -> AddressMap {
-        let mut m = AddressMap {
-            len: entries.len() as u32,
-            ..AddressMap::default()
-        };
+        let mut headers = Vec::new();
+        let mut deltas = Vec::new();
         for block in entries.chunks(Self::BLOCK) {
             let first = block[0];
-            m.headers
-                .push((first.code_offset, first.wasm_offset, m.deltas.len() as u32));
+            headers.push((first.code_offset, first.wasm_offset, deltas.len() as u32));
             let mut prev = first;
             for e in &block[1..] {
-                leb_put(&mut m.deltas, u64::from(e.code_offset - prev.code_offset));
+                leb_put(&mut deltas, u64::from(e.code_offset - prev.code_offset));
                 let d = i64::from(e.wasm_offset) - i64::from(prev.wasm_offset);
-                leb_put(&mut m.deltas, ((d << 1) ^ (d >> 63)) as u64);
+                leb_put(&mut deltas, ((d << 1) ^ (d >> 63)) as u64);
                 prev = *e;
             }
         }
-        m
+        let mut bytes = Vec::with_capacity(8 + headers.len() * 12 + deltas.len());
+        bytes.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&(headers.len() as u32).to_le_bytes());
+        for (c, w, p) in &headers {
+            for v in [c, w, p] {
+                bytes.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        bytes.extend_from_slice(&deltas);
+        AddressMap { bytes }
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.view().map_or(0, |v| v.len())
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn view(&self) -> Option<AddressMapView<'_>> {
+        AddressMapView::new(&self.bytes)
+    }
+
+    /// The Wasm offset recorded for exactly `code_offset`.
+    pub fn lookup(&self, code_offset: u32) -> Option<u32> {
+        self.view()?.lookup(code_offset)
+    }
+
+    /// The encoded form: `len`, the number of blocks, the headers, then the
+    /// deltas (all integers little-endian u32).
+    pub fn encode(&self) -> Vec<u8> {
+        self.bytes.clone()
+    }
+
+    /// Checks the structure of [`AddressMap::encode`]'s output (every
+    /// header, in order) and copies it.
+    pub fn decode(bytes: &[u8]) -> Option<AddressMap> {
+        let v = AddressMapView::new(bytes)?;
+        let mut prev: Option<(u32, u32)> = None;
+        for b in 0..v.blocks {
+            let (code, _, pos) = v.header(b)?;
+            if pos as usize > v.deltas.len() || prev.is_some_and(|(c, p)| c >= code || p > pos) {
+                return None;
+            }
+            prev = Some((code, pos));
+        }
+        Some(AddressMap {
+            bytes: bytes.to_vec(),
+        })
+    }
+}
+
+/// An encoded [`AddressMap`] read in place, e.g. from a mapped artifact.
+///
+/// Creating one checks only the sizes (constant time); lookups check every
+/// read, so a damaged encoding makes them find nothing or a wrong offset,
+/// but never panic or read out of bounds. (An artifact's address map is
+/// checksummed separately and verified before its first lookup, see
+/// `artifact.rs`.)
+#[derive(Copy, Clone, Debug)]
+pub struct AddressMapView<'a> {
+    len: u32,
+    blocks: usize,
+    headers: &'a [u8],
+    deltas: &'a [u8],
+}
+
+impl<'a> AddressMapView<'a> {
+    /// A view of `bytes`, if their sizes are consistent.
+    pub fn new(bytes: &'a [u8]) -> Option<AddressMapView<'a>> {
+        let len = le_u32(bytes, 0)?;
+        let blocks = le_u32(bytes, 4)? as usize;
+        if blocks != (len as usize).div_ceil(AddressMap::BLOCK) {
+            return None;
+        }
+        let deltas_at = blocks.checked_mul(12)?.checked_add(8)?;
+        Some(AddressMapView {
+            len,
+            blocks,
+            headers: bytes.get(8..deltas_at)?,
+            deltas: bytes.get(deltas_at..)?,
+        })
     }
 
     /// The number of entries.
@@ -122,23 +214,41 @@ impl AddressMap {
         self.len == 0
     }
 
+    fn header(&self, b: usize) -> Option<(u32, u32, u32)> {
+        let at = b.checked_mul(12)?;
+        Some((
+            le_u32(self.headers, at)?,
+            le_u32(self.headers, at + 4)?,
+            le_u32(self.headers, at + 8)?,
+        ))
+    }
+
     /// The Wasm offset recorded for exactly `code_offset`. Never panics,
     /// however damaged the encoding.
     pub fn lookup(&self, code_offset: u32) -> Option<u32> {
-        let b = match self.headers.binary_search_by_key(&code_offset, |h| h.0) {
-            Ok(b) => return Some(self.headers[b].1),
-            Err(0) => return None,
-            Err(b) => b - 1,
+        // The last block whose first code offset is <= `code_offset`.
+        let (mut lo, mut hi) = (0, self.blocks);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.header(mid)?.0 <= code_offset {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        let b = lo.checked_sub(1)?;
+        let (mut code, mut wasm, start) = self.header(b)?;
+        if code == code_offset {
+            return Some(wasm);
+        }
+        let end = match self.header(b + 1) {
+            Some(h) => h.2 as usize,
+            None => self.deltas.len(),
         };
-        let (mut code, mut wasm, start) = self.headers[b];
-        let end = self
-            .headers
-            .get(b + 1)
-            .map_or(self.deltas.len(), |h| h.2 as usize);
         let mut pos = start as usize;
         while pos < end {
-            code = code.checked_add(u32::try_from(leb_get(&self.deltas, &mut pos)?).ok()?)?;
-            let z = leb_get(&self.deltas, &mut pos)?;
+            code = code.checked_add(u32::try_from(leb_get(self.deltas, &mut pos)?).ok()?)?;
+            let z = leb_get(self.deltas, &mut pos)?;
             let d = ((z >> 1) as i64) ^ -((z & 1) as i64);
             wasm = u32::try_from(i64::from(wasm) + d).ok()?;
             if code == code_offset {
@@ -149,52 +259,6 @@ impl AddressMap {
             }
         }
         None
-    }
-
-    /// The encoded form: `len`, the number of blocks, the headers, then the
-    /// deltas (all integers little-endian u32).
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(8 + self.headers.len() * 12 + self.deltas.len());
-        out.extend_from_slice(&self.len.to_le_bytes());
-        out.extend_from_slice(&(self.headers.len() as u32).to_le_bytes());
-        for (c, w, p) in &self.headers {
-            for v in [c, w, p] {
-                out.extend_from_slice(&v.to_le_bytes());
-            }
-        }
-        out.extend_from_slice(&self.deltas);
-        out
-    }
-
-    /// Decodes [`AddressMap::encode`]'s output, checking its structure.
-    pub fn decode(bytes: &[u8]) -> Option<AddressMap> {
-        let word = |i: usize| -> Option<u32> {
-            Some(u32::from_le_bytes(bytes.get(i..i + 4)?.try_into().ok()?))
-        };
-        let len = word(0)?;
-        let blocks = word(4)? as usize;
-        let deltas_at = blocks.checked_mul(12)?.checked_add(8)?;
-        let deltas = bytes.get(deltas_at..)?.to_vec();
-        let mut headers = Vec::with_capacity(blocks);
-        for b in 0..blocks {
-            let h = (word(8 + b * 12)?, word(12 + b * 12)?, word(16 + b * 12)?);
-            if h.2 as usize > deltas.len()
-                || headers
-                    .last()
-                    .is_some_and(|p: &(u32, u32, u32)| p.0 >= h.0 || p.2 > h.2)
-            {
-                return None;
-            }
-            headers.push(h);
-        }
-        if blocks != (len as usize).div_ceil(Self::BLOCK) {
-            return None;
-        }
-        Some(AddressMap {
-            headers,
-            deltas,
-            len,
-        })
     }
 }
 
@@ -209,7 +273,11 @@ pub struct CompiledModuleInfo {
     pub wasm_to_native: PrimaryMap<TypeIndex, FunctionLoc>,
     /// Trap sites, sorted by code offset.
     pub traps: Vec<TrapSite>,
-    /// Wasm offsets of trap sites and calls.
+    /// Wasm offsets of trap sites and calls, as the compiler produced them.
+    /// Loading an artifact leaves this empty: the runtime looks offsets up
+    /// in the artifact's `.kiln.addrmap` section in place (an
+    /// [`AddressMapView`]) once its checksum has been verified, on first
+    /// use.
     pub address_map: AddressMap,
     /// How to leave each function's frame on a trap.
     pub frames: crate::FrameTable,

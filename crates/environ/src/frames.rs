@@ -62,7 +62,7 @@ pub struct FrameDesc {
     pub saves: Vec<SavedReg>,
 }
 
-/// One function's entry, as returned by [`FrameTable::lookup`].
+/// One function's entry, as returned by [`lookup_frame`].
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct FrameEntry<'a> {
     /// Start of the function in the text section.
@@ -74,10 +74,30 @@ pub struct FrameEntry<'a> {
     /// Offset in the function after which every save has happened.
     pub saves_done: u32,
     /// The registers its prologue saved.
-    pub saves: &'a [SavedReg],
+    pub saves: SavedRegs<'a>,
 }
 
-/// The frame descriptions of every function in a text section.
+/// The registers a function's prologue saved, read from the encoded table.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SavedRegs<'a>(&'a [u8]);
+
+impl Iterator for SavedRegs<'_> {
+    type Item = SavedReg;
+    fn next(&mut self) -> Option<SavedReg> {
+        let (rec, rest) = self.0.split_first_chunk::<8>()?;
+        self.0 = rest;
+        let [r0, r1, r2, r3, o0, o1, o2, o3] = *rec;
+        Some(SavedReg {
+            dwarf_reg: u32::from_le_bytes([r0, r1, r2, r3]) as u16,
+            fp_offset: i32::from_le_bytes([o0, o1, o2, o3]),
+        })
+    }
+}
+
+/// The frame descriptions of every function in a text section, as the
+/// compiler builds them. The runtime never decodes the table: it looks
+/// functions up in the encoded section in place ([`lookup_frame`]), so
+/// loading a module costs nothing per function.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FrameTable {
     /// (start, length, saves_done, first save, save count | kind << 16)
@@ -86,6 +106,9 @@ pub struct FrameTable {
 }
 
 const ENTRY_BIT: u32 = 1 << 16;
+const HEADER: usize = 8;
+const FUNC_SIZE: usize = 20;
+const SAVE_SIZE: usize = 8;
 
 impl FrameTable {
     /// Adds the function at `start..start + length`; functions must be
@@ -114,35 +137,14 @@ impl FrameTable {
         self.funcs.is_empty()
     }
 
-    /// The function containing `code_offset`.
-    pub fn lookup(&self, code_offset: u32) -> Option<FrameEntry<'_>> {
-        let i = match self.funcs.binary_search_by_key(&code_offset, |f| f[0]) {
-            Ok(i) => i,
-            Err(0) => return None,
-            Err(i) => i - 1,
-        };
-        let [start, length, saves_done, first, bits] = self.funcs[i];
-        if code_offset - start >= length {
-            return None;
-        }
-        let n = (bits & 0xffff) as usize;
-        Some(FrameEntry {
-            start,
-            length,
-            kind: if bits & ENTRY_BIT != 0 {
-                FrameKind::Entry
-            } else {
-                FrameKind::Other
-            },
-            saves_done,
-            saves: self.saves.get(first as usize..first as usize + n)?,
-        })
-    }
-
-    /// The encoded form: function count, save count, five LE u32 per
-    /// function, then (register, offset) as two LE u32 per save.
+    /// The encoded form (the `.kiln.frames` section): function count, save
+    /// count, five LE u32 per function (start, length, saves done, first
+    /// save, save count with the entry flag in bit 16), then (register,
+    /// offset) as two LE u32 per save.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(8 + self.funcs.len() * 20 + self.saves.len() * 8);
+        let mut out = Vec::with_capacity(
+            HEADER + self.funcs.len() * FUNC_SIZE + self.saves.len() * SAVE_SIZE,
+        );
         out.extend_from_slice(&(self.funcs.len() as u32).to_le_bytes());
         out.extend_from_slice(&(self.saves.len() as u32).to_le_bytes());
         for f in &self.funcs {
@@ -156,67 +158,85 @@ impl FrameTable {
         }
         out
     }
+}
 
-    /// Decodes [`FrameTable::encode`]'s output, checking that functions
-    /// are sorted, disjoint and inside a text section of `text_len` bytes,
-    /// that save ranges are in bounds, and that every save slot lies in
-    /// the frame (below the frame pointer, within 64 KiB).
-    pub fn decode(bytes: &[u8], text_len: u64) -> Result<FrameTable, ArtifactError> {
-        let bad = |why: &str| ArtifactError::Corrupt(format!("frame table: {why}"));
-        let word = |i: usize| -> Result<u32, ArtifactError> {
-            bytes
-                .get(i..i + 4)
-                .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
-                .ok_or_else(|| bad("truncated"))
-        };
-        let nfuncs = word(0)? as usize;
-        let nsaves = word(4)? as usize;
-        let expect = nfuncs
-            .checked_mul(20)
-            .and_then(|a| nsaves.checked_mul(8).and_then(|b| a.checked_add(b)))
-            .and_then(|n| n.checked_add(8))
-            .ok_or_else(|| bad("size overflow"))?;
-        if bytes.len() != expect {
-            return Err(bad("wrong size"));
-        }
-        let mut t = FrameTable {
-            funcs: Vec::with_capacity(nfuncs),
-            saves: Vec::with_capacity(nsaves),
-        };
-        let mut prev_end = 0u64;
-        for i in 0..nfuncs {
-            let mut f = [0u32; 5];
-            for (j, w) in f.iter_mut().enumerate() {
-                *w = word(8 + i * 20 + j * 4)?;
-            }
-            let [start, length, saves_done, first, bits] = f;
-            let end = u64::from(start) + u64::from(length);
-            let n = u64::from(bits & 0xffff);
-            if u64::from(start) < prev_end
-                || end > text_len
-                || saves_done > length
-                || bits & !(ENTRY_BIT | 0xffff) != 0
-                || u64::from(first) + n > nsaves as u64
-            {
-                return Err(bad("function entry out of range"));
-            }
-            prev_end = end;
-            t.funcs.push(f);
-        }
-        let base = 8 + nfuncs * 20;
-        for i in 0..nsaves {
-            let reg = word(base + i * 8)?;
-            let off = word(base + i * 8 + 4)? as i32;
-            if reg > u32::from(u16::MAX) || !(-65536..0).contains(&off) {
-                return Err(bad("save slot out of range"));
-            }
-            t.saves.push(SavedReg {
-                dwarf_reg: reg as u16,
-                fp_offset: off,
-            });
-        }
-        Ok(t)
+fn word(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Checks that an encoded frame table is consistent in size (counts
+/// against length) and that its last function ends inside a text section
+/// of `text_len` bytes: constant time, for loading. Lookups check the rest
+/// as they go and never read out of bounds.
+pub fn check_frame_table(section: &[u8], text_len: u64) -> Result<(), ArtifactError> {
+    let bad = |why: &str| ArtifactError::Corrupt(format!("frame table: {why}"));
+    let nfuncs = word(section, 0).ok_or_else(|| bad("truncated"))? as usize;
+    let nsaves = word(section, 4).ok_or_else(|| bad("truncated"))? as usize;
+    let expect = nfuncs
+        .checked_mul(FUNC_SIZE)
+        .and_then(|a| nsaves.checked_mul(SAVE_SIZE).and_then(|b| a.checked_add(b)))
+        .and_then(|n| n.checked_add(HEADER))
+        .ok_or_else(|| bad("size overflow"))?;
+    if section.len() != expect {
+        return Err(bad("wrong size"));
     }
+    if nfuncs > 0 {
+        let at = HEADER + (nfuncs - 1) * FUNC_SIZE;
+        let end = u64::from(word(section, at).unwrap_or(u32::MAX))
+            + u64::from(word(section, at + 4).unwrap_or(u32::MAX));
+        if end > text_len {
+            return Err(bad("functions past the text section"));
+        }
+    }
+    Ok(())
+}
+
+/// The function containing `code_offset`, looked up by binary search in
+/// an encoded table (a `.kiln.frames` section) in place. Never panics or
+/// reads out of bounds, however damaged the section; entries whose saves
+/// lie outside the section, or whose save slots are not below the frame
+/// pointer within 64 KiB, are treated as missing.
+pub fn lookup_frame(section: &[u8], code_offset: u32) -> Option<FrameEntry<'_>> {
+    let nfuncs = word(section, 0)? as usize;
+    let func = |i: usize| -> Option<[u32; 5]> {
+        let at = HEADER + i.checked_mul(FUNC_SIZE)?;
+        let mut f = [0u32; 5];
+        for (j, w) in f.iter_mut().enumerate() {
+            *w = word(section, at + j * 4)?;
+        }
+        Some(f)
+    };
+    let (mut lo, mut hi) = (0, nfuncs);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if func(mid)?[0] <= code_offset {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    let [start, length, saves_done, first, bits] = func(lo.checked_sub(1)?)?;
+    if code_offset - start >= length {
+        return None;
+    }
+    let saves_at =
+        HEADER + nfuncs.checked_mul(FUNC_SIZE)? + (first as usize).checked_mul(SAVE_SIZE)?;
+    let n = (bits & 0xffff) as usize;
+    let saves = SavedRegs(section.get(saves_at..saves_at.checked_add(n * SAVE_SIZE)?)?);
+    if { saves }.any(|s| !(-65536..0).contains(&s.fp_offset)) {
+        return None;
+    }
+    Some(FrameEntry {
+        start,
+        length,
+        kind: if bits & ENTRY_BIT != 0 {
+            FrameKind::Entry
+        } else {
+            FrameKind::Other
+        },
+        saves_done,
+        saves,
+    })
 }
 
 #[cfg(test)]
@@ -258,30 +278,47 @@ mod tests {
 
     #[test]
     fn lookup_finds_containing_function() {
-        let t = table();
-        let f = t.lookup(50).unwrap();
-        assert_eq!((f.start, f.kind, f.saves.len()), (0, FrameKind::Other, 2));
-        assert!(t.lookup(100).is_none(), "gap between functions");
-        let e = t.lookup(151).unwrap();
+        let bytes = table().encode();
+        let f = lookup_frame(&bytes, 50).unwrap();
+        assert_eq!((f.start, f.kind), (0, FrameKind::Other));
+        assert_eq!(
+            f.saves.collect::<Vec<_>>(),
+            vec![
+                SavedReg {
+                    dwarf_reg: 3,
+                    fp_offset: -16
+                },
+                SavedReg {
+                    dwarf_reg: 12,
+                    fp_offset: -8
+                }
+            ]
+        );
+        assert!(lookup_frame(&bytes, 100).is_none(), "gap between functions");
+        let e = lookup_frame(&bytes, 151).unwrap();
         assert_eq!((e.start, e.kind, e.saves_done), (112, FrameKind::Entry, 8));
-        assert!(t.lookup(152).is_none());
+        assert_eq!(e.saves.count(), 0);
+        assert!(lookup_frame(&bytes, 152).is_none());
     }
 
     #[test]
-    fn round_trip_and_corruption() {
-        let t = table();
-        let bytes = t.encode();
-        assert_eq!(FrameTable::decode(&bytes, 152).unwrap(), t);
-        assert!(FrameTable::decode(&bytes, 151).is_err(), "past the text");
-        assert!(FrameTable::decode(&bytes[..bytes.len() - 1], 152).is_err());
+    fn damage_is_refused_or_harmless() {
+        let bytes = table().encode();
+        check_frame_table(&bytes, 152).unwrap();
+        assert!(check_frame_table(&bytes, 151).is_err(), "past the text");
+        assert!(check_frame_table(&bytes[..bytes.len() - 1], 152).is_err());
+        // A save slot at or above the frame pointer makes the entry unusable.
         let mut b = bytes.clone();
-        b[8 + 20 * 2 + 4] = 0; // first save's offset becomes >= 0
-        b[8 + 20 * 2 + 5] = 0;
-        b[8 + 20 * 2 + 6] = 0;
-        b[8 + 20 * 2 + 7] = 0;
-        assert!(FrameTable::decode(&b, 152).is_err());
-        let mut b = bytes;
-        b[8 + 20 + 12] = 7; // first save index past the end
-        assert!(FrameTable::decode(&b, 152).is_err());
+        b[8 + 20 * 2 + 4..8 + 20 * 2 + 8].copy_from_slice(&0i32.to_le_bytes());
+        assert!(lookup_frame(&b, 50).is_none());
+        // Saves past the end of the section, and any truncation, find
+        // nothing rather than reading out of bounds.
+        let mut b = bytes.clone();
+        b[8 + 12] = 7;
+        assert!(lookup_frame(&b, 50).is_none());
+        for len in 0..bytes.len() {
+            let _ = lookup_frame(&bytes[..len], 50);
+            let _ = lookup_frame(&bytes[..len], 151);
+        }
     }
 }

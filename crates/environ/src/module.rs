@@ -338,45 +338,84 @@ impl std::hash::Hasher for IdentityHasher {
     }
 }
 
-/// Function names, in one string: no allocation per name.
+/// Function names, from the name section's function-names subsection.
+///
+/// The subsection is kept raw and parsed on the first lookup: names are
+/// only needed for backtraces, and a module with a name per function would
+/// otherwise spend most of its load time reading them. Parsed, the names
+/// sit in one string (no allocation per name).
 #[derive(Clone, Debug, Default)]
 pub struct NameMap {
+    /// The subsection's contents (a count, then (index, name) pairs).
+    raw: Option<Arc<[u8]>>,
+    /// Names for indices at or past this are ignored.
+    num_funcs: u32,
+    parsed: std::sync::OnceLock<NameTable>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct NameTable {
     text: String,
     /// (function, start, end) into `text`, sorted by function.
     entries: Vec<(FuncIndex, u32, u32)>,
 }
 
 impl NameMap {
-    /// Adds the name of `f` (names arrive in index order; others are
-    /// sorted by [`NameMap::finish`]).
-    pub fn push(&mut self, f: FuncIndex, name: &str) {
-        let start = self.text.len() as u32;
-        self.text.push_str(name);
-        self.entries.push((f, start, self.text.len() as u32));
+    /// The names in `subsection` (the contents of a function-names
+    /// subsection), for a module of `num_funcs` functions, to be parsed on
+    /// first use. A malformed subsection yields the names before the
+    /// damage, as the spec asks that a bad name section be ignored.
+    pub fn from_subsection(subsection: &[u8], num_funcs: usize) -> NameMap {
+        NameMap {
+            raw: Some(Arc::from(subsection)),
+            num_funcs: u32::try_from(num_funcs).unwrap_or(u32::MAX),
+            parsed: std::sync::OnceLock::new(),
+        }
     }
 
-    /// Sorts the entries if they did not arrive in order.
-    pub fn finish(&mut self) {
-        if !self.entries.windows(2).all(|w| w[0].0 < w[1].0) {
-            self.entries.sort_by_key(|e| e.0);
-            self.entries.dedup_by_key(|e| e.0);
-        }
+    fn table(&self) -> &NameTable {
+        self.parsed.get_or_init(|| {
+            let mut t = NameTable::default();
+            if let Some(raw) = &self.raw {
+                let reader = wasmparser::BinaryReader::new(raw, 0);
+                if let Ok(map) = wasmparser::SectionLimited::<wasmparser::Naming>::new(reader) {
+                    for n in map {
+                        let Ok(n) = n else { break };
+                        if n.index < self.num_funcs {
+                            let start = t.text.len() as u32;
+                            t.text.push_str(n.name);
+                            t.entries.push((
+                                FuncIndex::from_u32(n.index),
+                                start,
+                                t.text.len() as u32,
+                            ));
+                        }
+                    }
+                }
+            }
+            if !t.entries.windows(2).all(|w| w[0].0 < w[1].0) {
+                t.entries.sort_by_key(|e| e.0);
+                t.entries.dedup_by_key(|e| e.0);
+            }
+            t
+        })
     }
 
     /// The name of `f`.
     pub fn get(&self, f: FuncIndex) -> Option<&str> {
-        let i = self.entries.binary_search_by_key(&f, |e| e.0).ok()?;
-        let (_, s, e) = self.entries[i];
-        self.text.get(s as usize..e as usize)
+        let t = self.table();
+        let i = t.entries.binary_search_by_key(&f, |e| e.0).ok()?;
+        let (_, s, e) = t.entries[i];
+        t.text.get(s as usize..e as usize)
     }
 
     /// The number of names.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.table().entries.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 }

@@ -65,7 +65,9 @@ enum Mode {
 }
 
 fn translate(wasm: &[u8], features: WasmFeatures, mode: Mode) -> WasmResult<ModuleTranslation<'_>> {
-    let mut validator = Validator::new_with_features(features);
+    // Reading an artifact's declarations needs no validator (creating one
+    // costs allocations a small module's load can feel).
+    let mut validator = (mode == Mode::Compile).then(|| Validator::new_with_features(features));
     let mut t = ModuleTranslation {
         module: Module::default(),
         function_bodies: PrimaryMap::new(),
@@ -79,7 +81,11 @@ fn translate(wasm: &[u8], features: WasmFeatures, mode: Mode) -> WasmResult<Modu
             if let Payload::CodeSectionEntry(_) = payload {
                 continue;
             }
-        } else if let wasmparser::ValidPayload::Func(v, body) = validator.payload(&payload)? {
+        } else if let Some(wasmparser::ValidPayload::Func(v, body)) = validator
+            .as_mut()
+            .map(|v| v.payload(&payload))
+            .transpose()?
+        {
             if !features.multi_memory() {
                 check_reserved_memory_bytes(wasm, &body)?;
             }
@@ -148,6 +154,7 @@ fn translate(wasm: &[u8], features: WasmFeatures, mode: Mode) -> WasmResult<Modu
                 }
             }
             Payload::FunctionSection(s) => {
+                m.functions.reserve(s.count() as usize);
                 for ty in s {
                     m.functions.push(FunctionInfo {
                         type_index: TypeIndex::from_u32(ty?),
@@ -265,7 +272,7 @@ fn translate(wasm: &[u8], features: WasmFeatures, mode: Mode) -> WasmResult<Modu
             Payload::CustomSection(c) => {
                 if let wasmparser::KnownCustom::Name(names) = c.as_known() {
                     // A malformed name section is ignored, as the spec asks.
-                    let _ = read_names(m, names);
+                    let _ = read_names(m, wasm, names);
                 }
             }
             _ => {}
@@ -297,22 +304,24 @@ fn check_reserved_memory_bytes(wasm: &[u8], body: &FunctionBody<'_>) -> WasmResu
     Ok(())
 }
 
-fn read_names(m: &mut Module, names: wasmparser::NameSectionReader<'_>) -> WasmResult<()> {
+/// Reads the module name and locates the function names, which
+/// [`NameMap`] parses on first use.
+fn read_names(
+    m: &mut Module,
+    wasm: &[u8],
+    names: wasmparser::NameSectionReader<'_>,
+) -> WasmResult<()> {
     for name in names {
         match name? {
             wasmparser::Name::Module { name, .. } => m.name = Some(name.to_string()),
             wasmparser::Name::Function(map) => {
-                for n in map {
-                    let n = n?;
-                    if (n.index as usize) < m.functions.len() {
-                        m.func_names.push(FuncIndex::from_u32(n.index), n.name);
-                    }
+                if let Some(raw) = wasm.get(map.range()) {
+                    m.func_names = NameMap::from_subsection(raw, m.functions.len());
                 }
             }
             _ => {}
         }
     }
-    m.func_names.finish();
     Ok(())
 }
 
@@ -371,18 +380,14 @@ fn compute_escapes(m: &mut Module) {
         mark(m, f);
     }
     let mut next = 0u32;
-    let slots: Vec<Option<u32>> = m
-        .defined_funcs()
-        .map(|d| {
-            if m.functions[m.func_index(d)].escapes {
-                next += 1;
-                Some(next - 1)
-            } else {
-                None
-            }
-        })
-        .collect();
-    m.func_ref_slots = slots.into_iter().collect();
+    let mut slots = PrimaryMap::with_capacity(m.num_defined_funcs());
+    for f in m.functions.values().skip(m.num_imported_funcs) {
+        slots.push(f.escapes.then(|| {
+            next += 1;
+            next - 1
+        }));
+    }
+    m.func_ref_slots = slots;
     m.num_escaping_funcs = next;
 }
 

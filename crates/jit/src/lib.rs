@@ -58,7 +58,10 @@ type SectionTable = Vec<(Box<str>, Range<usize>)>;
 /// relocations, every section inside the file, with a page-aligned text
 /// section. Returns the section table and the text section's range; the
 /// object is parsed this once.
-fn check_object(object: &[u8]) -> Result<(SectionTable, Range<usize>), JitError> {
+fn check_object<'a, R: object::ReadRef<'a>>(
+    object: R,
+    object_len: usize,
+) -> Result<(SectionTable, Range<usize>), JitError> {
     let file = object::File::parse(object).map_err(|e| JitError::BadObject(e.to_string()))?;
     let mut table = SectionTable::new();
     let mut relocations = 0;
@@ -69,7 +72,7 @@ fn check_object(object: &[u8]) -> Result<(SectionTable, Range<usize>), JitError>
         };
         let r = usize::try_from(o).ok().zip(usize::try_from(l).ok());
         match r.and_then(|(o, l)| Some(o..o.checked_add(l)?)) {
-            Some(r) if r.end <= object.len() => table.push((name.into(), r)),
+            Some(r) if r.end <= object_len => table.push((name.into(), r)),
             _ => {
                 return Err(JitError::BadObject(format!(
                     "section {name} lies outside the file"
@@ -94,6 +97,142 @@ fn check_object(object: &[u8]) -> Result<(SectionTable, Range<usize>), JitError>
     }
     Ok((table, text))
 }
+
+/// What of an ELF file its section table needs, read with `pread` instead
+/// of through the mapping: the file header, the section headers, the
+/// section names and any relocation sections (so that [`check_object`]
+/// counts their entries and refuses them as usual). Parsing from here
+/// leaves the mapping untouched.
+struct Headers {
+    len: u64,
+    /// (file offset, bytes).
+    chunks: Vec<(u64, Box<[u8]>)>,
+}
+
+impl Headers {
+    /// The headers of `file` (of `len` bytes), or `None` if it is not a
+    /// little-endian ELF64 file whose headers lie inside it: such a file is
+    /// parsed from the mapping instead, where `object` reports what is wrong
+    /// with it.
+    fn read(file: &std::fs::File, len: usize) -> Option<Headers> {
+        use std::os::unix::fs::FileExt;
+        let len = len as u64;
+        let read = |at: u64, size: u64| -> Option<(u64, Box<[u8]>)> {
+            if at.checked_add(size)? > len || size > 1 << 24 {
+                return None;
+            }
+            let mut buf = vec![0; usize::try_from(size).ok()?].into_boxed_slice();
+            file.read_exact_at(&mut buf, at).ok()?;
+            Some((at, buf))
+        };
+        let (_, h) = read(0, 64)?;
+        if h[..4] != *b"\x7fELF" || h[4] != 2 || h[5] != 1 {
+            return None;
+        }
+        let u16_at = |b: &[u8], i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+        let u64_at = |b: &[u8], i: usize| {
+            u64::from_le_bytes([
+                b[i],
+                b[i + 1],
+                b[i + 2],
+                b[i + 3],
+                b[i + 4],
+                b[i + 5],
+                b[i + 6],
+                b[i + 7],
+            ])
+        };
+        let shoff = u64_at(&h, 0x28);
+        let (entsize, shnum, shstrndx) = (u16_at(&h, 0x3a), u16_at(&h, 0x3c), u16_at(&h, 0x3e));
+        // Extended numbering (0 sections, or escape indices) is left to
+        // `object`.
+        if entsize != 64 || shnum == 0 || shstrndx >= shnum {
+            return None;
+        }
+        let (_, sh) = read(shoff, u64::from(shnum) * 64)?;
+        // What `object` reads when parsing: the names, the symbol table
+        // and its strings; and relocations, for `check_object` to count.
+        const SHT_SYMTAB: u32 = 2;
+        const SHT_STRTAB: u32 = 3;
+        const SHT_RELA: u32 = 4;
+        const SHT_REL: u32 = 9;
+        const SHT_DYNSYM: u32 = 11;
+        const SHT_SYMTAB_SHNDX: u32 = 18;
+        let mut needed: Vec<(u64, u64)> = Vec::new();
+        for (i, hdr) in sh.chunks_exact(64).enumerate() {
+            let ty = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
+            if i == usize::from(shstrndx)
+                || matches!(
+                    ty,
+                    SHT_SYMTAB | SHT_STRTAB | SHT_RELA | SHT_REL | SHT_DYNSYM | SHT_SYMTAB_SHNDX
+                )
+            {
+                let (at, size) = (u64_at(hdr, 24), u64_at(hdr, 32));
+                needed.push((at, at.checked_add(size)?));
+            }
+        }
+        // They sit together at the end of the file, as a rule: one read.
+        needed.sort_unstable();
+        let mut spans: Vec<(u64, u64)> = Vec::new();
+        for (start, end) in needed {
+            match spans.last_mut() {
+                Some(last) if start <= last.1.saturating_add(4096) => last.1 = last.1.max(end),
+                _ => spans.push((start, end)),
+            }
+        }
+        let mut chunks = vec![(0, h), (shoff, sh)];
+        for (start, end) in spans {
+            chunks.push(read(start, end - start)?);
+        }
+        Some(Headers { len, chunks })
+    }
+}
+
+impl<'a> object::ReadRef<'a> for &'a Headers {
+    fn len(self) -> Result<u64, ()> {
+        Ok(self.len)
+    }
+
+    fn read_bytes_at(self, offset: u64, size: u64) -> Result<&'a [u8], ()> {
+        for (at, bytes) in &self.chunks {
+            let Some(start) = offset.checked_sub(*at) else {
+                continue;
+            };
+            let range = usize::try_from(start)
+                .ok()
+                .zip(usize::try_from(size).ok())
+                .and_then(|(s, n)| Some(s..s.checked_add(n)?));
+            if let Some(b) = range.and_then(|r| bytes.get(r)) {
+                return Ok(b);
+            }
+        }
+        Err(())
+    }
+
+    fn read_bytes_at_until(self, range: Range<u64>, delimiter: u8) -> Result<&'a [u8], ()> {
+        let size = range.end.checked_sub(range.start).ok_or(())?;
+        for (at, bytes) in &self.chunks {
+            let Some(start) = range.start.checked_sub(*at) else {
+                continue;
+            };
+            let Ok(start) = usize::try_from(start) else {
+                continue;
+            };
+            let Some(rest) = bytes.get(start..) else {
+                continue;
+            };
+            let rest = &rest[..rest.len().min(usize::try_from(size).unwrap_or(usize::MAX))];
+            if let Some(n) = rest.iter().position(|b| *b == delimiter) {
+                return Ok(&rest[..n]);
+            }
+        }
+        Err(())
+    }
+}
+
+/// The largest span of sections [`CodeMemory::from_file`] reads into
+/// memory rather than through the mapping.
+const EAGER_READ_LIMIT: usize = 32 << 10;
 
 /// Page-granular memory (anonymous or a private file mapping).
 struct Mmap {
@@ -120,6 +259,87 @@ impl Drop for Mmap {
     }
 }
 
+/// The size of a transparent huge page (x86-64 and AArch64 with 4 KiB
+/// pages).
+const HUGE_PAGE: usize = 2 << 20;
+
+/// Objects at least this large are copied into huge pages by
+/// [`CodeMemory::new`].
+pub const HUGE_PAGE_THRESHOLD: usize = HUGE_PAGE / 2;
+
+impl Mmap {
+    /// `len` bytes (at least a page) of read+write memory, faulted in.
+    fn populated(len: usize) -> Result<Mmap, JitError> {
+        let page = page_size();
+        let len = len.next_multiple_of(page).max(page);
+        // SAFETY: a fresh private anonymous mapping; no existing memory is
+        // affected.
+        let ptr = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                len,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                // Every page is written right away: fault them in with one
+                // call instead of one fault per page.
+                rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::POPULATE,
+            )
+        }
+        .map_err(errno("mmap"))?;
+        Ok(Mmap {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+
+    /// `len` bytes rounded up to whole huge pages of read+write memory,
+    /// aligned to a huge page and advised to use them, faulted in.
+    fn huge(len: usize) -> Result<Mmap, JitError> {
+        use rustix::mm::{madvise, Advice};
+        let len = len.next_multiple_of(HUGE_PAGE);
+        let reserve = len + HUGE_PAGE;
+        // SAFETY: a fresh private anonymous mapping; no existing memory is
+        // affected. NORESERVE: the slack is given back right below.
+        let raw = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                reserve,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::NORESERVE,
+            )
+        }
+        .map_err(errno("mmap"))?
+        .cast::<u8>();
+        let head = (raw as usize).next_multiple_of(HUGE_PAGE) - raw as usize;
+        // SAFETY: `head < HUGE_PAGE`, so `raw + head` is inside the
+        // reservation.
+        let ptr = unsafe { raw.add(head) };
+        // From here the returned `Mmap` owns `ptr..ptr + len` (and unmaps it
+        // on error).
+        let mmap = Mmap { ptr, len };
+        // SAFETY: the head and the tail of the reservation around `mmap`
+        // are ours and nothing refers to them.
+        unsafe {
+            if head != 0 {
+                rustix::mm::munmap(raw.cast(), head).map_err(errno("munmap"))?;
+            }
+            if reserve - head - len != 0 {
+                rustix::mm::munmap(mmap.ptr.add(len).cast(), reserve - head - len)
+                    .map_err(errno("munmap"))?;
+            }
+        }
+        // SAFETY: advice on our own mapping; neither changes its contents
+        // (fresh memory reads as zero either way). Both are hints: without
+        // transparent huge pages the kernel uses small pages, and a kernel
+        // older than 5.14 lacks MADV_POPULATE_WRITE, so the copy faults
+        // the pages in instead.
+        unsafe {
+            let _ = madvise(mmap.ptr.cast(), len, Advice::LinuxHugepage);
+            let _ = madvise(mmap.ptr.cast(), len, Advice::LinuxPopulateWrite);
+        }
+        Ok(mmap)
+    }
+}
+
 fn page_size() -> usize {
     rustix::param::page_size()
 }
@@ -132,6 +352,9 @@ pub struct CodeMemory {
     /// The registered `.eh_frame`, if the object has one.
     eh_frame: Option<*const u8>,
     sections: SectionTable,
+    /// Sections read into memory at load (see [`CodeMemory::from_file`]):
+    /// file ranges and their bytes.
+    copies: Vec<(Range<usize>, Box<[u8]>)>,
 }
 
 extern "C" {
@@ -153,37 +376,52 @@ impl Drop for CodeMemory {
 
 impl CodeMemory {
     /// Copies `object` into fresh memory and makes its text executable.
+    ///
+    /// Most of the cost is the kernel providing fresh pages, one fault's
+    /// worth of work per 4 KiB page. An object of at least
+    /// [`HUGE_PAGE_THRESHOLD`] bytes therefore goes into memory rounded up
+    /// to whole 2 MiB transparent huge pages, where the kernel offers them:
+    /// one fault per 2 MiB instead of 512, at the price of up to half the
+    /// object's size in unused memory. Smaller objects would waste more than
+    /// they save.
     pub fn new(object: &[u8]) -> Result<CodeMemory, JitError> {
-        let checked = check_object(object)?;
-        let page = page_size();
-        let len = object.len().next_multiple_of(page).max(page);
-        // SAFETY: a fresh private anonymous mapping; no existing memory is
-        // affected.
-        let ptr = unsafe {
-            rustix::mm::mmap_anonymous(
-                std::ptr::null_mut(),
-                len,
-                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-                // Every page is written right away: fault them in with one
-                // call instead of one fault per page.
-                rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::POPULATE,
-            )
-        }
-        .map_err(errno("mmap"))?
-        .cast::<u8>();
-        let mmap = Mmap { ptr, len };
+        let checked = check_object(object, object.len())?;
+        let mmap = if object.len() >= HUGE_PAGE_THRESHOLD {
+            Mmap::huge(object.len())?
+        } else {
+            Mmap::populated(object.len())?
+        };
+        let ptr = mmap.ptr;
         // SAFETY: the mapping is `len >= object.len()` bytes, writable, and
         // not aliased by anything else yet.
         unsafe {
             std::ptr::copy_nonoverlapping(object.as_ptr(), ptr, object.len());
         }
-        Self::publish(mmap, object.len(), checked)
+        Self::publish(mmap, object.len(), checked, false)
     }
 
     /// Maps the object in file `path` (private, copy-on-write) and makes its
-    /// text executable: loading costs a mapping and two protection changes,
+    /// text executable: loading costs a mapping and one protection change,
     /// whatever the size of the code.
-    pub fn from_file(path: &std::path::Path) -> Result<CodeMemory, JitError> {
+    ///
+    /// Each page touched through a fresh file mapping costs a fault, and
+    /// later a page-table entry for a protection change and for the unmap
+    /// to update: that is where the time of a mapped load went. So the
+    /// section headers are read with `pread`, and the text is made
+    /// executable before anything touches the mapping. The sections named
+    /// in `read_eagerly` (those the caller reads at load anyway) are read
+    /// into memory too, with as few reads as their layout allows, if they
+    /// are small (up to 32 KiB together; more would cost more in fresh heap
+    /// pages than in faults); [`CodeMemory::section`] returns them from
+    /// there. Every other section, and [`CodeMemory::object`], is read
+    /// through the mapping, on demand. A small module's load thus touches
+    /// only the first page of `.eh_frame`, which the unwinder must see in
+    /// place.
+    pub fn from_file(
+        path: &std::path::Path,
+        read_eagerly: &[&str],
+    ) -> Result<CodeMemory, JitError> {
+        use std::os::unix::fs::FileExt;
         let os = |what| move |e: std::io::Error| JitError::Os { what, err: e };
         let file = std::fs::File::open(path).map_err(os("open"))?;
         let object_len = file.metadata().map_err(os("stat"))?.len() as usize;
@@ -192,6 +430,12 @@ impl CodeMemory {
         }
         let page = page_size();
         let len = object_len.next_multiple_of(page);
+        // Parse the section table from `pread`s where the file allows it.
+        let headers = Headers::read(&file, object_len);
+        let early = headers
+            .as_ref()
+            .map(|h| check_object(h, object_len))
+            .transpose()?;
         // SAFETY: a fresh private mapping of the file; no existing memory is
         // affected. That the file does not change while mapped (private
         // pages not yet copied still show its writes) is the caller's
@@ -209,17 +453,55 @@ impl CodeMemory {
         .map_err(errno("mmap"))?
         .cast::<u8>();
         let mmap = Mmap { ptr, len };
-        // SAFETY: the mapping holds `object_len` readable bytes.
-        let object = unsafe { std::slice::from_raw_parts(ptr, object_len) };
-        let checked = check_object(object)?;
-        Self::publish(mmap, object_len, checked)
+        let checked = match early {
+            Some(c) => c,
+            None => {
+                // SAFETY: the mapping holds `object_len` readable bytes.
+                let object = unsafe { std::slice::from_raw_parts(ptr, object_len) };
+                check_object(object, object_len)?
+            }
+        };
+        // Read the eager sections, merging neighbours (and the small gaps
+        // alignment leaves between them) into one read.
+        let mut wanted: Vec<Range<usize>> = checked
+            .0
+            .iter()
+            .filter(|(n, _)| read_eagerly.contains(&&**n))
+            .map(|(_, r)| r.clone())
+            .collect();
+        wanted.sort_by_key(|r| r.start);
+        let mut spans: Vec<Range<usize>> = Vec::new();
+        for r in wanted {
+            match spans.last_mut() {
+                Some(last) if r.start <= last.end.saturating_add(64) => {
+                    last.end = last.end.max(r.end);
+                }
+                _ => spans.push(r),
+            }
+        }
+        let mut copies = Vec::with_capacity(spans.len());
+        // A large span stays in the mapping: fresh heap pages for it would
+        // cost more than the faults of reading it in place, where the
+        // kernel maps up to 16 page-cache pages a fault.
+        for span in spans.into_iter().filter(|s| s.len() <= EAGER_READ_LIMIT) {
+            let mut buf = vec![0; span.len()].into_boxed_slice();
+            file.read_exact_at(&mut buf, span.start as u64)
+                .map_err(os("read"))?;
+            copies.push((span, buf));
+        }
+        let mut code = Self::publish(mmap, object_len, checked, true)?;
+        code.copies = copies;
+        Ok(code)
     }
 
-    /// Makes the text pages of `mmap` read+execute and the rest read-only.
+    /// Makes the text pages of `mmap` read+execute and the rest read-only
+    /// (which it is already if `read_only`: then this is one protection
+    /// change).
     fn publish(
         mmap: Mmap,
         object_len: usize,
         (sections, text): (SectionTable, Range<usize>),
+        read_only: bool,
     ) -> Result<CodeMemory, JitError> {
         let (ptr, len) = (mmap.ptr, mmap.len);
         let page = page_size();
@@ -227,8 +509,10 @@ impl CodeMemory {
         // SAFETY: both ranges lie inside the mapping we own; after this no
         // page is writable, and the text pages are executable.
         unsafe {
-            rustix::mm::mprotect(ptr.cast(), len, rustix::mm::MprotectFlags::READ)
-                .map_err(errno("mprotect"))?;
+            if !read_only {
+                rustix::mm::mprotect(ptr.cast(), len, rustix::mm::MprotectFlags::READ)
+                    .map_err(errno("mprotect"))?;
+            }
             if !text_pages.is_empty() {
                 rustix::mm::mprotect(
                     ptr.add(text_pages.start).cast(),
@@ -244,6 +528,7 @@ impl CodeMemory {
             text,
             eh_frame: None,
             sections,
+            copies: Vec::new(),
         };
         if let Some(r) = code.section_range(".eh_frame") {
             let ends_with_terminator = r.len() >= 4 && code.object()[r.end - 4..r.end] == [0; 4];
@@ -269,7 +554,13 @@ impl CodeMemory {
 
     /// The contents of section `name` of the loaded object.
     pub fn section(&self, name: &str) -> Option<&[u8]> {
-        self.object().get(self.section_range(name)?)
+        let r = self.section_range(name)?;
+        for (span, bytes) in &self.copies {
+            if span.start <= r.start && r.end <= span.end {
+                return bytes.get(r.start - span.start..r.end - span.start);
+            }
+        }
+        self.object().get(r)
     }
 
     /// The whole object, as loaded.

@@ -7,6 +7,7 @@ use kiln_environ::{
 };
 use kiln_jit::CodeMemory;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// Interns function types engine-wide: equal types get equal
@@ -47,7 +48,17 @@ pub struct CompiledModule {
     /// Copy-on-write images of defined memories, built at the first
     /// instantiation that asks for them.
     images: std::sync::OnceLock<Vec<Option<crate::MemoryImage>>>,
+    /// Whether the address map in `code` matched its checksum: one of the
+    /// `MAP_*` states. Checked on the first lookup, not at load (see
+    /// `kiln_environ::verify_address_map`); an atomic rather than a
+    /// `OnceLock` because the lookup may run in the signal handler, which
+    /// must never wait (two threads may both verify; they agree).
+    address_map: AtomicU8,
 }
+
+const MAP_UNCHECKED: u8 = 0;
+const MAP_GOOD: u8 = 1;
+const MAP_BAD: u8 = 2;
 
 /// One frame of a Wasm backtrace.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,6 +104,7 @@ impl CompiledModule {
             type_ids,
             text_start,
             images: std::sync::OnceLock::new(),
+            address_map: AtomicU8::new(MAP_UNCHECKED),
         });
         register_code(&m);
         m
@@ -152,9 +164,42 @@ impl CompiledModule {
         self.text_start
     }
 
+    /// The frame description of the function containing text offset
+    /// `off`, read in place from the artifact's frame table.
+    pub(crate) fn lookup_frame(&self, off: u32) -> Option<kiln_environ::FrameEntry<'_>> {
+        kiln_environ::lookup_frame(self.code.section(kiln_environ::sections::FRAMES)?, off)
+    }
+
     pub(crate) fn lookup_trap(&self, pc: usize) -> Option<Trap> {
         let off = u32::try_from(pc.checked_sub(self.text_start)?).ok()?;
-        self.info.lookup_trap(off)
+        // The trap table is read in place, from the loaded object (a
+        // deserialized module never decodes it; see `kiln_environ::artifact`).
+        let traps = self.code.section(kiln_environ::sections::TRAPS)?;
+        kiln_environ::lookup_trap(traps, off)
+    }
+
+    /// The Wasm byte offset of the instruction at text offset `off`, from
+    /// the address map in the loaded object, read in place. `None` if there
+    /// is none, or if the map is damaged.
+    fn lookup_wasm_offset(&self, off: u32) -> Option<u32> {
+        let section = |name: &str| self.code.section(name);
+        let view = match self.address_map.load(Ordering::Acquire) {
+            MAP_GOOD => {
+                kiln_environ::AddressMapView::new(section(kiln_environ::sections::ADDRMAP)?)?
+            }
+            MAP_BAD => return None,
+            _ => match kiln_environ::verify_address_map(section) {
+                Some(v) => {
+                    self.address_map.store(MAP_GOOD, Ordering::Release);
+                    v
+                }
+                None => {
+                    self.address_map.store(MAP_BAD, Ordering::Release);
+                    return None;
+                }
+            },
+        };
+        view.lookup(off)
     }
 
     pub(crate) fn frame_info(&self, pc: usize, exact: bool) -> Option<FrameInfo> {
@@ -165,7 +210,7 @@ impl CompiledModule {
         let d = self.info.func_by_text_offset(off)?;
         let m = &self.info.module;
         let f = m.func_index(d);
-        let module_offset = self.info.lookup_wasm_offset(off);
+        let module_offset = self.lookup_wasm_offset(off);
         Some(FrameInfo {
             module_name: m.name.clone(),
             func_index: f.as_u32(),

@@ -333,7 +333,7 @@ unsafe fn unwind_to_entry(
         let off = u32::try_from(pc - m.text_start()).ok()?;
         // A return address points after its call: look up the call.
         let at = if exact { off } else { off.checked_sub(1)? };
-        let f = m.info().frames.lookup(at)?;
+        let f = m.lookup_frame(at)?;
         if backtrace.len() < MAX_BACKTRACE {
             backtrace.extend(m.frame_info(pc, exact));
         }

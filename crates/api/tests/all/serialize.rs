@@ -126,6 +126,121 @@ fn function_table_pointing_outside_the_text_is_rejected() {
     );
 }
 
+#[test]
+fn foreign_truncated_and_corrupt_files_are_errors() {
+    // `deserialize_file` reads the section headers with `pread` rather than
+    // through the mapping: the same artifacts must fail the same way.
+    let engine = Engine::default();
+    let bytes = Module::new(&engine, WAT).unwrap().serialize().unwrap();
+    let dir = std::env::temp_dir().join(format!("kiln-ser-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.cwasm");
+    let load = |b: &[u8]| {
+        std::fs::write(&path, b).unwrap();
+        // SAFETY: the point of the test: none of these may load.
+        unsafe { Module::deserialize_file(&engine, &path) }
+            .map(|_| ())
+            .unwrap_err()
+    };
+    load(b"not an object at all");
+    load(&[]);
+    for cut in [16, 64, bytes.len() / 2, bytes.len() - 1] {
+        load(&bytes[..cut]);
+    }
+    // Section headers pointing past the end of the file.
+    let mut far = bytes.clone();
+    far[0x28..0x30].copy_from_slice(&(bytes.len() as u64 - 8).to_le_bytes());
+    load(&far);
+    // Damage in a section read at load, and in the section names.
+    for name in [".kiln.funcs", ".kiln.traps", ".kiln.wasm"] {
+        let r = object_section(&bytes, name);
+        let mut b = bytes.clone();
+        b[r.start] ^= 0x5a;
+        load(&b);
+    }
+    // A section name (".text" is found by name).
+    let names = object_section(&bytes, ".shstrtab");
+    let at = names.start + find(&bytes[names.clone()], b".text\0").unwrap();
+    let mut b = bytes.clone();
+    b[at + 1] = b'x';
+    load(&b);
+    // Undamaged, it loads and runs.
+    std::fs::write(&path, &bytes).unwrap();
+    // SAFETY: a file we just wrote.
+    let m = unsafe { Module::deserialize_file(&engine, &path) }.unwrap();
+    assert_eq!(run(&engine, &m), 25 + i32::from(b'k'));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn damaged_address_map_loads_but_gives_no_offsets() {
+    // The address map is verified on first use, not at load (it is only
+    // needed for backtraces): damage there costs the offsets, nothing else.
+    let engine = Engine::default();
+    let bytes = Module::new(&engine, WAT).unwrap().serialize().unwrap();
+    let map = object_section(&bytes, ".kiln.addrmap");
+    let mut bad = bytes.clone();
+    bad[map.end - 1] ^= 0x40;
+    // SAFETY: only the address map is damaged, and it is checked before use.
+    let damaged = unsafe { Module::deserialize(&engine, &bad) }.unwrap();
+    assert_eq!(run_trap_offset(&engine, &damaged), None);
+    // The same artifact undamaged gives the offset.
+    // SAFETY: bytes we just produced.
+    let good = unsafe { Module::deserialize(&engine, &bytes) }.unwrap();
+    assert!(run_trap_offset(&engine, &good).is_some());
+}
+
+/// Calls `WAT`'s `trap` and returns the Wasm offset of the trapping frame.
+fn run_trap_offset(engine: &Engine, module: &Module) -> Option<u32> {
+    let mut linker = Linker::new(engine);
+    linker
+        .func_wrap("env", "add", |a: i32, b: i32| a + b)
+        .unwrap();
+    let mut store = Store::new(engine, ());
+    let i = linker.instantiate(&mut store, module).unwrap();
+    let trap = i.get_typed_func::<(), ()>(&mut store, "trap").unwrap();
+    let Err(Error::Trap(t)) = trap.call(&mut store, ()) else {
+        panic!("expected a trap")
+    };
+    t.backtrace()[0].module_offset
+}
+
+#[test]
+fn large_artifact_from_bytes_runs_and_traps() {
+    // Past a megabyte, `deserialize` copies into huge pages (where the
+    // kernel has them): the code must run, trap and name its frames as
+    // from small pages.
+    let mut wat = String::from("(module\n");
+    wat.push_str("  (func $leaf (param i32) (result i32) local.get 0 i32.const 3 i32.mul)\n");
+    for f in 0..40 {
+        wat.push_str(&format!(
+            "  (func $f{f} (export \"f{f}\") (param i32) (result i32)\n"
+        ));
+        for _ in 0..2000 {
+            wat.push_str("    local.get 0 call $leaf local.set 0\n");
+        }
+        wat.push_str("    local.get 0)\n");
+    }
+    wat.push_str("  (func (export \"trap\") unreachable))");
+    let engine = Engine::default();
+    let bytes = Module::new(&engine, &wat).unwrap().serialize().unwrap();
+    assert!(bytes.len() >= 1 << 20, "{} bytes", bytes.len());
+    // SAFETY: bytes we just produced.
+    let module = unsafe { Module::deserialize(&engine, &bytes) }.unwrap();
+    assert_eq!(module.serialize().unwrap(), bytes);
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[]).unwrap();
+    let f = i.get_typed_func::<i32, i32>(&mut store, "f39").unwrap();
+    assert_eq!(f.call(&mut store, 1).unwrap(), 3i32.wrapping_pow(2000));
+    let trap = i.get_typed_func::<(), ()>(&mut store, "trap").unwrap();
+    let Err(Error::Trap(t)) = trap.call(&mut store, ()) else {
+        panic!("expected a trap")
+    };
+    assert_eq!(t.code(), Some(TrapCode::UnreachableCodeReached));
+    assert!(t.backtrace()[0].module_offset.is_some());
+    assert_eq!(t.backtrace()[0].func_index, 41);
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
