@@ -215,6 +215,7 @@ pub(crate) fn instantiate<T>(
             "module was compiled by another engine".into(),
         ));
     }
+    module.compiled.verify_frames()?;
     let m = module.compiled.module();
     if imports.len() != m.imports.len() {
         return Err(Error::TypeMismatch(format!(

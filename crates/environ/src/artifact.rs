@@ -11,8 +11,9 @@
 //! | `.kiln.w2n` | per type: the wasm-to-native trampoline (start, length) |
 //! | `.kiln.traps` | (code offset u32, trap code u32) pairs, sorted, read in place |
 //! | `.kiln.mapsum` | a 64-bit checksum of `.kiln.addrmap` |
-//! | `.kiln.frames` | the `FrameTable`: per function, the callee-saved registers its prologue saves (see `frames.rs`), read in place |
+//! | `.kiln.framesum` | a 64-bit checksum of `.kiln.frames` |
 //! | `.kiln.sum` | a 64-bit checksum of all the sections above |
+//! | `.kiln.frames` | the `FrameTable`: per function, the callee-saved registers its prologue saves (see `frames.rs`), read in place |
 //! | `.kiln.addrmap` | the `AddressMap`, in its compact encoding, read in place |
 //!
 //! The sections appear in this order, so that those read at load
@@ -67,14 +68,17 @@ pub mod sections {
     pub const FRAMES: &str = ".kiln.frames";
     /// Checksum of the address map, verified before its first lookup.
     pub const MAPSUM: &str = ".kiln.mapsum";
+    /// Checksum of the frame table, verified before the first
+    /// instantiation ([`verify_frame_table`](crate::verify_frame_table)).
+    pub const FRAMESUM: &str = ".kiln.framesum";
     /// Checksum of the [`CHECKED`] sections, verified at load.
     pub const SUM: &str = ".kiln.sum";
     /// The sections the checksum covers, in order.
-    pub const CHECKED: [&str; 7] = [INFO, WASM, FUNCS, W2N, TRAPS, FRAMES, MAPSUM];
+    pub const CHECKED: [&str; 7] = [INFO, WASM, FUNCS, W2N, TRAPS, MAPSUM, FRAMESUM];
     /// The sections loading reads (the others are read in place, on
     /// demand): in this order in the artifact, so that a loader reading
     /// them from a file needs one read.
-    pub const READ_AT_LOAD: [&str; 8] = [INFO, WASM, FUNCS, W2N, TRAPS, FRAMES, MAPSUM, SUM];
+    pub const READ_AT_LOAD: [&str; 8] = [INFO, WASM, FUNCS, W2N, TRAPS, MAPSUM, FRAMESUM, SUM];
 }
 
 /// A fast 64-bit checksum, to detect damaged artifacts (not an adversary).
@@ -177,16 +181,21 @@ pub fn encode_sections(
                     .flat_map(|t| [t.code_offset, u32::from(t.trap.to_u8())]),
             ),
         ),
-        (sections::FRAMES, info.frames.encode()),
     ];
     let map = info.address_map.encode();
+    let frames = info.frames.encode();
     out.push((
         sections::MAPSUM,
         checksum([&map[..]]).to_le_bytes().to_vec(),
     ));
+    out.push((
+        sections::FRAMESUM,
+        checksum([&frames[..]]).to_le_bytes().to_vec(),
+    ));
     let sum = checksum(out.iter().map(|(_, d)| d.as_slice()));
     out.push((sections::SUM, sum.to_le_bytes().to_vec()));
     // Last, so that the sections read at load lie together in the file.
+    out.push((sections::FRAMES, frames));
     out.push((sections::ADDRMAP, map));
     out
 }
@@ -415,7 +424,14 @@ pub fn decode_sections<'a>(
             "address map checksum is malformed".into(),
         ));
     }
-    check_frame_table(get(sections::FRAMES)?, u64::from(text_len))?;
+    // The frame table too is only located here; it is verified before the
+    // module is first instantiated ([`verify_frame_table`]).
+    get(sections::FRAMES)?;
+    if get(sections::FRAMESUM)?.len() != 8 {
+        return Err(ArtifactError::Corrupt(
+            "frame table checksum is malformed".into(),
+        ));
+    }
     Ok(CompiledModuleInfo {
         module,
         funcs,
@@ -451,6 +467,27 @@ pub fn lookup_trap(section: &[u8], code_offset: u32) -> Option<Trap> {
         }
     }
     None
+}
+
+/// Checks the artifact's frame table against its checksum in
+/// `.kiln.framesum` (itself covered by `.kiln.sum`, checked at load) and
+/// its structure against a text section of `text_len` bytes. The signal
+/// handler trusts the table, so this must pass before any of the module's
+/// code runs; it reads the whole section, so it runs once, at the first
+/// instantiation, rather than at load.
+pub fn verify_frame_table<'a>(
+    section: impl Fn(&str) -> Option<&'a [u8]>,
+    text_len: usize,
+) -> Result<(), ArtifactError> {
+    let missing = |n: &str| ArtifactError::NotAnArtifact(format!("no {n} section"));
+    let frames = section(sections::FRAMES).ok_or_else(|| missing(sections::FRAMES))?;
+    let sum = section(sections::FRAMESUM).ok_or_else(|| missing(sections::FRAMESUM))?;
+    if sum.len() != 8 || checksum([frames]).to_le_bytes() != sum {
+        return Err(ArtifactError::Corrupt(
+            "frame table checksum mismatch: the file is damaged".into(),
+        ));
+    }
+    check_frame_table(frames, text_len as u64)
 }
 
 /// The artifact's address map, read in place, if it matches its checksum
@@ -605,8 +642,16 @@ mod tests {
             HEADER,
         );
         for (i, (name, data)) in good.iter().enumerate() {
-            // The address map is checked lazily (next test).
-            if *name == sections::SUM || *name == sections::INFO || *name == sections::ADDRMAP {
+            // The address map and the frame table are checked lazily
+            // (next tests).
+            if [
+                sections::SUM,
+                sections::INFO,
+                sections::ADDRMAP,
+                sections::FRAMES,
+            ]
+            .contains(name)
+            {
                 continue;
             }
             for at in 0..data.len() {
@@ -617,6 +662,49 @@ mod tests {
                     "flip in {name} at {at}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn frame_table_is_verified_before_use() {
+        let good = encode_sections(
+            &info(FunctionLoc {
+                start: 8,
+                length: 8,
+            }),
+            ONE_FUNC,
+            HEADER,
+        );
+        let text_len = 64;
+        let lookup = |s: &[(&'static str, Vec<u8>)]| {
+            let s = s.to_vec();
+            move |n: &str| s.iter().find(|(m, _)| *m == n).map(|(_, d)| d.clone())
+        };
+        let get = lookup(&good);
+        let owned = [sections::FRAMES, sections::FRAMESUM].map(|n| (n, get(n).unwrap()));
+        let section = |n: &str| owned.iter().find(|(m, _)| *m == n).map(|(_, d)| &d[..]);
+        verify_frame_table(section, text_len).unwrap();
+        let at = good
+            .iter()
+            .position(|(n, _)| *n == sections::FRAMES)
+            .unwrap();
+        for byte in 0..good[at].1.len() {
+            let mut bad = good.clone();
+            bad[at].1[byte] ^= 1;
+            // Loading does not read the table...
+            assert!(decode(&bad, text_len).is_ok());
+            // ...verifying it does.
+            let frames = bad[at].1.clone();
+            let sum = owned[1].1.clone();
+            let section = |n: &str| match n {
+                sections::FRAMES => Some(&frames[..]),
+                sections::FRAMESUM => Some(&sum[..]),
+                _ => None,
+            };
+            assert!(matches!(
+                verify_frame_table(section, text_len),
+                Err(ArtifactError::Corrupt(_))
+            ));
         }
     }
 

@@ -54,6 +54,11 @@ pub struct CompiledModule {
     /// `OnceLock` because the lookup may run in the signal handler, which
     /// must never wait (two threads may both verify; they agree).
     address_map: AtomicU8,
+    /// Whether the frame table, which the signal handler trusts, matched
+    /// its checksum: verified before the first instantiation (see
+    /// [`CompiledModule::verify_frames`]); set at once for code this
+    /// process compiled.
+    frames: std::sync::OnceLock<Result<(), String>>,
 }
 
 const MAP_UNCHECKED: u8 = 0;
@@ -82,7 +87,10 @@ impl CompiledModule {
         types: &TypeRegistry,
     ) -> Result<Arc<CompiledModule>, kiln_jit::JitError> {
         let code = CodeMemory::new(object)?;
-        Ok(Self::from_code(code, info, types))
+        let m = Self::from_code(code, info, types);
+        // Our own compiler just produced the table.
+        let _ = m.frames.set(Ok(()));
+        Ok(m)
     }
 
     /// Registers already-loaded code (see [`CodeMemory::from_file`]).
@@ -105,9 +113,29 @@ impl CompiledModule {
             text_start,
             images: std::sync::OnceLock::new(),
             address_map: AtomicU8::new(MAP_UNCHECKED),
+            frames: std::sync::OnceLock::new(),
         });
         register_code(&m);
         m
+    }
+
+    /// Checks, once, that the frame table of a loaded artifact matches its
+    /// checksum and fits the text (see `kiln_environ::verify_frame_table`).
+    /// Instantiation calls this, so no code of a damaged artifact runs.
+    pub fn verify_frames(&self) -> Result<(), kiln_environ::ArtifactError> {
+        self.frames
+            .get_or_init(|| {
+                kiln_environ::verify_frame_table(
+                    |name| self.code.section(name),
+                    self.code.text_range().len(),
+                )
+                .map_err(|e| match e {
+                    kiln_environ::ArtifactError::Corrupt(m) => m,
+                    e => e.to_string(),
+                })
+            })
+            .clone()
+            .map_err(kiln_environ::ArtifactError::Corrupt)
     }
 
     /// The memory image of defined memory `m`, if it has one (see

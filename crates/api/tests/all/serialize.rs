@@ -190,6 +190,36 @@ fn damaged_address_map_loads_but_gives_no_offsets() {
     assert!(run_trap_offset(&engine, &good).is_some());
 }
 
+#[test]
+fn damaged_frame_table_loads_but_never_runs() {
+    // The frame table is what the signal handler trusts to resume the
+    // host after a trap. It is verified before the first instantiation,
+    // not at load: a damaged one must stop the module from running.
+    let engine = Engine::default();
+    let bytes = Module::new(&engine, WAT).unwrap().serialize().unwrap();
+    let frames = object_section(&bytes, ".kiln.frames");
+    let mut bad = bytes.clone();
+    bad[frames.end - 2] ^= 0x10;
+    // SAFETY: only the frame table is damaged, and it is checked before
+    // any code runs.
+    let damaged = unsafe { Module::deserialize(&engine, &bad) }.unwrap();
+    let mut linker = Linker::new(&engine);
+    linker
+        .func_wrap("env", "add", |a: i32, b: i32| a + b)
+        .unwrap();
+    let mut store = Store::new(&engine, ());
+    for _ in 0..2 {
+        let e = linker.instantiate(&mut store, &damaged).unwrap_err();
+        assert!(
+            e.to_string().contains("frame table checksum mismatch"),
+            "{e}"
+        );
+    }
+    // SAFETY: bytes we just produced.
+    let good = unsafe { Module::deserialize(&engine, &bytes) }.unwrap();
+    assert!(run_trap_offset(&engine, &good).is_some());
+}
+
 /// Calls `WAT`'s `trap` and returns the Wasm offset of the trapping frame.
 fn run_trap_offset(engine: &Engine, module: &Module) -> Option<u32> {
     let mut linker = Linker::new(engine);
