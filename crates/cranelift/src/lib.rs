@@ -333,7 +333,12 @@ impl Compiler {
             } else {
                 FrameKind::Other
             };
-            frames.push(loc.start, loc.length, kind, &f.frame);
+            frames
+                .push(loc.start, kind, &f.frame)
+                .map_err(|e| CompileError::Codegen {
+                    func: format!("function at text offset {}", loc.start),
+                    message: e.to_string(),
+                })?;
         }
 
         let info = CompiledModuleInfo {

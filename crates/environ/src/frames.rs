@@ -45,7 +45,7 @@ pub enum FrameKind {
 }
 
 /// One callee-saved register saved by a function's prologue.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SavedReg {
     /// DWARF register number.
     pub dwarf_reg: u16,
@@ -67,8 +67,6 @@ pub struct FrameDesc {
 pub struct FrameEntry<'a> {
     /// Start of the function in the text section.
     pub start: u32,
-    /// Its length in bytes.
-    pub length: u32,
     /// Entry trampoline or not.
     pub kind: FrameKind,
     /// Offset in the function after which every save has happened.
@@ -84,47 +82,97 @@ pub struct SavedRegs<'a>(&'a [u8]);
 impl Iterator for SavedRegs<'_> {
     type Item = SavedReg;
     fn next(&mut self) -> Option<SavedReg> {
-        let (rec, rest) = self.0.split_first_chunk::<8>()?;
+        let (rec, rest) = self.0.split_first_chunk::<SAVE_SIZE>()?;
         self.0 = rest;
-        let [r0, r1, r2, r3, o0, o1, o2, o3] = *rec;
+        let [r0, r1, o0, o1] = *rec;
         Some(SavedReg {
-            dwarf_reg: u32::from_le_bytes([r0, r1, r2, r3]) as u16,
-            fp_offset: i32::from_le_bytes([o0, o1, o2, o3]),
+            dwarf_reg: u16::from_le_bytes([r0, r1]),
+            fp_offset: -i32::from(u16::from_le_bytes([o0, o1])) * 8,
         })
     }
+}
+
+/// Why a frame description cannot be encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameTableError {
+    /// The prologue saves registers too far into the function.
+    #[error("prologue of {0} bytes is too long")]
+    LongPrologue(u32),
+    /// A save slot is not a multiple of 8 bytes below the frame pointer
+    /// within 512 KiB.
+    #[error("save slot at frame pointer {0:+} is out of range")]
+    SlotOutOfRange(i32),
+    /// More distinct sets of saved registers than the encoding can name.
+    #[error("too many distinct sets of saved registers")]
+    TooManyShapes,
 }
 
 /// The frame descriptions of every function in a text section, as the
 /// compiler builds them. The runtime never decodes the table: it looks
 /// functions up in the encoded section in place ([`lookup_frame`]), so
 /// loading a module costs nothing per function.
+///
+/// Most functions save one of a handful of register sets ("shapes"), so
+/// the encoding stores each shape once and gives each function 8 bytes:
+/// its start, where its saves end, and its shape. A function extends to
+/// the next one's start; only trap sites and return addresses, which are
+/// always inside a function, are ever looked up.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FrameTable {
-    /// (start, length, saves_done, first save, save count | kind << 16)
-    funcs: Vec<[u32; 5]>,
-    saves: Vec<SavedReg>,
+    /// (start, saves_done, shape | entry bit)
+    funcs: Vec<(u32, u16, u16)>,
+    shapes: Vec<Vec<SavedReg>>,
+    shape_index: std::collections::HashMap<Vec<SavedReg>, u16>,
 }
 
-const ENTRY_BIT: u32 = 1 << 16;
+const ENTRY_BIT: u16 = 1 << 15;
+/// Function count, shape count.
 const HEADER: usize = 8;
-const FUNC_SIZE: usize = 20;
-const SAVE_SIZE: usize = 8;
+/// Start (u32), saves done (u16), shape with the entry bit (u16).
+const FUNC_SIZE: usize = 8;
+/// Per shape: the byte offset of its saves (u32) and their count (u32).
+const SHAPE_SIZE: usize = 8;
+/// Per save: DWARF register (u16), slot distance below the frame pointer
+/// in 8-byte units (u16).
+const SAVE_SIZE: usize = 4;
 
 impl FrameTable {
-    /// Adds the function at `start..start + length`; functions must be
-    /// added in increasing order of `start`.
-    pub fn push(&mut self, start: u32, length: u32, kind: FrameKind, desc: &FrameDesc) {
-        debug_assert!(self.funcs.last().is_none_or(|f| f[0] + f[1] <= start));
-        let first = self.saves.len() as u32;
-        self.saves.extend_from_slice(&desc.saves);
-        let bits = desc.saves.len() as u32
+    /// Adds the function starting at `start`; functions must be added in
+    /// increasing order of `start`.
+    pub fn push(
+        &mut self,
+        start: u32,
+        kind: FrameKind,
+        desc: &FrameDesc,
+    ) -> Result<(), FrameTableError> {
+        debug_assert!(self.funcs.last().is_none_or(|f| f.0 <= start));
+        let saves_done = u16::try_from(desc.saves_done)
+            .map_err(|_| FrameTableError::LongPrologue(desc.saves_done))?;
+        for s in &desc.saves {
+            if s.fp_offset >= 0 || s.fp_offset % 8 != 0 || -s.fp_offset / 8 > i32::from(u16::MAX) {
+                return Err(FrameTableError::SlotOutOfRange(s.fp_offset));
+            }
+        }
+        let shape = match self.shape_index.get(&desc.saves) {
+            Some(i) => *i,
+            None => {
+                let i = u16::try_from(self.shapes.len())
+                    .ok()
+                    .filter(|i| *i < ENTRY_BIT)
+                    .ok_or(FrameTableError::TooManyShapes)?;
+                self.shapes.push(desc.saves.clone());
+                self.shape_index.insert(desc.saves.clone(), i);
+                i
+            }
+        };
+        let bits = shape
             | if kind == FrameKind::Entry {
                 ENTRY_BIT
             } else {
                 0
             };
-        self.funcs
-            .push([start, length, desc.saves_done, first, bits]);
+        self.funcs.push((start, saves_done, bits));
+        Ok(())
     }
 
     /// The number of functions.
@@ -137,55 +185,94 @@ impl FrameTable {
         self.funcs.is_empty()
     }
 
-    /// The encoded form (the `.kiln.frames` section): function count, save
-    /// count, five LE u32 per function (start, length, saves done, first
-    /// save, save count with the entry flag in bit 16), then (register,
-    /// offset) as two LE u32 per save.
+    /// The encoded form (the `.kiln.frames` section), all little-endian:
+    /// function count and shape count (u32 each); per function its start
+    /// (u32), saves-done offset (u16) and shape (u16, bit 15 marking entry
+    /// trampolines); per shape the byte offset of its saves from the start
+    /// of the section and their count (u32 each); then the saves, each a
+    /// DWARF register (u16) and its slot's distance below the frame
+    /// pointer in 8-byte units (u16).
     pub fn encode(&self) -> Vec<u8> {
+        let nsaves: usize = self.shapes.iter().map(Vec::len).sum();
         let mut out = Vec::with_capacity(
-            HEADER + self.funcs.len() * FUNC_SIZE + self.saves.len() * SAVE_SIZE,
+            HEADER
+                + self.funcs.len() * FUNC_SIZE
+                + self.shapes.len() * SHAPE_SIZE
+                + nsaves * SAVE_SIZE,
         );
         out.extend_from_slice(&(self.funcs.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(self.saves.len() as u32).to_le_bytes());
-        for f in &self.funcs {
-            for w in f {
-                out.extend_from_slice(&w.to_le_bytes());
-            }
+        out.extend_from_slice(&(self.shapes.len() as u32).to_le_bytes());
+        for (start, done, bits) in &self.funcs {
+            out.extend_from_slice(&start.to_le_bytes());
+            out.extend_from_slice(&done.to_le_bytes());
+            out.extend_from_slice(&bits.to_le_bytes());
         }
-        for s in &self.saves {
-            out.extend_from_slice(&u32::from(s.dwarf_reg).to_le_bytes());
-            out.extend_from_slice(&s.fp_offset.to_le_bytes());
+        let mut at = HEADER + self.funcs.len() * FUNC_SIZE + self.shapes.len() * SHAPE_SIZE;
+        for shape in &self.shapes {
+            out.extend_from_slice(&(at as u32).to_le_bytes());
+            out.extend_from_slice(&(shape.len() as u32).to_le_bytes());
+            at += shape.len() * SAVE_SIZE;
+        }
+        for s in self.shapes.iter().flatten() {
+            out.extend_from_slice(&s.dwarf_reg.to_le_bytes());
+            out.extend_from_slice(&((-s.fp_offset / 8) as u16).to_le_bytes());
         }
         out
     }
 }
 
 fn word(bytes: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        bytes.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
-/// Checks that an encoded frame table is consistent in size (counts
-/// against length) and that its last function ends inside a text section
-/// of `text_len` bytes: constant time, for loading. Lookups check the rest
-/// as they go and never read out of bounds.
+fn half(bytes: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(
+        bytes.get(at..at.checked_add(2)?)?.try_into().ok()?,
+    ))
+}
+
+/// Checks that an encoded frame table is consistent in size and that every
+/// function starts inside a text section of `text_len` bytes, in order, with
+/// a shape that exists, and every shape's saves lie in the section: what
+/// [`lookup_frame`] relies on to give the signal handler the right answer.
 pub fn check_frame_table(section: &[u8], text_len: u64) -> Result<(), ArtifactError> {
     let bad = |why: &str| ArtifactError::Corrupt(format!("frame table: {why}"));
     let nfuncs = word(section, 0).ok_or_else(|| bad("truncated"))? as usize;
-    let nsaves = word(section, 4).ok_or_else(|| bad("truncated"))? as usize;
-    let expect = nfuncs
+    let nshapes = word(section, 4).ok_or_else(|| bad("truncated"))? as usize;
+    let shapes_at = nfuncs
         .checked_mul(FUNC_SIZE)
-        .and_then(|a| nsaves.checked_mul(SAVE_SIZE).and_then(|b| a.checked_add(b)))
         .and_then(|n| n.checked_add(HEADER))
         .ok_or_else(|| bad("size overflow"))?;
-    if section.len() != expect {
-        return Err(bad("wrong size"));
+    let saves_at = nshapes
+        .checked_mul(SHAPE_SIZE)
+        .and_then(|n| n.checked_add(shapes_at))
+        .filter(|n| *n <= section.len())
+        .ok_or_else(|| bad("truncated"))?;
+    let mut prev = 0u32;
+    for i in 0..nfuncs {
+        let at = HEADER + i * FUNC_SIZE;
+        let (start, bits) = (word(section, at), half(section, at + 6));
+        let (Some(start), Some(bits)) = (start, bits) else {
+            return Err(bad("truncated"));
+        };
+        if start < prev || u64::from(start) >= text_len || usize::from(bits & !ENTRY_BIT) >= nshapes
+        {
+            return Err(bad("function entry out of range"));
+        }
+        prev = start;
     }
-    if nfuncs > 0 {
-        let at = HEADER + (nfuncs - 1) * FUNC_SIZE;
-        let end = u64::from(word(section, at).unwrap_or(u32::MAX))
-            + u64::from(word(section, at + 4).unwrap_or(u32::MAX));
-        if end > text_len {
-            return Err(bad("functions past the text section"));
+    for i in 0..nshapes {
+        let at = shapes_at + i * SHAPE_SIZE;
+        let (Some(first), Some(n)) = (word(section, at), word(section, at + 4)) else {
+            return Err(bad("truncated"));
+        };
+        let end = (n as usize)
+            .checked_mul(SAVE_SIZE)
+            .and_then(|b| b.checked_add(first as usize));
+        if (first as usize) < saves_at || end.is_none_or(|e| e > section.len()) {
+            return Err(bad("shape out of range"));
         }
     }
     Ok(())
@@ -193,49 +280,37 @@ pub fn check_frame_table(section: &[u8], text_len: u64) -> Result<(), ArtifactEr
 
 /// The function containing `code_offset`, looked up by binary search in
 /// an encoded table (a `.kiln.frames` section) in place. Never panics or
-/// reads out of bounds, however damaged the section; entries whose saves
-/// lie outside the section, or whose save slots are not below the frame
-/// pointer within 64 KiB, are treated as missing.
+/// reads out of bounds, however damaged the section (a damaged section is
+/// refused by [`check_frame_table`] before any code runs).
 pub fn lookup_frame(section: &[u8], code_offset: u32) -> Option<FrameEntry<'_>> {
     let nfuncs = word(section, 0)? as usize;
-    let func = |i: usize| -> Option<[u32; 5]> {
-        let at = HEADER + i.checked_mul(FUNC_SIZE)?;
-        let mut f = [0u32; 5];
-        for (j, w) in f.iter_mut().enumerate() {
-            *w = word(section, at + j * 4)?;
-        }
-        Some(f)
-    };
+    let start_of = |i: usize| word(section, HEADER + i * FUNC_SIZE);
     let (mut lo, mut hi) = (0, nfuncs);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        if func(mid)?[0] <= code_offset {
+        if start_of(mid)? <= code_offset {
             lo = mid + 1;
         } else {
             hi = mid;
         }
     }
-    let [start, length, saves_done, first, bits] = func(lo.checked_sub(1)?)?;
-    if code_offset - start >= length {
-        return None;
-    }
-    let saves_at =
-        HEADER + nfuncs.checked_mul(FUNC_SIZE)? + (first as usize).checked_mul(SAVE_SIZE)?;
-    let n = (bits & 0xffff) as usize;
-    let saves = SavedRegs(section.get(saves_at..saves_at.checked_add(n * SAVE_SIZE)?)?);
-    if { saves }.any(|s| !(-65536..0).contains(&s.fp_offset)) {
-        return None;
-    }
+    let at = HEADER + lo.checked_sub(1)? * FUNC_SIZE;
+    let start = word(section, at)?;
+    let saves_done = half(section, at + 4)?;
+    let bits = half(section, at + 6)?;
+    let shape = HEADER + nfuncs * FUNC_SIZE + usize::from(bits & !ENTRY_BIT) * SHAPE_SIZE;
+    let first = word(section, shape)? as usize;
+    let n = word(section, shape + 4)? as usize;
+    let saves = section.get(first..first.checked_add(n.checked_mul(SAVE_SIZE)?)?)?;
     Some(FrameEntry {
         start,
-        length,
         kind: if bits & ENTRY_BIT != 0 {
             FrameKind::Entry
         } else {
             FrameKind::Other
         },
-        saves_done,
-        saves,
+        saves_done: u32::from(saves_done),
+        saves: SavedRegs(saves),
     })
 }
 
@@ -255,32 +330,32 @@ mod tests {
                 fp_offset: -8,
             },
         ];
-        t.push(
-            0,
-            100,
-            FrameKind::Other,
-            &FrameDesc {
-                saves_done: 20,
-                saves,
-            },
-        );
+        let desc = FrameDesc {
+            saves_done: 20,
+            saves,
+        };
+        t.push(0, FrameKind::Other, &desc).unwrap();
         t.push(
             112,
-            40,
             FrameKind::Entry,
             &FrameDesc {
                 saves_done: 8,
                 saves: vec![],
             },
-        );
+        )
+        .unwrap();
+        // Same shape as the first: stored once.
+        t.push(160, FrameKind::Other, &desc).unwrap();
         t
     }
 
     #[test]
     fn lookup_finds_containing_function() {
-        let bytes = table().encode();
+        let t = table();
+        let bytes = t.encode();
+        assert_eq!(bytes.len(), 8 + 3 * 8 + 2 * 8 + 2 * 4, "shapes are shared");
         let f = lookup_frame(&bytes, 50).unwrap();
-        assert_eq!((f.start, f.kind), (0, FrameKind::Other));
+        assert_eq!((f.start, f.kind, f.saves_done), (0, FrameKind::Other, 20));
         assert_eq!(
             f.saves.collect::<Vec<_>>(),
             vec![
@@ -294,31 +369,59 @@ mod tests {
                 }
             ]
         );
-        assert!(lookup_frame(&bytes, 100).is_none(), "gap between functions");
         let e = lookup_frame(&bytes, 151).unwrap();
         assert_eq!((e.start, e.kind, e.saves_done), (112, FrameKind::Entry, 8));
         assert_eq!(e.saves.count(), 0);
-        assert!(lookup_frame(&bytes, 152).is_none());
+        assert_eq!(lookup_frame(&bytes, 170).unwrap().saves.count(), 2);
+    }
+
+    #[test]
+    fn bad_descriptions_are_refused() {
+        let mut t = FrameTable::default();
+        let one = |off| FrameDesc {
+            saves_done: 4,
+            saves: vec![SavedReg {
+                dwarf_reg: 3,
+                fp_offset: off,
+            }],
+        };
+        assert!(t.push(0, FrameKind::Other, &one(0)).is_err());
+        assert!(t.push(0, FrameKind::Other, &one(-12)).is_err());
+        assert!(t
+            .push(
+                0,
+                FrameKind::Other,
+                &FrameDesc {
+                    saves_done: 70_000,
+                    saves: vec![]
+                }
+            )
+            .is_err());
     }
 
     #[test]
     fn damage_is_refused_or_harmless() {
         let bytes = table().encode();
-        check_frame_table(&bytes, 152).unwrap();
-        assert!(check_frame_table(&bytes, 151).is_err(), "past the text");
-        assert!(check_frame_table(&bytes[..bytes.len() - 1], 152).is_err());
-        // A save slot at or above the frame pointer makes the entry unusable.
-        let mut b = bytes.clone();
-        b[8 + 20 * 2 + 4..8 + 20 * 2 + 8].copy_from_slice(&0i32.to_le_bytes());
-        assert!(lookup_frame(&b, 50).is_none());
-        // Saves past the end of the section, and any truncation, find
-        // nothing rather than reading out of bounds.
-        let mut b = bytes.clone();
-        b[8 + 12] = 7;
-        assert!(lookup_frame(&b, 50).is_none());
+        check_frame_table(&bytes, 200).unwrap();
+        assert!(check_frame_table(&bytes, 160).is_err(), "past the text");
         for len in 0..bytes.len() {
+            assert!(check_frame_table(&bytes[..len], 200).is_err());
             let _ = lookup_frame(&bytes[..len], 50);
             let _ = lookup_frame(&bytes[..len], 151);
+        }
+        // Out of order, a missing shape, saves outside the section.
+        let mut b = bytes.clone();
+        b[8..12].copy_from_slice(&150u32.to_le_bytes());
+        assert!(check_frame_table(&b, 200).is_err());
+        let mut b = bytes.clone();
+        b[8 + 6] = 9;
+        assert!(check_frame_table(&b, 200).is_err());
+        let mut b = bytes;
+        let shape0 = 8 + 3 * 8;
+        b[shape0 + 4..shape0 + 8].copy_from_slice(&100u32.to_le_bytes());
+        assert!(check_frame_table(&b, 200).is_err());
+        for code in [0, 50, 151, 170] {
+            let _ = lookup_frame(&b, code);
         }
     }
 }
