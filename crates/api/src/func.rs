@@ -26,29 +26,30 @@
 //!
 //! Measured with `cargo xtask bench` on a shared 2-core AMD EPYC
 //! (2026-11-21): `TypedFunc::call` of `(func (param i32) (result i32))`
-//! costs 4.1 ns; Wasmtime 48's costs 18.7 ns (ratio 0.22). At about 3 GHz
-//! that is a dozen cycles, spent as follows (from `perf annotate` of the
-//! benchmark loop, with `call` inlined into it):
+//! costs 4.0-4.4 ns; Wasmtime 48's costs 18.7-23.4 ns (ratio 0.17-0.23
+//! across runs). At about 3 GHz that is a dozen cycles, spent as follows
+//! (from `perf annotate` of the benchmark loop, with `call` inlined into
+//! it, and from an experiment that skipped the bookkeeping):
 //!
-//! * **The call itself, about 2.5 ns.** The host's indirect call of
-//!   `native_call`, the native-to-wasm trampoline (`push rbp`, a direct
-//!   call, `pop rbp`, `ret`), and the body. This is the "minimal entry
-//!   stub" of the issue: nothing here saves registers or touches memory
-//!   besides the return addresses and frame pointers.
-//! * **Entry bookkeeping, about 1 ns** (`call_wasm` in `kiln-runtime`):
-//!   the store-id check; one thread-local byte (does this thread have an
-//!   alternate signal stack?); the store's entry depth, loaded, compared,
-//!   incremented and restored, which is what tells an outermost entry from
-//!   a nested one; for the outermost entry, `rsp` and the installed stack
-//!   limit compared with those of the previous entry (equal in a loop, so
-//!   nothing is written); and after the call one thread-local word, the
-//!   pending trap, compared with null. Most of `perf`'s samples land on the
-//!   use of the depth, which sits at the end of a chain of two dependent
-//!   loads (store, then its limits).
-//! * **Arguments and result, a fraction of a nanosecond:** they stay in
-//!   registers end to end. The return area for several results is left
-//!   uninitialised; `Result<i32>` is returned in registers once `call` is
-//!   inlined.
+//! * **The call itself, 3.4 ns.** With `call_wasm`'s bookkeeping skipped
+//!   (the experiment, not a mode), the loop runs at 3.37 ns: the store-id
+//!   check, the host's indirect call of `native_call`, the native-to-wasm
+//!   trampoline (`push rbp`, a direct call, `pop rbp`, `ret`), the body,
+//!   and the loop around it. Nothing here saves registers or touches
+//!   memory besides return addresses and frame pointers; arguments and the
+//!   result stay in registers end to end (the return area for several
+//!   results is left uninitialised, and `Result<i32>` comes back in
+//!   registers once `call` is inlined).
+//! * **Entry bookkeeping, about 0.6 ns** (`call_wasm` in `kiln-runtime`):
+//!   one thread-local byte (does this thread have an alternate signal
+//!   stack?); the store's entry depth, loaded, compared, incremented and
+//!   restored, which is what tells an outermost entry from a nested one;
+//!   for the outermost entry, `rsp` and the installed stack limit compared
+//!   with those of the previous entry (equal in a loop, so nothing is
+//!   written); and after the call one thread-local word, the pending
+//!   trap, compared with null. Most of `perf`'s samples land on the use of
+//!   the depth, at the end of a chain of two dependent loads (store, then
+//!   its limits).
 //!
 //! What is *not* there, and why it is safe: no `setjmp` and no activation
 //! record (a trap rewrites the signal context to resume right after the
