@@ -489,26 +489,23 @@ mod sys {
     // The trap stub a failing host function returns into (see
     // `host_call_failed`): one trapping instruction, outside any module, so
     // the handler recognises it by address.
+    macro_rules! trap_stub {
+        ($trap:literal) => {
+            std::arch::global_asm!(
+                ".pushsection .text.kiln_host_trap_stub,\"ax\",@progbits",
+                ".globl kiln_host_trap_stub",
+                ".hidden kiln_host_trap_stub",
+                ".p2align 4",
+                "kiln_host_trap_stub:",
+                $trap,
+                ".popsection",
+            );
+        };
+    }
     #[cfg(target_arch = "x86_64")]
-    std::arch::global_asm!(
-        ".pushsection .text.kiln_host_trap_stub,\"ax\",@progbits",
-        ".globl kiln_host_trap_stub",
-        ".hidden kiln_host_trap_stub",
-        ".p2align 4",
-        "kiln_host_trap_stub:",
-        "ud2",
-        ".popsection",
-    );
+    trap_stub!("ud2");
     #[cfg(target_arch = "aarch64")]
-    std::arch::global_asm!(
-        ".pushsection .text.kiln_host_trap_stub,\"ax\",@progbits",
-        ".globl kiln_host_trap_stub",
-        ".hidden kiln_host_trap_stub",
-        ".p2align 4",
-        "kiln_host_trap_stub:",
-        "udf #0",
-        ".popsection",
-    );
+    trap_stub!("udf #0");
     extern "C" {
         fn kiln_host_trap_stub();
     }
