@@ -215,7 +215,6 @@ pub(crate) fn instantiate<T>(
             "module was compiled by another engine".into(),
         ));
     }
-    module.compiled.verify_frames()?;
     let m = module.compiled.module();
     if imports.len() != m.imports.len() {
         return Err(Error::TypeMismatch(format!(
@@ -266,6 +265,7 @@ pub(crate) fn instantiate<T>(
         .map_err(|e| match e {
             InstantiationError::Trap(t) => Error::Trap(Trap::new(Some(t), None, Vec::new())),
             InstantiationError::Resource(r) => Error::Resource(r),
+            InstantiationError::Artifact(a) => Error::Artifact(a),
         })?;
     let vmctx = s.opaque.instances[rt_index].vmctx();
     s.instances.push(InstanceData {

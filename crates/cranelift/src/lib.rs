@@ -645,10 +645,9 @@ fn frame_desc(
                 let dwarf_reg = isa
                     .map_regalloc_reg_to_dwarf(cranelift_codegen::Reg::from(*reg))
                     .map_err(|e| format!("saved register {reg:?}: {e:?}"))?;
+                // `FrameTable::push` checks the range the encoding allows.
                 let fp_offset = i32::try_from(i64::from(*clobber_offset) - below)
-                    .ok()
-                    .filter(|o| (-65536..0).contains(o))
-                    .ok_or("save slot out of range")?;
+                    .map_err(|_| "save slot out of range")?;
                 desc.saves.push(SavedReg {
                     dwarf_reg,
                     fp_offset,

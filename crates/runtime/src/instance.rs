@@ -25,6 +25,10 @@ pub enum InstantiationError {
     /// A segment did not fit (the spec's instantiation trap).
     #[error(transparent)]
     Trap(#[from] Trap),
+    /// The loaded artifact's frame table is damaged (see
+    /// [`CompiledModule::verify_frames`]), so none of its code may run.
+    #[error(transparent)]
+    Artifact(#[from] kiln_environ::ArtifactError),
 }
 
 /// Resolved imports, in the module's import order per kind.
@@ -410,6 +414,7 @@ impl StoreOpaque {
         module: &Arc<CompiledModule>,
         imports: Imports,
     ) -> Result<usize, InstantiationError> {
+        module.verify_frames()?;
         let m = module.module();
         let offsets = VMOffsets::new(m);
 

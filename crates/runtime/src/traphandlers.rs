@@ -639,14 +639,16 @@ mod sys {
             // SAFETY: `ctx` is a `ucontext_t` from the kernel.
             let uc = unsafe { &*(ctx as *const libc::ucontext_t) };
             let mut values = [0u64; DWARF.len()];
-            for i in 0..10 {
-                values[i] = uc.uc_mcontext.regs[19 + i];
-            }
-            // SAFETY: the record's payload is fpsr, fpcr (u32 each), then
-            // 32 16-byte vector registers.
-            if let Some(f) = unsafe { fpsimd(ctx) } {
-                for i in 0..8 {
-                    values[10 + i] = unsafe { *(f.add(16 + (8 + i) * 16) as *const u64) };
+            values[..10].copy_from_slice(&uc.uc_mcontext.regs[19..29]);
+            // SAFETY: `ctx` is the kernel's context; the fpsimd record's
+            // payload, after its 8-byte header, is fpsr and fpcr (u32
+            // each), then 32 16-byte vector registers, whose low halves
+            // are the d registers.
+            unsafe {
+                if let Some(f) = fpsimd(ctx) {
+                    for i in 0..8 {
+                        values[10 + i] = *(f.add(16 + (8 + i) * 16) as *const u64);
+                    }
                 }
             }
             CalleeSaved { values }

@@ -12,11 +12,17 @@ const WAT: &str = r#"(module $m
     i32.const 8 i32.load8_u call $add)
   (func (export "trap") unreachable))"#;
 
-fn run(engine: &Engine, module: &Module) -> i32 {
+/// A linker providing `WAT`'s import.
+fn linker(engine: &Engine) -> Linker<()> {
     let mut linker = Linker::new(engine);
     linker
         .func_wrap("env", "add", |a: i32, b: i32| a + b)
         .unwrap();
+    linker
+}
+
+fn run(engine: &Engine, module: &Module) -> i32 {
+    let linker = linker(engine);
     let mut store = Store::new(engine, ());
     let i = linker.instantiate(&mut store, module).unwrap();
     let trap = i.get_typed_func::<(), ()>(&mut store, "trap").unwrap();
@@ -203,10 +209,7 @@ fn damaged_frame_table_loads_but_never_runs() {
     // SAFETY: only the frame table is damaged, and it is checked before
     // any code runs.
     let damaged = unsafe { Module::deserialize(&engine, &bad) }.unwrap();
-    let mut linker = Linker::new(&engine);
-    linker
-        .func_wrap("env", "add", |a: i32, b: i32| a + b)
-        .unwrap();
+    let linker = linker(&engine);
     let mut store = Store::new(&engine, ());
     for _ in 0..2 {
         let e = linker.instantiate(&mut store, &damaged).unwrap_err();
@@ -222,10 +225,7 @@ fn damaged_frame_table_loads_but_never_runs() {
 
 /// Calls `WAT`'s `trap` and returns the Wasm offset of the trapping frame.
 fn run_trap_offset(engine: &Engine, module: &Module) -> Option<u32> {
-    let mut linker = Linker::new(engine);
-    linker
-        .func_wrap("env", "add", |a: i32, b: i32| a + b)
-        .unwrap();
+    let linker = linker(engine);
     let mut store = Store::new(engine, ());
     let i = linker.instantiate(&mut store, module).unwrap();
     let trap = i.get_typed_func::<(), ()>(&mut store, "trap").unwrap();
