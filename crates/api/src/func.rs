@@ -6,9 +6,13 @@
 //! monomorphised `extern "C"` shims: `native_shim` (the `native_call`
 //! entry: the Wasm arguments arrive as C arguments) and `array_shim` (the
 //! `array_call` entry). Neither needs a compiler. Its `wasm_call` entry is
-//! the importing module's wasm-to-native trampoline for its type, patched
-//! in when a module first links it; a host function that reaches Wasm any
-//! other way (a table, an argument) gets the engine's per-type trampoline.
+//! the importing module's wasm-to-native trampoline for its type, which
+//! each importing instance writes into its own import slot (and into a
+//! store-owned copy of the funcref when the import escapes); a host
+//! function that reaches Wasm any other way (a table, an argument) gets a
+//! store-owned copy with the engine's per-type trampoline. The function's
+//! own funcref, shared by every store and thread of a `Linker`, is never
+//! written after it is created (see `kiln_runtime::VMFuncRef`).
 //!
 //! [`Func::new`] closures take `&[Val]`, so they only have the array
 //! entry; the engine compiles (once per type) a native-to-array and a
@@ -70,7 +74,6 @@ use kiln_runtime::{
 };
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Arc;
 
 /// A function in a store: exported by an instance or defined by the host.
@@ -85,16 +88,18 @@ pub struct Func {
 pub struct HostFunc {
     ctx: Box<VMHostFuncContext>,
     ty: FuncType,
+    /// The engine's trampolines `ctx.func_ref` points at, if any.
     _trampolines: Option<Arc<HostTrampolines>>,
     engine: Engine,
-    /// The module whose wasm-to-native trampoline became `wasm_call`.
-    keepalive: std::sync::Mutex<Option<Arc<kiln_runtime::CompiledModule>>>,
 }
 
-// SAFETY: the raw pointers inside point at the context itself and at
-// immutable code; the closure is `Send + Sync`.
+// SAFETY: the raw pointers inside point at the context itself (boxed, so
+// it never moves) and at code kept alive by `_trampolines`; the closure in
+// the context is `Send + Sync`; nothing is mutable after `HostFunc::new`
+// returns (the funcref is never patched: see `kiln_runtime::VMFuncRef`),
+// so moving or sharing it between threads cannot race.
 unsafe impl Send for HostFunc {}
-// SAFETY: see `Send`; `wasm_call` is only written atomically.
+// SAFETY: see `Send`: shared access only ever reads.
 unsafe impl Sync for HostFunc {}
 
 impl HostFunc {
@@ -130,7 +135,6 @@ impl HostFunc {
             ty,
             _trampolines: tramps,
             engine: engine.clone(),
-            keepalive: std::sync::Mutex::new(None),
         })
     }
 
@@ -140,24 +144,6 @@ impl HostFunc {
 
     pub(crate) fn ty(&self) -> &FuncType {
         &self.ty
-    }
-
-    /// Gives the function a `wasm_call` entry if it has none yet.
-    pub(crate) fn ensure_wasm_call(&self, tramp: impl FnOnce() -> Result<*const u8>) -> Result<()> {
-        // SAFETY: `wasm_call` is pointer-sized and aligned; it is only
-        // written here, atomically, from null to an equivalent trampoline.
-        let slot =
-            unsafe { &*(std::ptr::addr_of!(self.ctx.func_ref.wasm_call) as *const AtomicPtr<u8>) };
-        if slot.load(Ordering::Acquire).is_null() {
-            let t = tramp()?;
-            let _ = slot.compare_exchange(
-                std::ptr::null_mut(),
-                t as *mut u8,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            );
-        }
-        Ok(())
     }
 
     /// The function in `store`, adding it the first time (a linker's host
@@ -180,7 +166,9 @@ impl HostFunc {
     reason = "trap records travel boxed from the runtime"
 )]
 pub(crate) fn trap_to_error(t: Box<TrapRecord>) -> Error {
-    let TrapRecord { reason, backtrace } = *t;
+    let TrapRecord {
+        reason, backtrace, ..
+    } = *t;
     match reason {
         TrapReason::Wasm(code) => Error::Trap(Trap::new(Some(code), None, backtrace)),
         TrapReason::Panic(p) => std::panic::resume_unwind(p),
@@ -215,20 +203,16 @@ impl Func {
         Ok(store.funcs[self.index].func_ref)
     }
 
-    /// The raw funcref for Wasm, giving host functions a `wasm_call` entry
-    /// if they lack one.
+    /// The raw funcref for Wasm: one with a `wasm_call` entry (for a host
+    /// function without one, the store's own copy with the engine's
+    /// per-type trampoline; see [`StoreInner::own_func_ref`]).
     pub(crate) fn to_raw<T>(self, store: &mut StoreInner<T>) -> Result<*const VMFuncRef> {
         self.check(store)?;
-        let fr = store.funcs[self.index].func_ref;
-        // SAFETY: funcrefs registered in the store are live.
-        if unsafe { (*fr).wasm_call.is_null() } {
-            let engine = store.engine.clone();
-            let ty = store.funcs[self.index].ty.clone();
-            if let Some(h) = store.host_funcs.iter().find(|h| h.func_ref() == fr) {
-                h.ensure_wasm_call(|| Ok(engine.host_trampolines(&ty)?.wasm_to_native))?;
-            }
-        }
-        Ok(fr)
+        let engine = store.engine.clone();
+        let ty = store.funcs[self.index].ty.clone();
+        store.own_func_ref(self.index, || {
+            Ok((engine.host_trampolines(&ty)?.wasm_to_native, None))
+        })
     }
 
     /// A host function with a dynamic type: `f` receives the arguments as
@@ -1039,42 +1023,8 @@ impl<Params: WasmParams, Results: WasmResults> TypedFunc<Params, Results> {
 }
 
 impl HostFunc {
-    /// Gives the function the importing module's wasm-to-native trampoline
-    /// as `wasm_call`, if it has none yet, keeping that module's code
-    /// alive as long as the function.
-    pub(crate) fn link_to_module(
-        &self,
-        module: &Arc<kiln_runtime::CompiledModule>,
-        t: kiln_environ::TypeIndex,
-    ) {
-        let _ = self.ensure_wasm_call(|| {
-            let mut k = self.keepalive.lock().unwrap_or_else(|e| e.into_inner());
-            if k.is_none() {
-                *k = Some(module.clone());
-            }
-            Ok(module.wasm_to_native(t))
-        });
-    }
-
     pub(crate) fn engine(&self) -> &Engine {
         &self.engine
-    }
-}
-
-/// Gives a module-imported host function of this store the importing
-/// module's trampoline (see [`HostFunc::link_to_module`]).
-pub(crate) fn link_host_import<T>(
-    store: &mut StoreInner<T>,
-    func_ref: *const VMFuncRef,
-    module: &Arc<kiln_runtime::CompiledModule>,
-    t: kiln_environ::TypeIndex,
-) {
-    // SAFETY: funcrefs registered in a store are live.
-    if unsafe { !(*func_ref).wasm_call.is_null() } {
-        return;
-    }
-    if let Some(h) = store.host_funcs.iter().find(|h| h.func_ref() == func_ref) {
-        h.link_to_module(module, t);
     }
 }
 

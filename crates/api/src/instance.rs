@@ -234,13 +234,25 @@ pub(crate) fn instantiate<T>(
         })?;
         match (ext, imp.index) {
             (Extern::Func(f), EntityIndex::Function(fi)) => {
-                let fr = f.to_raw_unpatched(s)?;
-                crate::func::link_host_import(s, fr, &module.compiled, m.functions[fi].type_index);
+                let info = m.functions[fi];
+                let mut fr = f.to_raw_unpatched(s)?;
                 // SAFETY: a funcref registered in the store is live.
-                let (wasm_call, vmctx) = unsafe { ((*fr).wasm_call, (*fr).vmctx) };
+                let mut wasm_call = unsafe { (*fr).wasm_call };
+                if wasm_call.is_null() {
+                    // A host function without a Wasm entry: this module's
+                    // trampoline for the import's type, in this instance's
+                    // own import slot (see `kiln_runtime::VMFuncRef`).
+                    wasm_call = module.compiled.wasm_to_native(info.type_index);
+                    if info.escapes {
+                        fr = s.own_func_ref(f.index, || {
+                            Ok((wasm_call, Some(module.compiled.clone())))
+                        })?;
+                    }
+                }
                 rt.funcs.push(VMFunctionImport {
                     wasm_call,
-                    vmctx,
+                    // SAFETY: as above.
+                    vmctx: unsafe { (*fr).vmctx },
                     func_ref: fr,
                 });
             }

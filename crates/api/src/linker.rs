@@ -139,16 +139,6 @@ impl<T: 'static> Linker<T> {
             }
             defs.push(d.clone());
         }
-        // Host functions get the module's wasm-to-native trampolines now,
-        // once, rather than at every instantiation.
-        let cm = &module.compiled;
-        for (imp, d) in cm.module().imports.iter().zip(&defs) {
-            if let (Definition::HostFunc(h), kiln_environ::EntityIndex::Function(f)) =
-                (d, imp.index)
-            {
-                h.link_to_module(cm, cm.module().functions[f].type_index);
-            }
-        }
         Ok(InstancePre {
             module: module.clone(),
             defs,

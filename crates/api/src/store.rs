@@ -18,6 +18,16 @@ pub(crate) struct FuncData {
 // threads with the store; it is never used without `&mut` access to it.
 unsafe impl Send for FuncData {}
 
+/// A store's own copy of a host function's funcref (see
+/// [`StoreInner::own_func_ref`]).
+struct OwnedFuncRef(#[allow(dead_code, reason = "owns the copy Wasm points at")] Box<VMFuncRef>);
+
+// SAFETY: the copy's pointers name code (immutable, kept alive by the
+// store or the engine) and a host function context kept alive by the
+// store; the copy itself is never written after creation and moves
+// between threads with its store, which only one thread uses at a time.
+unsafe impl Send for OwnedFuncRef {}
+
 /// Everything a store holds, with the embedder's data.
 pub struct StoreInner<T> {
     pub(crate) opaque: StoreOpaque,
@@ -26,6 +36,11 @@ pub struct StoreInner<T> {
     pub(crate) funcs: Vec<FuncData>,
     pub(crate) func_by_ref: HashMap<usize, usize>,
     pub(crate) host_funcs: Vec<Arc<crate::func::HostFunc>>,
+    /// This store's own copies of host functions' funcrefs, each with a
+    /// `wasm_call` filled in (see [`StoreInner::own_func_ref`]), and the
+    /// modules whose trampolines those copies point at.
+    func_ref_copies: Vec<OwnedFuncRef>,
+    trampoline_modules: Vec<Arc<kiln_runtime::CompiledModule>>,
     pub(crate) instances: Vec<crate::instance::InstanceData>,
     /// Argument and result storage reused by `Func::new` host functions.
     pub(crate) hostcall_vals: Vec<crate::Val>,
@@ -54,6 +69,8 @@ impl<T> Store<T> {
             funcs: Vec::new(),
             func_by_ref: HashMap::new(),
             host_funcs: Vec::new(),
+            func_ref_copies: Vec::new(),
+            trampoline_modules: Vec::new(),
             instances: Vec::new(),
             hostcall_vals: Vec::new(),
             data,
@@ -246,6 +263,49 @@ impl<T> StoreInner<T> {
             store: self.id,
             index,
         }
+    }
+
+    /// A funcref for function `index` that Wasm can call: its own if it
+    /// has a `wasm_call` entry, otherwise (a `Func::wrap` host function,
+    /// whose funcref is shared by every store and thread and never
+    /// written after creation) a copy owned by this store, with
+    /// `wasm_call` set to `wasm_call`, a wasm-to-native trampoline of the
+    /// function's type. The copy then stands for the function in this
+    /// store, so it is made once. `module` is the module holding the
+    /// trampoline, kept alive with the store; `None` for the engine's
+    /// trampolines, which live as long as the engine.
+    ///
+    /// Post-invariant: `self.funcs[index].func_ref` has a non-null
+    /// `wasm_call`.
+    pub(crate) fn own_func_ref(
+        &mut self,
+        index: usize,
+        wasm_call: impl FnOnce()
+            -> crate::Result<(*const u8, Option<Arc<kiln_runtime::CompiledModule>>)>,
+    ) -> crate::Result<*const VMFuncRef> {
+        let fr = self.funcs[index].func_ref;
+        // SAFETY: funcrefs registered in the store are live and, once
+        // published, never written.
+        if unsafe { !(*fr).wasm_call.is_null() } {
+            return Ok(fr);
+        }
+        let (tramp, module) = wasm_call()?;
+        if let Some(m) = module {
+            if !self.trampoline_modules.iter().any(|k| Arc::ptr_eq(k, &m)) {
+                self.trampoline_modules.push(m);
+            }
+        }
+        // SAFETY: as above; the copy shares the host context (`vmctx`),
+        // which the store keeps alive through `host_funcs`.
+        let copy = Box::new(VMFuncRef {
+            wasm_call: tramp,
+            ..unsafe { *fr }
+        });
+        let p: *const VMFuncRef = &*copy;
+        self.func_ref_copies.push(OwnedFuncRef(copy));
+        self.funcs[index].func_ref = p;
+        self.func_by_ref.insert(p as usize, index);
+        Ok(p)
     }
 
     /// The `Func` for a raw funcref from Wasm (non-null).

@@ -15,10 +15,17 @@
 //! Cranelift compares the stack pointer against it (plus the frame size)
 //! in the prologue of every function that has a frame or makes calls, and
 //! traps with `StackOverflow` below it. Loop headers repeat the comparison
-//! (without a frame size) and trap with `Interrupt`: an interrupt handle
-//! stores a sentinel near `usize::MAX` in the limit, so both checks fail
-//! at the next function entry or back-edge. The runtime tells the two
-//! apart by looking at the limit when the trap arrives.
+//! (without a frame size) and trap with [`LOOP_HEADER_TRAP`], reported as
+//! `Interrupt`: an interrupt handle stores a sentinel near `usize::MAX` in
+//! the limit, so both checks fail at the next function entry or back-edge.
+//! A prologue's check that fails while the sentinel is in place is an
+//! interrupt too; the runtime tells by looking at the limit.
+//!
+//! **Invariant:** `StackOverflow` is the trap code of the prologue's check
+//! and of nothing else. The trap handler relies on it: a trap with that
+//! code fired before the prologue saved any callee-saved register (see
+//! `kiln_environ::frames`), so the handler must not reload them from that
+//! frame. Giving another trap site this code breaks trap resumption.
 
 use cranelift_codegen::cursor::FuncCursor;
 use cranelift_codegen::ir::{
@@ -38,10 +45,16 @@ use kiln_environ::{
 use kiln_trampolines::{value_type, wasm_signature};
 use std::collections::HashMap;
 
-/// Trap code for the loop-header stack-limit check: the same as the
-/// prologue's, because the runtime decides from the limit's value whether
-/// it was an interrupt (the sentinel) or a real overflow.
-pub(crate) const LOOP_HEADER_TRAP: ir::TrapCode = ir::TrapCode::StackOverflow;
+/// Trap code for the loop-header stack-limit check (mapped to
+/// `Trap::Interrupt`). Not `StackOverflow`, which must mean "the
+/// prologue's check" (see the module docs): a loop header runs after the
+/// prologue's saves. Inside a loop the stack pointer is never below a
+/// limit its function's prologue accepted, so this check only fails on
+/// the interrupt sentinel.
+pub(crate) const LOOP_HEADER_TRAP: ir::TrapCode = ir::TrapCode::User(2);
+
+// The checks load the stack limit at offset 0 of the limits.
+const _: () = assert!(VMOffsets::LIMITS_STACK_LIMIT == 0);
 
 pub(crate) struct FuncEnv<'a> {
     isa: &'a dyn TargetIsa,
@@ -1126,9 +1139,7 @@ impl FuncEnvironment for FuncEnv<'_> {
 
     fn translate_loop_header(&mut self, builder: &mut FunctionBuilder) -> WasmResult<()> {
         self.budget_checks(builder);
-        // The interrupt check: see the module docs. It traps with the
-        // stack-overflow code; the runtime reports `Interrupt` when the
-        // limit holds the sentinel.
+        // The interrupt check: see the module docs.
         let ptr = self.ptr();
         let limits_gv = self.limits_gv(builder.func);
         let limits = builder.ins().global_value(ptr, limits_gv);
@@ -1136,7 +1147,6 @@ impl FuncEnvironment for FuncEnv<'_> {
         // of the same address (alias analysis sees no store in between),
         // and an interrupt from another thread would go unseen.
         let limit = builder.ins().atomic_load(ptr, MemFlags::trusted(), limits);
-        debug_assert_eq!(VMOffsets::LIMITS_STACK_LIMIT, 0);
         let sp = builder.ins().get_stack_pointer(ptr);
         let over = builder.ins().icmp(IntCC::UnsignedLessThan, sp, limit);
         builder.ins().trapnz(over, LOOP_HEADER_TRAP);

@@ -627,11 +627,8 @@ fn frame_desc(
 ) -> Result<FrameDesc, String> {
     use cranelift_codegen::isa::unwind::UnwindInst;
     let mut clobbers_below_fp: Option<i64> = None;
-    let mut desc = FrameDesc {
-        saves_done: 0,
-        saves: Vec::new(),
-    };
-    for (offset, inst) in &buffer.unwind_info {
+    let mut desc = FrameDesc { saves: Vec::new() };
+    for (_, inst) in &buffer.unwind_info {
         match inst {
             UnwindInst::DefineNewFrame {
                 offset_downward_to_clobbers,
@@ -652,7 +649,6 @@ fn frame_desc(
                     dwarf_reg,
                     fp_offset,
                 });
-                desc.saves_done = *offset;
             }
             _ => {}
         }
@@ -711,6 +707,7 @@ fn trap_code(code: ir::TrapCode) -> Trap {
         T::UnreachableCodeReached => Trap::UnreachableCodeReached,
         T::NullReference => Trap::NullReference,
         func_environ::OUT_OF_FUEL_TRAP => Trap::OutOfFuel,
+        func_environ::LOOP_HEADER_TRAP => Trap::Interrupt,
         T::Interrupt => Trap::Interrupt,
         _ => Trap::UnreachableCodeReached,
     }

@@ -19,8 +19,11 @@
 //! The sections appear in this order, so that those read at load
 //! ([`sections::READ_AT_LOAD`]) are contiguous and the large, rarely read
 //! address map comes last. The header's first line names the format
-//! (`kiln-artifact 2`); an artifact of another format is refused as
-//! incompatible.
+//! (`kiln-artifact 3`); an artifact of another format is refused as
+//! incompatible. Bump that number with any change to the encoding of a
+//! section or to what a section means (format 3: the frame table no longer
+//! records where each prologue's saves end, see `frames.rs`), so that an
+//! artifact is never read with another format's rules.
 //!
 //! The checksum is what lets loading skip re-validating the embedded
 //! module: a damaged artifact fails it and is refused, so the declarations
@@ -115,7 +118,7 @@ pub fn checksum<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u64 {
 }
 
 /// The first line of every header.
-pub const ARTIFACT_MAGIC: &str = "kiln-artifact 2";
+pub const ARTIFACT_MAGIC: &str = "kiln-artifact 3";
 
 /// The first line's prefix, common to every format version.
 const MAGIC_PREFIX: &str = "kiln-artifact ";
@@ -539,7 +542,7 @@ mod tests {
         0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 7, 5, 1, 1, b'f', 0, 0,
         10, 4, 1, 2, 0, 0x0b,
     ];
-    const HEADER: &str = "kiln-artifact 2\ntest\n";
+    const HEADER: &str = "kiln-artifact 3\ntest\n";
 
     fn info(body: FunctionLoc) -> CompiledModuleInfo {
         let module = translate_module(ONE_FUNC, default_features())
@@ -623,7 +626,7 @@ mod tests {
                 length: 8,
             }),
             ONE_FUNC,
-            "kiln-artifact 2\nother\n",
+            "kiln-artifact 3\nother\n",
         );
         assert!(matches!(
             decode(&other, 64),

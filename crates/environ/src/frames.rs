@@ -20,9 +20,15 @@
 //! * Every function of a module's text section (bodies and trampolines)
 //!   has an entry, sorted by start offset, so a lookup is a binary search.
 //! * Saves happen in the prologue, after the frame pointer is set up and
-//!   after the stack-limit check. A trap in the innermost frame *before*
-//!   `saves_done` (the prologue's stack check) has not saved or changed
-//!   anything yet, so its saves must not be applied.
+//!   after the stack-limit check. The only trap that can fire before them
+//!   is that check, and it is the only trap site with the `StackOverflow`
+//!   code (the loop-header interrupt check has a code of its own), so a
+//!   trap with that code in the innermost frame has saved nothing yet and
+//!   its saves must not be applied. Note that this is decided by *what*
+//!   the trap site is, not by *where* it lies: Cranelift emits the check's
+//!   trap instruction out of line, after the function body, so an offset
+//!   comparison with the last save would call every such trap "after the
+//!   saves" and reload registers from slots the prologue never wrote.
 //! * A frame marked [`FrameKind::Entry`] is a host-to-Wasm trampoline: it
 //!   was called by the host with the platform C ABI, so after its saves are
 //!   applied the host resumes at its return address with the stack pointer
@@ -56,8 +62,6 @@ pub struct SavedReg {
 /// The frame description of one function.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FrameDesc {
-    /// Offset in the function after which every save has happened.
-    pub saves_done: u32,
     /// The registers saved.
     pub saves: Vec<SavedReg>,
 }
@@ -69,8 +73,6 @@ pub struct FrameEntry<'a> {
     pub start: u32,
     /// Entry trampoline or not.
     pub kind: FrameKind,
-    /// Offset in the function after which every save has happened.
-    pub saves_done: u32,
     /// The registers its prologue saved.
     pub saves: SavedRegs<'a>,
 }
@@ -95,9 +97,6 @@ impl Iterator for SavedRegs<'_> {
 /// Why a frame description cannot be encoded.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameTableError {
-    /// The prologue saves registers too far into the function.
-    #[error("prologue of {0} bytes is too long")]
-    LongPrologue(u32),
     /// A save slot is not a multiple of 8 bytes below the frame pointer
     /// within 512 KiB.
     #[error("save slot at frame pointer {0:+} is out of range")]
@@ -113,14 +112,14 @@ pub enum FrameTableError {
 /// loading a module costs nothing per function.
 ///
 /// Most functions save one of a handful of register sets ("shapes"), so
-/// the encoding stores each shape once and gives each function 8 bytes:
-/// its start, where its saves end, and its shape. A function extends to
+/// the encoding stores each shape once and gives each function 6 bytes:
+/// its start and its shape. A function extends to
 /// the next one's start; only trap sites and return addresses, which are
 /// always inside a function, are ever looked up.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FrameTable {
-    /// (start, saves_done, shape | entry bit)
-    funcs: Vec<(u32, u16, u16)>,
+    /// (start, shape | entry bit)
+    funcs: Vec<(u32, u16)>,
     shapes: Vec<Vec<SavedReg>>,
     shape_index: std::collections::HashMap<Vec<SavedReg>, u16>,
 }
@@ -128,8 +127,8 @@ pub struct FrameTable {
 const ENTRY_BIT: u16 = 1 << 15;
 /// Function count, shape count.
 const HEADER: usize = 8;
-/// Start (u32), saves done (u16), shape with the entry bit (u16).
-const FUNC_SIZE: usize = 8;
+/// Start (u32), shape with the entry bit (u16).
+const FUNC_SIZE: usize = 6;
 /// Per shape: the byte offset of its saves (u32) and their count (u32).
 const SHAPE_SIZE: usize = 8;
 /// Per save: DWARF register (u16), slot distance below the frame pointer
@@ -146,8 +145,6 @@ impl FrameTable {
         desc: &FrameDesc,
     ) -> Result<(), FrameTableError> {
         debug_assert!(self.funcs.last().is_none_or(|f| f.0 <= start));
-        let saves_done = u16::try_from(desc.saves_done)
-            .map_err(|_| FrameTableError::LongPrologue(desc.saves_done))?;
         for s in &desc.saves {
             if s.fp_offset >= 0 || s.fp_offset % 8 != 0 || -s.fp_offset / 8 > i32::from(u16::MAX) {
                 return Err(FrameTableError::SlotOutOfRange(s.fp_offset));
@@ -171,7 +168,7 @@ impl FrameTable {
             } else {
                 0
             };
-        self.funcs.push((start, saves_done, bits));
+        self.funcs.push((start, bits));
         Ok(())
     }
 
@@ -187,8 +184,7 @@ impl FrameTable {
 
     /// The encoded form (the `.kiln.frames` section), all little-endian:
     /// function count and shape count (u32 each); per function its start
-    /// (u32), saves-done offset (u16) and shape (u16, bit 15 marking entry
-    /// trampolines); per shape the byte offset of its saves from the start
+    /// (u32) and shape (u16, bit 15 marking entry trampolines); per shape the byte offset of its saves from the start
     /// of the section and their count (u32 each); then the saves, each a
     /// DWARF register (u16) and its slot's distance below the frame
     /// pointer in 8-byte units (u16).
@@ -202,9 +198,8 @@ impl FrameTable {
         );
         out.extend_from_slice(&(self.funcs.len() as u32).to_le_bytes());
         out.extend_from_slice(&(self.shapes.len() as u32).to_le_bytes());
-        for (start, done, bits) in &self.funcs {
+        for (start, bits) in &self.funcs {
             out.extend_from_slice(&start.to_le_bytes());
-            out.extend_from_slice(&done.to_le_bytes());
             out.extend_from_slice(&bits.to_le_bytes());
         }
         let mut at = HEADER + self.funcs.len() * FUNC_SIZE + self.shapes.len() * SHAPE_SIZE;
@@ -253,7 +248,7 @@ pub fn check_frame_table(section: &[u8], text_len: u64) -> Result<(), ArtifactEr
     let mut prev = 0u32;
     for i in 0..nfuncs {
         let at = HEADER + i * FUNC_SIZE;
-        let (start, bits) = (word(section, at), half(section, at + 6));
+        let (start, bits) = (word(section, at), half(section, at + 4));
         let (Some(start), Some(bits)) = (start, bits) else {
             return Err(bad("truncated"));
         };
@@ -296,8 +291,7 @@ pub fn lookup_frame(section: &[u8], code_offset: u32) -> Option<FrameEntry<'_>> 
     }
     let at = HEADER + lo.checked_sub(1)? * FUNC_SIZE;
     let start = word(section, at)?;
-    let saves_done = half(section, at + 4)?;
-    let bits = half(section, at + 6)?;
+    let bits = half(section, at + 4)?;
     let shape = HEADER + nfuncs * FUNC_SIZE + usize::from(bits & !ENTRY_BIT) * SHAPE_SIZE;
     let first = word(section, shape)? as usize;
     let n = word(section, shape + 4)? as usize;
@@ -309,7 +303,6 @@ pub fn lookup_frame(section: &[u8], code_offset: u32) -> Option<FrameEntry<'_>> 
         } else {
             FrameKind::Other
         },
-        saves_done: u32::from(saves_done),
         saves: SavedRegs(saves),
     })
 }
@@ -330,20 +323,10 @@ mod tests {
                 fp_offset: -8,
             },
         ];
-        let desc = FrameDesc {
-            saves_done: 20,
-            saves,
-        };
+        let desc = FrameDesc { saves };
         t.push(0, FrameKind::Other, &desc).unwrap();
-        t.push(
-            112,
-            FrameKind::Entry,
-            &FrameDesc {
-                saves_done: 8,
-                saves: vec![],
-            },
-        )
-        .unwrap();
+        t.push(112, FrameKind::Entry, &FrameDesc { saves: vec![] })
+            .unwrap();
         // Same shape as the first: stored once.
         t.push(160, FrameKind::Other, &desc).unwrap();
         t
@@ -353,9 +336,9 @@ mod tests {
     fn lookup_finds_containing_function() {
         let t = table();
         let bytes = t.encode();
-        assert_eq!(bytes.len(), 8 + 3 * 8 + 2 * 8 + 2 * 4, "shapes are shared");
+        assert_eq!(bytes.len(), 8 + 3 * 6 + 2 * 8 + 2 * 4, "shapes are shared");
         let f = lookup_frame(&bytes, 50).unwrap();
-        assert_eq!((f.start, f.kind, f.saves_done), (0, FrameKind::Other, 20));
+        assert_eq!((f.start, f.kind), (0, FrameKind::Other));
         assert_eq!(
             f.saves.collect::<Vec<_>>(),
             vec![
@@ -370,7 +353,7 @@ mod tests {
             ]
         );
         let e = lookup_frame(&bytes, 151).unwrap();
-        assert_eq!((e.start, e.kind, e.saves_done), (112, FrameKind::Entry, 8));
+        assert_eq!((e.start, e.kind), (112, FrameKind::Entry));
         assert_eq!(e.saves.count(), 0);
         assert_eq!(lookup_frame(&bytes, 170).unwrap().saves.count(), 2);
     }
@@ -379,7 +362,6 @@ mod tests {
     fn bad_descriptions_are_refused() {
         let mut t = FrameTable::default();
         let one = |off| FrameDesc {
-            saves_done: 4,
             saves: vec![SavedReg {
                 dwarf_reg: 3,
                 fp_offset: off,
@@ -387,16 +369,7 @@ mod tests {
         };
         assert!(t.push(0, FrameKind::Other, &one(0)).is_err());
         assert!(t.push(0, FrameKind::Other, &one(-12)).is_err());
-        assert!(t
-            .push(
-                0,
-                FrameKind::Other,
-                &FrameDesc {
-                    saves_done: 70_000,
-                    saves: vec![]
-                }
-            )
-            .is_err());
+        assert!(t.push(0, FrameKind::Other, &one(-8 * 70_000)).is_err());
     }
 
     #[test]
@@ -414,10 +387,10 @@ mod tests {
         b[8..12].copy_from_slice(&150u32.to_le_bytes());
         assert!(check_frame_table(&b, 200).is_err());
         let mut b = bytes.clone();
-        b[8 + 6] = 9;
+        b[8 + 4] = 9;
         assert!(check_frame_table(&b, 200).is_err());
         let mut b = bytes;
-        let shape0 = 8 + 3 * 8;
+        let shape0 = 8 + 3 * 6;
         b[shape0 + 4..shape0 + 8].copy_from_slice(&100u32.to_le_bytes());
         assert!(check_frame_table(&b, 200).is_err());
         for code in [0, 50, 151, 170] {

@@ -334,13 +334,13 @@ pub struct StoreOpaque {
     pub globals: Vec<Box<VMGlobalDefinition>>,
     /// Instances.
     pub instances: Vec<Box<Instance>>,
-    /// Host function contexts.
-    pub host_funcs: Vec<Box<VMHostFuncContext>>,
     /// Externref payloads: an externref is a pointer to one of these boxes.
     /// They live as long as the store (there is no collector).
     pub externrefs: Vec<Box<ExternData>>,
-    /// Modules kept alive for host-function trampolines.
-    pub modules: Vec<Arc<CompiledModule>>,
+    /// Every module instantiated in this store, kept alive as long as the
+    /// store: the signal handler's code list points into them, and host
+    /// functions imported by their instances call their trampolines.
+    modules: Vec<Arc<CompiledModule>>,
     /// A minimal context passed as `caller_vmctx` when the host calls.
     store_vmctx: Box<[u64; (VMOffsets::HEADER_SIZE / 8) as usize]>,
     /// Settings baked into code.
@@ -368,7 +368,6 @@ impl StoreOpaque {
             tables: Vec::new(),
             globals: Vec::new(),
             instances: Vec::new(),
-            host_funcs: Vec::new(),
             externrefs: Vec::new(),
             modules: Vec::new(),
             store_vmctx: Box::new([0; (VMOffsets::HEADER_SIZE / 8) as usize]),
@@ -415,21 +414,23 @@ impl StoreOpaque {
         imports: Imports,
     ) -> Result<usize, InstantiationError> {
         module.verify_frames()?;
+        // Before any of its code can run (the start function, or a
+        // function an element segment stores into an imported table).
+        if self.limits.code.insert(module) {
+            self.modules.push(module.clone());
+        }
         let m = module.module();
         let offsets = VMOffsets::new(m);
 
         let mut memories = imports.memories.clone();
         let mut imaged = vec![false; m.memories.len()];
         for (mi, ty) in m.memories.iter().skip(m.num_imported_memories) {
-            let mut mem = LinearMemory::new(*ty, &self.tunables)
+            let mem = LinearMemory::new(*ty, &self.tunables)
                 .map_err(|e| InstantiationError::Resource(e.to_string()))?;
             let d = m.defined_memory_index(mi).expect("defined");
-            if self.tunables.memory_images {
-                if let Some(image) = module.memory_image(d) {
-                    mem.map_image(image)
-                        .map_err(|e| InstantiationError::Resource(e.to_string()))?;
-                    imaged[mi.index()] = true;
-                }
+            // Mapped once every segment is applied (see `MemoryImage`).
+            if self.tunables.memory_images && module.memory_image(d).is_some() {
+                imaged[mi.index()] = true;
             }
             self.memories.push(Box::new(mem));
             memories.push(&mut **self.memories.last_mut().expect("pushed") as *mut LinearMemory);
@@ -544,15 +545,11 @@ impl StoreOpaque {
                 ElemKind::Passive => {}
             }
         }
-        for (d, seg) in m.data.iter() {
-            if let DataKind::Active { memory, .. } = &seg.kind {
-                if imaged[memory.index()] {
-                    // Already in place through the memory's image.
-                    inst.dropped_data[d.index()] = true;
-                    continue;
-                }
-            }
-            if let DataKind::Active { memory, offset } = &seg.kind {
+        let copy_segment =
+            |inst: &mut Instance, seg: &kiln_environ::DataSegment| -> Result<(), Trap> {
+                let DataKind::Active { memory, offset } = &seg.kind else {
+                    return Ok(());
+                };
                 let v = inst.eval(offset);
                 let off = if m.memories[*memory].memory64 {
                     v.get_i64() as u64
@@ -564,7 +561,40 @@ impl StoreOpaque {
                 let r = range(off, seg.data.len() as u64, mem.byte_size())
                     .ok_or(Trap::MemoryOutOfBounds)?;
                 mem.data_mut()[r].copy_from_slice(&seg.data);
+                Ok(())
+            };
+        for (d, seg) in m.data.iter() {
+            if let DataKind::Active { memory, .. } = &seg.kind {
                 inst.dropped_data[d.index()] = true;
+                if imaged[memory.index()] {
+                    // Applied below, through the memory's image.
+                    continue;
+                }
+            }
+            if let Err(trap) = copy_segment(inst, seg) {
+                // The imaged memories get what the spec's order gives them:
+                // their segments before this one, copied.
+                for (_, earlier) in m.data.iter().take(d.index()) {
+                    if let DataKind::Active { memory, .. } = &earlier.kind {
+                        if imaged[memory.index()] {
+                            copy_segment(inst, earlier)
+                                .expect("an imaged memory's segments fit (see `MemoryImage`)");
+                        }
+                    }
+                }
+                return Err(trap.into());
+            }
+        }
+        // Nothing trapped: map the images over the untouched memories.
+        for (mi, _) in m.memories.iter().skip(m.num_imported_memories) {
+            if imaged[mi.index()] {
+                let d = m.defined_memory_index(mi).expect("defined");
+                let image = module.memory_image(d).expect("checked above");
+                // SAFETY: the memory is live and nothing wrote to it: its
+                // segments were all skipped above.
+                let mem = unsafe { &mut *inst.memory(mi) };
+                mem.map_image(image)
+                    .map_err(|e| InstantiationError::Resource(e.to_string()))?;
             }
         }
         Ok(id)

@@ -168,9 +168,19 @@ impl Drop for LinearMemory {
 /// pages are shared with the image until an instance writes them, and
 /// untouched pages are never copied at all. A memory gets an image only
 /// when every active data segment for it has a constant offset and fits in
-/// its minimum size, so instantiation cannot trap on it; otherwise the
-/// segments are copied as before, with the spec's trap-and-partial-write
-/// behaviour.
+/// its minimum size (empty segments included), so its own segments cannot
+/// trap; otherwise the segments are copied as before, with the spec's
+/// trap-and-partial-write behaviour.
+///
+/// An image stands for *all* of its memory's segments at once, but the
+/// spec applies segments one by one, after every element segment, and a
+/// trap stops the rest. So instantiation maps images only once every
+/// element and data segment has been applied without a trap; if one
+/// traps, an imaged memory gets by copying exactly its segments that came
+/// before the trapping one (see `StoreOpaque::instantiate`). Functions
+/// that an earlier element segment stored into an imported table, and
+/// that stay callable after the failed instantiation, then see the same
+/// memory on either path.
 pub struct MemoryImage {
     fd: rustix::fd::OwnedFd,
     len: usize,
@@ -189,12 +199,18 @@ impl MemoryImage {
     /// or `None` if there is nothing to map or the image would not fit in
     /// `minimum_bytes`.
     pub fn new(segments: &[(u64, &[u8])], minimum_bytes: u64) -> Option<MemoryImage> {
+        // Every segment must fit, empty ones too: an empty segment past the
+        // end traps at instantiation, which the copy path reports.
+        let fits = segments.iter().all(|(o, d)| {
+            o.checked_add(d.len() as u64)
+                .is_some_and(|e| e <= minimum_bytes)
+        });
         let end = segments
             .iter()
-            .filter(|(_, d)| !d.is_empty())
-            .map(|(o, d)| o.checked_add(d.len() as u64))
-            .try_fold(0u64, |m, e| e.map(|e| m.max(e)))?;
-        if end == 0 || end > minimum_bytes {
+            .map(|(o, d)| if d.is_empty() { 0 } else { o + d.len() as u64 })
+            .max()
+            .unwrap_or(0);
+        if !fits || end == 0 {
             return None;
         }
         let page = rustix::param::page_size() as u64;

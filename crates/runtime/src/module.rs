@@ -1,14 +1,14 @@
-//! Loaded modules, the process-wide registry of code ranges that the
-//! signal handler consults, and the engine-wide type registry.
+//! Loaded modules, the per-store list of code ranges that the signal
+//! handler consults ([`StoreCode`]), and the engine-wide type registry.
 
 use kiln_environ::{
     CompiledModuleInfo, DefinedFuncIndex, EntityRef, FuncType, FunctionLoc, SharedTypeIndex, Trap,
     TypeIndex,
 };
 use kiln_jit::CodeMemory;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Interns function types engine-wide: equal types get equal
 /// [`SharedTypeIndex`]es, so a `call_indirect` type check compares one
@@ -79,8 +79,7 @@ pub struct FrameInfo {
 }
 
 impl CompiledModule {
-    /// Publishes `object` as executable code and registers it for trap
-    /// handling.
+    /// Publishes `object` as executable code.
     pub fn new(
         object: &[u8],
         info: CompiledModuleInfo,
@@ -93,7 +92,7 @@ impl CompiledModule {
         Ok(m)
     }
 
-    /// Registers already-loaded code (see [`CodeMemory::from_file`]).
+    /// Wraps already-loaded code (see [`CodeMemory::from_file`]).
     pub fn from_code(
         code: CodeMemory,
         info: CompiledModuleInfo,
@@ -106,7 +105,7 @@ impl CompiledModule {
             .map(|t| types.register(t))
             .collect();
         let text_start = code.text_range().start;
-        let m = Arc::new(CompiledModule {
+        Arc::new(CompiledModule {
             code,
             info,
             type_ids,
@@ -114,9 +113,7 @@ impl CompiledModule {
             images: std::sync::OnceLock::new(),
             address_map: AtomicU8::new(MAP_UNCHECKED),
             frames: std::sync::OnceLock::new(),
-        });
-        register_code(&m);
-        m
+        })
     }
 
     /// Checks, once, that the frame table of a loaded artifact matches its
@@ -282,54 +279,99 @@ fn build_images(module: &kiln_environ::Module) -> Vec<Option<crate::MemoryImage>
     out
 }
 
-impl Drop for CompiledModule {
-    fn drop(&mut self) {
-        let mut g = CODE.write().unwrap_or_else(|e| e.into_inner());
-        g.remove(&self.code.text_range().end);
-    }
+/// The code a store's Wasm can run, for the signal handler: the text
+/// ranges of every module the store instantiated, sorted by address.
+///
+/// # Why per store, and why lock-free
+///
+/// The signal handler must decide whether a fault is a Wasm trap without
+/// taking a lock, allocating or waiting: the fault may be a crash in host
+/// code that holds any lock, the allocator's included. It first reads a
+/// thread-local marker (`traphandlers.rs`): only a thread inside a call
+/// into Wasm has one, and it names the store's limits, which hold this
+/// list. The list is only ever changed by the thread that owns the store
+/// (instantiation takes `&mut` of the store), and no other thread looks
+/// at it, so the only reader that can overlap a change is the handler
+/// interrupting the very thread that makes it. A change therefore builds a
+/// new list and publishes it with one atomic store before freeing the old
+/// one: whatever instruction the handler interrupts, the pointer it loads
+/// names a complete list that is still allocated.
+///
+/// **Invariant:** every module in the list stays alive as long as the
+/// store does (`StoreOpaque` keeps an `Arc` of each), and lookups happen
+/// only while the store runs Wasm, so the pointers in the list are valid
+/// whenever they are read.
+#[derive(Debug, Default)]
+pub struct StoreCode {
+    list: AtomicPtr<Vec<CodeRange>>,
 }
 
-/// Registered code: text end address -> (text start, module). Keyed by the
-/// end so a lookup is one `range(pc..)` step.
-struct Entry {
+#[derive(Debug, Clone, Copy)]
+struct CodeRange {
     start: usize,
+    end: usize,
     module: *const CompiledModule,
 }
 
-// SAFETY: the pointer is only dereferenced while the module is alive: it
-// is removed from the registry in `CompiledModule::drop` before the module
-// is freed.
-unsafe impl Send for Entry {}
-// SAFETY: see `Send`.
-unsafe impl Sync for Entry {}
-
-static CODE: RwLock<BTreeMap<usize, Entry>> = RwLock::new(BTreeMap::new());
-
-fn register_code(m: &Arc<CompiledModule>) {
-    let r = m.code.text_range();
-    if r.is_empty() {
-        return;
+impl StoreCode {
+    /// Adds `m`'s text to the list, if it is not there yet. Only the
+    /// store's own thread calls this (see the type's docs), and the caller
+    /// keeps `m` alive as long as the store.
+    pub(crate) fn insert(&self, m: &Arc<CompiledModule>) -> bool {
+        let r = m.code.text_range();
+        let old = self.list.load(Ordering::Acquire);
+        // SAFETY: only this thread replaces or frees the list (see above).
+        let cur: &[CodeRange] = if old.is_null() { &[] } else { unsafe { &*old } };
+        if r.is_empty() || cur.iter().any(|e| e.start == r.start) {
+            return false;
+        }
+        let mut new = Vec::with_capacity(cur.len() + 1);
+        new.extend_from_slice(cur);
+        let at = new.partition_point(|e| e.start < r.start);
+        new.insert(
+            at,
+            CodeRange {
+                start: r.start,
+                end: r.end,
+                module: Arc::as_ptr(m),
+            },
+        );
+        self.list
+            .store(Box::into_raw(Box::new(new)), Ordering::Release);
+        if !old.is_null() {
+            // SAFETY: `old` came from `Box::into_raw` and is no longer
+            // published; the only possible reader, this thread's signal
+            // handler, now loads the new list.
+            drop(unsafe { Box::from_raw(old) });
+        }
+        true
     }
-    let mut g = CODE.write().unwrap_or_else(|e| e.into_inner());
-    g.insert(
-        r.end,
-        Entry {
-            start: r.start,
-            module: Arc::as_ptr(m),
-        },
-    );
+
+    /// The module whose text contains `pc`. Async-signal-safe: one atomic
+    /// load and a binary search, no lock, no allocation.
+    pub(crate) fn lookup(&self, pc: usize) -> Option<&CompiledModule> {
+        let list = self.list.load(Ordering::Acquire);
+        if list.is_null() {
+            return None;
+        }
+        // SAFETY: a published list stays allocated until this thread
+        // replaces it (see the type's docs).
+        let list = unsafe { &*list };
+        let i = list.partition_point(|e| e.start <= pc).checked_sub(1)?;
+        let e = list[i];
+        // SAFETY: modules in the list outlive the store (see the
+        // invariant), and lookups happen while it runs Wasm.
+        (pc < e.end).then(|| unsafe { &*e.module })
+    }
 }
 
-/// The loaded module whose text contains `pc`.
-pub(crate) fn lookup_code(pc: usize) -> Option<&'static CompiledModule> {
-    let g = CODE.read().ok()?;
-    let (end, e) = g.range(pc + 1..).next()?;
-    if pc >= e.start && pc < *end {
-        // SAFETY: the module is alive while registered, and it is only used
-        // by the signal handler or a walk on a thread executing its code,
-        // which holds a reference to it through its store.
-        Some(unsafe { &*e.module })
-    } else {
-        None
+impl Drop for StoreCode {
+    fn drop(&mut self) {
+        let p = *self.list.get_mut();
+        if !p.is_null() {
+            // SAFETY: the list came from `Box::into_raw` and nothing can
+            // read it any more (`&mut self`).
+            drop(unsafe { Box::from_raw(p) });
+        }
     }
 }

@@ -11,8 +11,10 @@
 //! faulting thread. Our handler runs on the thread's alternate signal
 //! stack, so even a thread whose stack is exhausted gets here.
 //!
-//! The handler asks: is the faulting pc inside code Kiln loaded (the
-//! global code registry), at a recorded trap site? If so, it walks the
+//! The handler asks: is this thread inside a call into Wasm (a
+//! thread-local marker, set by [`call_wasm`], that names the store's
+//! limits), and is the faulting pc inside code of that store
+//! (`StoreCode`, a lock-free list), at a recorded trap site? If so, it walks the
 //! frame-pointer chain from the faulting frame up to the *entry
 //! trampoline*, the first Kiln frame the host called. For every frame it
 //! skips, it reloads the callee-saved registers that frame's prologue had
@@ -40,11 +42,21 @@
 //! starting from the Wasm frame that made the call. A host function called
 //! directly by the host just returns, and the host finds the slot set.
 //!
-//! # Why allocation in the handler is acceptable
+//! # What the handler may do
 //!
-//! The handler only does real work when the faulting pc is in Wasm code,
-//! and Wasm code never holds a lock of the allocator or of the code
-//! registry's writer, so allocating the backtrace there cannot deadlock.
+//! A signal can interrupt host code holding any lock, the allocator's
+//! included, so until the handler knows the fault is a Wasm trap of this
+//! thread it only reads thread-locals (const-initialised, without
+//! destructors: plain loads from the thread's TLS block) and the store's
+//! lock-free code list, and forwards everything else untouched. Once it
+//! knows the faulting pc is Wasm code of this thread, the thread is
+//! executing Wasm, which never holds a lock, so allocating the trap record
+//! and the raw frames of the backtrace (pc and module per frame) is safe.
+//! It parses nothing: the trap table and frame table are read in place,
+//! and frames are symbolized (function names, Wasm offsets, a lazily
+//! verified address map) by the host side in [`call_wasm`], after the
+//! handler has returned. Only kernel-generated signals (`si_code > 0`)
+//! are considered; a signal sent with `kill` or `tgkill` is forwarded.
 //!
 //! # The stack limit
 //!
@@ -73,7 +85,7 @@
 //! interrupt is never lost. The sentinel is cleared only by the outermost
 //! call that reports the `Interrupt` trap.
 
-use crate::module::{lookup_code, FrameInfo};
+use crate::module::{CompiledModule, FrameInfo};
 use crate::vmcontext::{VMContext, VMRuntimeLimits, INTERRUPT_SENTINEL};
 use kiln_environ::{FrameKind, Trap, VMOffsets};
 use std::any::Any;
@@ -98,11 +110,28 @@ pub enum TrapReason {
 pub struct TrapRecord {
     /// What happened.
     pub reason: TrapReason,
-    /// The Wasm backtrace.
+    /// The Wasm backtrace (of Wasm traps; empty for failing host
+    /// functions, whose error carries no Wasm frames).
     pub backtrace: Vec<FrameInfo>,
+    /// The frames as the signal handler recorded them, symbolized into
+    /// `backtrace` on the host side.
+    raw: Vec<RawFrame>,
+}
+
+/// One frame as the signal handler records it: no names, no lookups.
+#[derive(Debug, Clone, Copy)]
+struct RawFrame {
+    module: *const CompiledModule,
+    pc: usize,
+    /// `pc` is the faulting instruction, not a return address.
+    exact: bool,
 }
 
 thread_local! {
+    /// The limits of the store whose Wasm this thread is running (set by
+    /// the innermost [`call_wasm`]), or null outside Wasm: the "in Wasm"
+    /// marker the signal handler checks before anything else.
+    static ACTIVE: Cell<*const VMRuntimeLimits> = const { Cell::new(ptr::null()) };
     /// The trap being reported to the innermost [`call_wasm`] of this
     /// thread (a `Box<TrapRecord>`), or null.
     static PENDING: Cell<*mut TrapRecord> = const { Cell::new(ptr::null_mut()) };
@@ -208,7 +237,9 @@ pub unsafe fn call_wasm<R>(
     }
     // SAFETY: as above.
     unsafe { *depth_ptr = depth + 1 };
+    let outer = ACTIVE.with(|a| a.replace(limits));
     let r = f();
+    ACTIVE.with(|a| a.set(outer));
     // SAFETY: as above.
     unsafe {
         *depth_ptr = depth;
@@ -223,8 +254,10 @@ pub unsafe fn call_wasm<R>(
 }
 
 /// Takes this thread's pending trap, telling an interrupt from a stack
-/// overflow by the sentinel, and consuming the interrupt in the outermost
-/// entry.
+/// overflow by the sentinel, consuming the interrupt in the outermost
+/// entry, and symbolizing the frames the handler recorded.
+///
+/// Post-invariant: the thread's trap slot is empty.
 #[cold]
 #[inline(never)]
 fn take_pending(l: &VMRuntimeLimits, outermost: bool) -> Box<TrapRecord> {
@@ -232,6 +265,15 @@ fn take_pending(l: &VMRuntimeLimits, outermost: bool) -> Box<TrapRecord> {
     // SAFETY: the slot only ever holds pointers from `Box::into_raw`, and
     // replacing it with null transfers ownership here.
     let mut rec = unsafe { Box::from_raw(p) };
+    if matches!(rec.reason, TrapReason::Wasm(_)) {
+        let raw = std::mem::take(&mut rec.raw);
+        rec.backtrace = raw
+            .iter()
+            // SAFETY: the frames were recorded during this call, from
+            // modules of this store, which it keeps alive.
+            .filter_map(|f| unsafe { (*f.module).frame_info(f.pc, f.exact) })
+            .collect();
+    }
     let sentinel = l.stack_limit.load(Ordering::SeqCst) == INTERRUPT_SENTINEL;
     if sentinel && matches!(rec.reason, TrapReason::Wasm(Trap::StackOverflow)) {
         rec.reason = TrapReason::Wasm(Trap::Interrupt);
@@ -271,6 +313,7 @@ pub unsafe fn host_call_failed(caller_vmctx: *mut VMContext, reason: TrapReason)
     set_pending(Box::new(TrapRecord {
         reason,
         backtrace: Vec::new(),
+        raw: Vec::new(),
     }));
     let base = caller_vmctx.cast::<u8>();
     // SAFETY: every context (instance or store) has the fixed header; only
@@ -313,32 +356,49 @@ const MAX_BACKTRACE: usize = 100_000;
 
 /// Walks from the frame of `pc` (with frame pointer `fp`) to the entry
 /// trampoline, reloading into `regs` the callee-saved registers each
-/// skipped frame saved and collecting the Wasm frames into `backtrace`.
-/// `exact` says whether `pc` is the faulting instruction itself rather
-/// than a return address. `None` if the chain leaves Kiln's code first.
+/// skipped frame saved and recording the Wasm frames into `backtrace`.
+/// `trap` is the trap code when `pc` is the faulting instruction itself,
+/// `None` when it is a return address (a failing host function's caller).
+/// `None` if the chain leaves the store's code first.
 ///
 /// # Safety
 ///
 /// `fp` must be the frame pointer of the frame of `pc`, on this thread's
-/// stack, with every frame up to the entry trampoline live.
+/// stack, with every frame up to the entry trampoline live; `code` must
+/// be the code of the store running on this thread.
 unsafe fn unwind_to_entry(
+    code: &crate::module::StoreCode,
     mut pc: usize,
     mut fp: usize,
-    mut exact: bool,
+    trap: Option<Trap>,
     regs: &mut sys::CalleeSaved,
-    backtrace: &mut Vec<FrameInfo>,
+    backtrace: &mut Vec<RawFrame>,
 ) -> Option<Resume> {
+    let mut exact = trap.is_some();
     for _ in 0..MAX_FRAMES {
-        let m = lookup_code(pc)?;
+        let m = code.lookup(pc)?;
         let off = u32::try_from(pc - m.text_start()).ok()?;
         // A return address points after its call: look up the call.
         let at = if exact { off } else { off.checked_sub(1)? };
         let f = m.lookup_frame(at)?;
-        if backtrace.len() < MAX_BACKTRACE {
-            backtrace.extend(m.frame_info(pc, exact));
+        // Every Kiln frame is 16-aligned and lies above the one it called.
+        if fp % 16 != 0 {
+            return None;
         }
-        // A trap in the prologue's stack check comes before the saves.
-        if !exact || at - f.start >= f.saves_done {
+        // Only a Wasm trap reports its frames (a failing host function's
+        // error carries none).
+        if trap.is_some() && backtrace.len() < MAX_BACKTRACE {
+            backtrace.push(RawFrame {
+                module: m,
+                pc,
+                exact,
+            });
+        }
+        // The prologue's stack check is the only trap with this code, and
+        // it fires before the prologue saves anything (see
+        // `kiln_environ::frames`): that frame has nothing to restore.
+        let before_saves = exact && trap == Some(Trap::StackOverflow);
+        if !before_saves {
             for s in f.saves {
                 let slot = fp.checked_add_signed(s.fp_offset as isize)?;
                 // SAFETY: the save slot lies in this live frame.
@@ -362,6 +422,11 @@ unsafe fn unwind_to_entry(
                 fp: caller_fp,
             });
         }
+        if caller_fp <= fp {
+            // A caller's frame lies above its callee's: a chain that does
+            // not climb is corrupt.
+            return None;
+        }
         pc = ret;
         fp = caller_fp;
         exact = false;
@@ -378,6 +443,16 @@ unsafe fn unwind_to_entry(
 ///
 /// Only from the signal handler, with the faulting thread's context.
 unsafe fn handle_trap(ctx: *mut libc::c_void) -> bool {
+    // Nothing shared is touched before these two checks: a thread-local
+    // marker, then the store's lock-free code list (see "What the handler
+    // may do").
+    let limits = ACTIVE.with(|a| a.get());
+    if limits.is_null() {
+        return false;
+    }
+    // SAFETY: `ACTIVE` is only non-null inside `call_wasm`, whose caller
+    // keeps the limits alive for the whole call.
+    let code = unsafe { &(*limits).code };
     // SAFETY: forwarded contract.
     let (pc, fp) = unsafe { sys::pc_fp(ctx) };
     let (trap, start) = if pc == sys::host_trap_stub() {
@@ -389,7 +464,7 @@ unsafe fn handle_trap(ctx: *mut libc::c_void) -> bool {
         }
         (None, raise)
     } else {
-        let Some(module) = lookup_code(pc) else {
+        let Some(module) = code.lookup(pc) else {
             return false;
         };
         let Some(trap) = module.lookup_trap(pc) else {
@@ -397,26 +472,24 @@ unsafe fn handle_trap(ctx: *mut libc::c_void) -> bool {
         };
         (Some(trap), pc)
     };
+    // From here on the fault is a trap of Wasm code this thread runs.
     // SAFETY: forwarded contract.
     let mut regs = unsafe { sys::CalleeSaved::read(ctx) };
     let mut backtrace = Vec::new();
     // SAFETY: `fp` is the faulting frame's (or, at the stub, the Wasm
-    // caller's) frame pointer; Kiln code keeps frame pointers.
+    // caller's) frame pointer; Kiln code keeps frame pointers; `code` is
+    // the running store's.
     let Some(resume) =
-        (unsafe { unwind_to_entry(start, fp, trap.is_some(), &mut regs, &mut backtrace) })
+        (unsafe { unwind_to_entry(code, start, fp, trap, &mut regs, &mut backtrace) })
     else {
         return false;
     };
-    match trap {
-        Some(t) => set_pending(Box::new(TrapRecord {
+    if let Some(t) = trap {
+        set_pending(Box::new(TrapRecord {
             reason: TrapReason::Wasm(t),
-            backtrace,
-        })),
-        None => {
-            let p = PENDING.with(|p| p.get());
-            // SAFETY: checked non-null above; owned by the slot.
-            unsafe { (*p).backtrace = backtrace };
-        }
+            backtrace: Vec::new(),
+            raw: backtrace,
+        }));
     }
     // SAFETY: forwarded contract.
     unsafe { sys::resume(ctx, &regs, resume.pc, resume.sp, resume.fp) };
@@ -462,8 +535,11 @@ mod sys {
     }
 
     extern "C" fn handler(signum: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-        // SAFETY: we are in the signal handler with this thread's context.
-        if unsafe { super::handle_trap(ctx) } {
+        // Only a fault the kernel raised for this thread's own instruction
+        // (`si_code > 0`) can be a trap; `kill`/`tgkill` are forwarded.
+        // SAFETY: the kernel passes a valid `siginfo_t` with SA_SIGINFO,
+        // and we are in the signal handler with this thread's context.
+        if unsafe { (*info).si_code > 0 && super::handle_trap(ctx) } {
             // Returning resumes the host with the rewritten context.
             return;
         }

@@ -78,15 +78,26 @@ pub type VMArrayCallFunction =
 /// A function as every caller sees it: three entry points, each with one
 /// calling convention (see `kiln-trampolines`), its engine-wide type, and
 /// the context to pass as `callee_vmctx`.
+///
+/// A funcref is never written once code or another thread can see it.
+/// That matters for host functions: a `Linker`'s host function has one
+/// funcref shared by every store and thread that uses it, and it cannot
+/// have a `wasm_call` of its own (Rust has no code in Kiln's internal
+/// convention without a compiler), so its `wasm_call` stays null. Whoever
+/// hands such a function to Wasm supplies the entry instead, from code it
+/// keeps alive: an importing instance writes its module's wasm-to-native
+/// trampoline into its own [`VMFunctionImport`], and a store that lets the
+/// function escape into a table, global or argument uses a copy of the
+/// funcref that it owns, with `wasm_call` filled in.
 #[repr(C)]
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct VMFuncRef {
     /// Entry in the array convention.
     pub array_call: *const u8,
     /// Entry in the native (C ABI) convention.
     pub native_call: *const u8,
-    /// Entry in the wasm convention; for host functions, a trampoline
-    /// patched in when a module links the function.
+    /// Entry in the wasm convention; null for a host function defined
+    /// without one (see above): never called through while null.
     pub wasm_call: *const u8,
     /// Engine-wide signature index.
     pub type_index: SharedTypeIndex,
@@ -98,11 +109,14 @@ pub struct VMFuncRef {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct VMFunctionImport {
-    /// The callee's `wasm_call`.
+    /// The entry direct calls use: the callee's `wasm_call`, or, for a
+    /// host function without one, the importing module's wasm-to-native
+    /// trampoline for the import's type (see [`VMFuncRef`]).
     pub wasm_call: *const u8,
     /// The callee's context.
     pub vmctx: *mut VMContext,
-    /// The callee's `VMFuncRef`, for `ref.func` and tables.
+    /// The callee's `VMFuncRef`, for `ref.func` and tables: one whose
+    /// `wasm_call` is set whenever the import escapes the module.
     pub func_ref: *const VMFuncRef,
 }
 
@@ -175,10 +189,17 @@ pub struct VMRuntimeLimits {
     /// Rust-side only: the stack pointer and limit of the last outermost
     /// entry, so entering again from the same place skips recomputing.
     pub(crate) entry_cache: UnsafeCell<(usize, usize)>,
+    /// Rust-side only: the code of every module the store instantiated,
+    /// which the signal handler searches (see `StoreCode`).
+    pub(crate) code: crate::module::StoreCode,
 }
 
-// SAFETY: the fields touched from other threads are atomics (the stack
-// limit by interrupt handles); the rest belong to the store's thread.
+// SAFETY: interrupt handles on other threads touch only the stack limit,
+// an atomic. Every other field is read and written only by the thread
+// that currently owns the store (which `&mut Store` makes exclusive) and
+// by generated code and the signal handler running on that thread; the
+// raw `epoch_ptr` points at the engine's counter, an atomic that outlives
+// every store of the engine.
 unsafe impl Send for VMRuntimeLimits {}
 // SAFETY: see `Send`.
 unsafe impl Sync for VMRuntimeLimits {}
@@ -197,6 +218,7 @@ impl Default for VMRuntimeLimits {
             depth: UnsafeCell::new(0),
             max_wasm_stack: 512 * 1024,
             entry_cache: UnsafeCell::new((0, 0)),
+            code: crate::module::StoreCode::default(),
         }
     }
 }

@@ -5,8 +5,11 @@ mod errors;
 mod host;
 mod limits;
 mod memory;
+mod overflow;
 mod resume;
+mod segments;
 mod serialize;
+mod sharing;
 
 use kiln::*;
 
