@@ -142,7 +142,9 @@ pub(crate) struct HostTrampolines {
     pub(crate) wasm_to_native: *const u8,
 }
 
-// SAFETY: code pointers into immutable, owned code memory.
+// SAFETY: the pointers name code in memory this value owns, published
+// read+execute before the value is created and never written again, so
+// moving or sharing it between threads only ever reads immutable bytes.
 unsafe impl Send for HostTrampolines {}
 // SAFETY: see `Send`.
 unsafe impl Sync for HostTrampolines {}

@@ -983,10 +983,13 @@ impl<P, R> Clone for TypedFunc<P, R> {
 }
 impl<P, R> Copy for TypedFunc<P, R> {}
 
-// SAFETY: the funcref is only dereferenced together with its store, which
-// `call` checks.
+// SAFETY: a `TypedFunc` is a handle: a store id and raw pointers into that
+// store. It never dereferences them on its own: `call` first checks that
+// the store it is given is the one the handle came from, and that store
+// is borrowed `&mut` for the call. So a handle on another thread can only
+// be used with the store, which only one thread can hold at a time.
 unsafe impl<P, R> Send for TypedFunc<P, R> {}
-// SAFETY: see `Send`.
+// SAFETY: see `Send`: `&TypedFunc` gives no more than a copy of it does.
 unsafe impl<P, R> Sync for TypedFunc<P, R> {}
 
 impl<Params: WasmParams, Results: WasmResults> TypedFunc<Params, Results> {

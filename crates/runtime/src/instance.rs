@@ -56,11 +56,12 @@ pub struct Instance {
     dropped_elems: Vec<bool>,
 }
 
-// SAFETY: an instance belongs to one store; the store is `Send` when its
-// data is, and nothing here is tied to a thread.
+// SAFETY: the context allocation is this instance's own, and its other
+// raw pointers name memories and tables of the same store; none is tied
+// to a thread. The instance moves between threads only with its store.
+// Not `Sync`: generated code mutates the context (globals, tables) through
+// raw pointers without synchronization.
 unsafe impl Send for Instance {}
-// SAFETY: shared references only read.
-unsafe impl Sync for Instance {}
 
 impl Drop for Instance {
     fn drop(&mut self) {
@@ -75,7 +76,9 @@ pub struct VMBuiltinFunctions {
     ptrs: [*const u8; 10],
 }
 
-// SAFETY: function pointers only.
+// SAFETY: a table of pointers to `extern "C"` Rust functions, built as a
+// constant and never written, so sharing it between threads only reads
+// immutable data. (Each libcall gets its store through its `vmctx`.)
 unsafe impl Sync for VMBuiltinFunctions {}
 
 static BUILTINS: VMBuiltinFunctions = VMBuiltinFunctions {
@@ -347,7 +350,11 @@ pub struct StoreOpaque {
     pub tunables: Tunables,
 }
 
-// SAFETY: all raw pointers inside point at data this store owns.
+// SAFETY: every raw pointer inside names data this store owns (instances,
+// memories, tables, globals, externref payloads, its host context), none
+// tied to a thread; `Send` lets the whole store move to another thread
+// while no call into it is active (moving needs ownership, a call needs
+// `&mut`). Not `Sync`: generated code mutates what it points at.
 unsafe impl Send for StoreOpaque {}
 
 impl StoreOpaque {

@@ -35,11 +35,12 @@ pub struct LinearMemory {
     ty: MemoryType,
 }
 
-// SAFETY: the memory is owned by one store and accessed from the thread
-// that owns it.
+// SAFETY: the raw base names this memory's own reservation, a process-wide
+// mapping with no tie to the thread that made it; the memory is owned by
+// one store and moves with it, and all access goes through that store
+// (`&mut` for writes). Not `Sync`: generated code writes the memory through
+// the same pointer without synchronization.
 unsafe impl Send for LinearMemory {}
-// SAFETY: see `Send`.
-unsafe impl Sync for LinearMemory {}
 
 impl LinearMemory {
     /// Reserves and initialises a memory of type `ty`.

@@ -15,10 +15,11 @@ pub struct Table {
     ty: TableType,
 }
 
-// SAFETY: owned by one store, used from its thread.
+// SAFETY: the elements are raw references (funcrefs, externrefs) to data
+// the same store owns; the table moves between threads only with its
+// store, and is accessed only through it. Not `Sync`: generated code
+// writes elements without synchronization.
 unsafe impl Send for Table {}
-// SAFETY: see `Send`.
-unsafe impl Sync for Table {}
 
 /// Tables larger than this many elements are refused.
 pub const MAX_TABLE_ELEMENTS: u32 = 10_000_000;

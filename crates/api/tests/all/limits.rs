@@ -275,13 +275,35 @@ fn host_segfault_still_kills_the_process() {
                 .unwrap()
                 .call(&mut store, ());
         } else {
+            if mode == "while-others-load-and-trap" {
+                // Other threads load, drop, run and trap in modules the
+                // whole time: the handler must forward this crash without
+                // waiting on anything they hold.
+                let engine = store.engine().clone();
+                for _ in 0..2 {
+                    let engine = engine.clone();
+                    std::thread::spawn(move || loop {
+                        let m = Module::new(&engine, r#"(module (func (export "t") unreachable))"#)
+                            .unwrap();
+                        let mut s = Store::new(&engine, ());
+                        let i = Instance::new(&mut s, &m, &[]).unwrap();
+                        let t = i.get_typed_func::<(), ()>(&mut s, "t").unwrap();
+                        assert!(t.call(&mut s, ()).is_err());
+                    });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
             // SAFETY: deliberately not safe, as above.
             unsafe { std::ptr::read_volatile(std::ptr::null::<u64>()) };
         }
         std::process::exit(0);
     }
     use std::os::unix::process::ExitStatusExt;
-    for mode in ["outside-wasm", "in-host-function"] {
+    for mode in [
+        "outside-wasm",
+        "in-host-function",
+        "while-others-load-and-trap",
+    ] {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",

@@ -115,3 +115,47 @@ fn host_function_reaching_wasm_through_a_table_outlives_the_linking_module() {
     let typed = back.typed::<i32, i32>(&store).unwrap();
     assert_eq!(typed.call(&mut store, 1).unwrap(), 101);
 }
+
+/// What may cross threads: shared objects (`Engine`, `Module`, `Linker`,
+/// `InstancePre`) are `Send + Sync`; a `Store` is `Send` and moves with
+/// everything it owns; handles (`Func`, `TypedFunc`, `Instance`, ...) are
+/// `Send + Sync` because they are useless without their store, which
+/// checks that a handle is its own before following its pointers.
+#[test]
+fn what_crosses_threads_and_how_handles_stay_tied_to_their_store() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Engine>();
+    send_sync::<Module>();
+    send_sync::<Linker<()>>();
+    send_sync::<InstancePre<()>>();
+    send_sync::<InterruptHandle>();
+    send::<Store<()>>();
+    send_sync::<Func>();
+    send_sync::<TypedFunc<i32, i32>>();
+    send_sync::<Instance>();
+    send_sync::<Memory>();
+    send_sync::<Table>();
+    send_sync::<Global>();
+
+    let engine = Engine::default();
+    let mut linker = Linker::<()>::new(&engine);
+    linker.func_wrap("env", "f", |x: i32| x * 3).unwrap();
+    let module = importer(&engine, 1, true);
+    let mut store = Store::new(&engine, ());
+    let i = linker.instantiate(&mut store, &module).unwrap();
+    let f = i
+        .get_typed_func::<i32, i32>(&mut store, "indirect")
+        .unwrap();
+    // The store and a handle move to another thread and work there.
+    let (mut store, f) = std::thread::spawn(move || {
+        assert_eq!(f.call(&mut store, 2).unwrap(), 6);
+        (store, f)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(f.call(&mut store, 3).unwrap(), 9);
+    // A handle used with another store is refused, not followed.
+    let mut other = Store::new(&engine, ());
+    assert!(f.call(&mut other, 1).is_err());
+}
