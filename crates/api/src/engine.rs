@@ -76,7 +76,7 @@ impl Config {
 
     /// Counts fuel in generated code: each operator costs one unit (a few
     /// that do no work cost none), and Wasm traps with
-    /// [`TrapCode::OutOfFuel`](crate::TrapCode) when the store's fuel
+    /// [`Trap::OutOfFuel`](crate::Trap) when the store's fuel
     /// ([`Store::set_fuel`](crate::Store::set_fuel)) runs out. Checked at
     /// function entries and loop headers, so a trap lands within one
     /// straight-line stretch of code of the exact point.
@@ -87,7 +87,7 @@ impl Config {
 
     /// Checks the engine's epoch against the store's deadline at function
     /// entries and loop headers; Wasm traps with
-    /// [`TrapCode::Interrupt`](crate::TrapCode) once
+    /// [`Trap::Interrupt`](crate::Trap) once
     /// [`Engine::increment_epoch`] has reached
     /// [`Store::set_epoch_deadline`](crate::Store::set_epoch_deadline).
     pub fn epoch_interruption(&mut self, on: bool) -> &mut Self {
@@ -179,7 +179,7 @@ impl Engine {
     pub fn new(config: &Config) -> Result<Engine> {
         kiln_runtime::init_traps();
         let compiler =
-            Compiler::new(config.compiler.clone()).map_err(|e| Error::Compile(e.to_string()))?;
+            Compiler::new(config.compiler.clone()).map_err(|e| Error::msg(e.to_string()))?;
         Ok(Engine {
             inner: Arc::new(EngineInner {
                 compiler,
@@ -211,7 +211,7 @@ impl Engine {
     /// for this engine's target, which need not be the host.
     pub fn precompile_module(&self, bytes: &[u8]) -> Result<Vec<u8>> {
         #[cfg(feature = "wat")]
-        let bytes = &*wat::parse_bytes(bytes).map_err(|e| Error::Wat(e.to_string()))?;
+        let bytes = &*wat::parse_bytes(bytes)?;
         Ok(crate::module::compile(self, bytes)?.object)
     }
 
@@ -254,7 +254,7 @@ impl Engine {
             .inner
             .compiler
             .compile_host_trampolines(ty)
-            .map_err(|e| Error::Compile(e.to_string()))?;
+            .map_err(|e| Error::msg(e.to_string()))?;
         let code = CodeMemory::new(&t.object)?;
         let addr = |l: FunctionLoc| (code.text_range().start + l.start as usize) as *const u8;
         let h = Arc::new(HostTrampolines {

@@ -1,159 +1,113 @@
-//! Errors.
+//! Errors, in Wasmtime's shape.
+//!
+//! [`Error`] is a dynamic error: anything that implements
+//! `std::error::Error + Send + Sync + 'static` converts into it with `?`,
+//! it carries a chain of context ([`Context`], [`Error::context`]), and the
+//! concrete error inside is found again with [`Error::downcast_ref`] and
+//! friends. It is [`anyhow::Error`] itself, as Wasmtime's error was until
+//! Wasmtime wrote its own anyhow-compatible type: code written for either
+//! compiles against Kiln, and errors flow into `anyhow::Result` without a
+//! conversion.
+//!
+//! What Kiln puts inside:
+//!
+//! * a Wasm trap is a [`Trap`] (the enum of trap codes, as in Wasmtime),
+//!   with a [`WasmBacktrace`] attached as context when the trap has Wasm
+//!   frames: `err.downcast_ref::<Trap>()` finds the code, and
+//!   `err.downcast_ref::<WasmBacktrace>()` the frames;
+//! * an error returned by a host function comes back to the host caller
+//!   as that very error (downcast to its own type works), with the
+//!   [`WasmBacktrace`] of the Wasm frames it crossed as context;
+//! * errors of the lower layers keep their typed `thiserror` types
+//!   (`kiln_environ::WasmError`, `kiln_environ::ArtifactError`, ...), so
+//!   they can be downcast too.
+//!
+//! ```
+//! use kiln::*;
+//!
+//! let engine = Engine::default();
+//! let module = Module::new(&engine, r#"(module (func (export "f") unreachable))"#)?;
+//! let mut store = Store::new(&engine, ());
+//! let instance = Instance::new(&mut store, &module, &[])?;
+//! let f = instance.get_typed_func::<(), ()>(&mut store, "f")?;
+//! let err = f.call(&mut store, ()).unwrap_err();
+//! assert_eq!(err.downcast_ref::<Trap>(), Some(&Trap::UnreachableCodeReached));
+//! assert_eq!(err.downcast_ref::<WasmBacktrace>().unwrap().frames().len(), 1);
+//! # Ok::<(), kiln::Error>(())
+//! ```
 
-use kiln_environ::Trap as TrapCode;
+pub use anyhow::{bail, ensure, format_err, Context, Error, Result};
+pub use kiln_environ::Trap;
 use kiln_runtime::FrameInfo;
 use std::fmt;
 
-/// Any error from Kiln's API.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The text format could not be parsed.
-    #[error("failed to parse WebAssembly text: {0}")]
-    Wat(String),
-    /// The module is malformed, invalid or uses an unsupported feature.
-    #[error(transparent)]
-    Wasm(#[from] kiln_environ::WasmError),
-    /// Code generation failed.
-    #[error("compilation failed: {0}")]
-    Compile(String),
-    /// A compiled artifact is foreign, incompatible or corrupt.
-    #[error(transparent)]
-    Artifact(#[from] kiln_environ::ArtifactError),
-    /// Loading compiled code failed.
-    #[error("loading compiled code failed: {0}")]
-    Load(#[from] kiln_jit::JitError),
-    /// Execution trapped.
-    #[error(transparent)]
-    Trap(#[from] Trap),
-    /// An import was not provided.
-    #[error("unknown import: `{module}::{name}` has not been defined")]
-    UnknownImport {
-        /// Module name.
-        module: String,
-        /// Field name.
-        name: String,
-    },
-    /// An import was provided with the wrong type.
-    #[error("incompatible import type for `{module}::{name}`: {reason}")]
-    IncompatibleImport {
-        /// Module name.
-        module: String,
-        /// Field name.
-        name: String,
-        /// What does not match.
-        reason: String,
-    },
-    /// A definition was given twice to a linker.
-    #[error("import `{module}::{name}` is already defined")]
-    Redefinition {
-        /// Module name.
-        module: String,
-        /// Field name.
-        name: String,
-    },
-    /// An export was not found or has another kind.
-    #[error("no exported {kind} named `{name}`")]
-    MissingExport {
-        /// What was asked for.
-        kind: &'static str,
-        /// The name.
-        name: String,
-    },
-    /// Values or types passed to a call do not match.
-    #[error("type mismatch: {0}")]
-    TypeMismatch(String),
-    /// A value belongs to another store.
-    #[error("object used with the wrong store")]
-    WrongStore,
-    /// A resource (memory, table) could not be created or grown.
-    #[error("resource limit: {0}")]
-    Resource(String),
-    /// An error from a host function, returned to the host caller.
-    #[error("{0}")]
-    Host(Box<dyn std::error::Error + Send + Sync>),
+/// The Wasm frames a trap or a failing host function unwound through,
+/// innermost first; attached as context to the error a call returns.
+#[derive(Debug, Clone)]
+pub struct WasmBacktrace {
+    frames: Vec<FrameInfo>,
 }
 
-/// Shorthand for results with [`Error`].
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-impl Error {
-    /// The trap code, if this error is a Wasm trap.
-    pub fn trap_code(&self) -> Option<TrapCode> {
-        match self {
-            Error::Trap(t) => t.code(),
-            _ => None,
-        }
+impl WasmBacktrace {
+    pub(crate) fn new(frames: Vec<FrameInfo>) -> WasmBacktrace {
+        WasmBacktrace { frames }
     }
 
-    /// Builds a host error from any message, for host functions to return.
-    pub fn msg(m: impl fmt::Display) -> Error {
-        Error::Host(m.to_string().into())
+    /// The frames, innermost first.
+    pub fn frames(&self) -> &[FrameInfo] {
+        &self.frames
     }
 }
 
-/// A trap: Wasm execution stopped abnormally.
-#[derive(Debug)]
-pub struct Trap {
-    code: Option<TrapCode>,
-    source: Option<Box<dyn std::error::Error + Send + Sync>>,
-    backtrace: Vec<FrameInfo>,
-}
-
-impl Trap {
-    pub(crate) fn new(
-        code: Option<TrapCode>,
-        source: Option<Box<dyn std::error::Error + Send + Sync>>,
-        backtrace: Vec<FrameInfo>,
-    ) -> Trap {
-        Trap {
-            code,
-            source,
-            backtrace,
-        }
-    }
-
-    /// The trap code; `None` for a trap raised by a host function's error.
-    pub fn code(&self) -> Option<TrapCode> {
-        self.code
-    }
-
-    /// The Wasm frames, innermost first.
-    pub fn backtrace(&self) -> &[FrameInfo] {
-        &self.backtrace
-    }
-
-    /// The backtrace, printed one frame a line like Wasmtime's.
-    pub fn backtrace_string(&self) -> String {
-        let mut s = String::new();
-        for (i, f) in self.backtrace.iter().enumerate() {
-            let name = f
+impl fmt::Display for WasmBacktrace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "error while executing at wasm backtrace:")?;
+        for (i, frame) in self.frames.iter().enumerate() {
+            let name = frame
                 .func_name
                 .clone()
-                .unwrap_or_else(|| format!("<wasm function {}>", f.func_index));
-            let module = f.module_name.as_deref().unwrap_or("<unknown>");
-            match f.module_offset {
-                Some(o) => s.push_str(&format!("  {i:>3}: {o:#8x} - {module}!{name}\n")),
-                None => s.push_str(&format!("  {i:>3}: {module}!{name}\n")),
+                .unwrap_or_else(|| format!("<wasm function {}>", frame.func_index));
+            let module = frame.module_name.as_deref().unwrap_or("<unknown>");
+            if i > 0 {
+                writeln!(f)?;
+            }
+            match frame.module_offset {
+                Some(o) => write!(f, "  {i:>3}: {o:#8x} - {module}!{name}")?,
+                None => write!(f, "  {i:>3}: {module}!{name}")?,
             }
         }
-        s
+        Ok(())
     }
 }
 
-impl fmt::Display for Trap {
+/// An error of a host function, carried across Wasm frames unchanged so
+/// the host caller gets back exactly the [`Error`] the function returned.
+#[derive(Debug)]
+pub(crate) struct HostError(pub(crate) Error);
+
+impl fmt::Display for HostError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.code, &self.source) {
-            (Some(c), _) => write!(f, "wasm trap: {c}"),
-            (None, Some(e)) => write!(f, "{e}"),
-            (None, None) => write!(f, "wasm trap"),
-        }
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
-impl std::error::Error for Trap {
+impl std::error::Error for HostError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+        self.0.source()
+    }
+}
+
+/// The error for a trap with `frames`: the [`Trap`], with a
+/// [`WasmBacktrace`] as context when there are frames.
+pub(crate) fn trap_error(trap: Trap, frames: Vec<FrameInfo>) -> Error {
+    with_backtrace(Error::new(trap), frames)
+}
+
+/// `err` with a [`WasmBacktrace`] of `frames` as context, if any.
+pub(crate) fn with_backtrace(err: Error, frames: Vec<FrameInfo>) -> Error {
+    if frames.is_empty() {
+        err
+    } else {
+        err.context(WasmBacktrace::new(frames))
     }
 }

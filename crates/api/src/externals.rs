@@ -90,8 +90,7 @@ impl Memory {
     /// A new memory of type `ty` owned by the host.
     pub fn new(mut store: impl AsContextMut, ty: MemoryType) -> Result<Memory> {
         let s = store.as_context_mut().0;
-        let m = LinearMemory::new(ty, &s.opaque.tunables)
-            .map_err(|e| Error::Resource(e.to_string()))?;
+        let m = LinearMemory::new(ty, &s.opaque.tunables).map_err(|e| Error::msg(e.to_string()))?;
         s.opaque.memories.push(Box::new(m));
         let ptr =
             &mut **s.opaque.memories.last_mut().expect("pushed") as *mut LinearMemory as usize;
@@ -141,7 +140,7 @@ impl Memory {
     pub fn grow(&self, mut store: impl AsContextMut, delta: u64) -> Result<u64> {
         self.get_mut(store.as_context_mut().0)
             .grow(delta)
-            .ok_or_else(|| Error::Resource(format!("failed to grow memory by {delta} pages")))
+            .ok_or_else(|| Error::msg(format!("failed to grow memory by {delta} pages")))
     }
 
     /// Reads `buf.len()` bytes at `offset`.
@@ -150,7 +149,7 @@ impl Memory {
         let src = offset
             .checked_add(buf.len())
             .and_then(|end| m.data().get(offset..end))
-            .ok_or_else(|| Error::Resource("out of bounds memory read".into()))?;
+            .ok_or_else(|| Error::msg("out of bounds memory read"))?;
         buf.copy_from_slice(src);
         Ok(())
     }
@@ -161,7 +160,7 @@ impl Memory {
         let dst = offset
             .checked_add(buf.len())
             .and_then(|end| m.data_mut().get_mut(offset..end))
-            .ok_or_else(|| Error::Resource("out of bounds memory write".into()))?;
+            .ok_or_else(|| Error::msg("out of bounds memory write"))?;
         dst.copy_from_slice(buf);
         Ok(())
     }
@@ -179,7 +178,7 @@ impl Table {
     pub fn new(mut store: impl AsContextMut, ty: TableType, init: Val) -> Result<Table> {
         let s = store.as_context_mut().0;
         let raw = ref_to_raw(s, &init, ty.element)?;
-        let t = RtTable::new(ty, raw).ok_or_else(|| Error::Resource("table too large".into()))?;
+        let t = RtTable::new(ty, raw).ok_or_else(|| Error::msg("table too large"))?;
         s.opaque.tables.push(Box::new(t));
         let ptr = &mut **s.opaque.tables.last_mut().expect("pushed") as *mut RtTable as usize;
         Ok(Table { store: s.id, ptr })
@@ -223,7 +222,7 @@ impl Table {
         let raw = ref_to_raw(s, &v, ty)?;
         self.get_rt_mut(s)
             .set(i, raw)
-            .ok_or_else(|| Error::Resource(format!("table index {i} out of bounds")))
+            .ok_or_else(|| Error::msg(format!("table index {i} out of bounds")))
     }
 
     /// Grows by `delta` elements of `init`, returning the old size.
@@ -233,16 +232,13 @@ impl Table {
         let raw = ref_to_raw(s, &init, ty)?;
         self.get_rt_mut(s)
             .grow(delta, raw)
-            .ok_or_else(|| Error::Resource(format!("failed to grow table by {delta}")))
+            .ok_or_else(|| Error::msg(format!("failed to grow table by {delta}")))
     }
 }
 
 fn ref_to_raw<T>(s: &mut StoreInner<T>, v: &Val, ty: ValType) -> Result<usize> {
     if v.ty() != ty {
-        return Err(Error::TypeMismatch(format!(
-            "table of {ty} given a {}",
-            v.ty()
-        )));
+        return Err(Error::msg(format!("table of {ty} given a {}", v.ty())));
     }
     Ok(v.to_raw(s)?.get_ptr())
 }
@@ -260,7 +256,7 @@ impl Global {
     pub fn new(mut store: impl AsContextMut, ty: GlobalType, val: Val) -> Result<Global> {
         let s = store.as_context_mut().0;
         if val.ty() != ty.ty {
-            return Err(Error::TypeMismatch(format!(
+            return Err(Error::msg(format!(
                 "global of {} given a {}",
                 ty.ty,
                 val.ty()
@@ -300,13 +296,13 @@ impl Global {
     pub fn set(&self, mut store: impl AsContextMut, val: Val) -> Result<()> {
         let s = store.as_context_mut().0;
         if self.store != s.id {
-            return Err(Error::WrongStore);
+            return Err(Error::msg("object used with the wrong store"));
         }
         if !self.ty.mutable {
-            return Err(Error::TypeMismatch("global is immutable".into()));
+            return Err(Error::msg("global is immutable"));
         }
         if val.ty() != self.ty.ty {
-            return Err(Error::TypeMismatch(format!(
+            return Err(Error::msg(format!(
                 "global of {} given a {}",
                 self.ty.ty,
                 val.ty()

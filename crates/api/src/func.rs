@@ -65,8 +65,9 @@
 //! the closure moved through memory and a call frame of its own.
 
 use crate::engine::HostTrampolines;
+use crate::error::HostError;
 use crate::store::StoreInner;
-use crate::{AsContext, AsContextMut, Engine, Error, Extern, Result, StoreContextMut, Trap, Val};
+use crate::{AsContext, AsContextMut, Engine, Error, Extern, Result, StoreContextMut, Val};
 use kiln_environ::{FuncType, VMOffsets, ValType, VM_HOST_FUNC_MAGIC};
 use kiln_runtime::{
     call_wasm, host_call_failed, StoreOpaque, TrapReason, TrapRecord, VMArrayCallFunction,
@@ -170,12 +171,15 @@ pub(crate) fn trap_to_error(t: Box<TrapRecord>) -> Error {
         reason, backtrace, ..
     } = *t;
     match reason {
-        TrapReason::Wasm(code) => Error::Trap(Trap::new(Some(code), None, backtrace)),
+        TrapReason::Wasm(code) => crate::error::trap_error(code, backtrace),
         TrapReason::Panic(p) => std::panic::resume_unwind(p),
-        TrapReason::Host(e) => match e.downcast::<Error>() {
-            Ok(e) => *e,
-            Err(e) => Error::Host(e),
-        },
+        TrapReason::Host(e) => {
+            let e = match e.downcast::<HostError>() {
+                Ok(h) => h.0,
+                Err(e) => Error::from_boxed(e),
+            };
+            crate::error::with_backtrace(e, backtrace)
+        }
     }
 }
 
@@ -192,7 +196,7 @@ pub(crate) fn enter_wasm<T, R>(store: &mut StoreInner<T>, f: impl FnOnce() -> R)
 impl Func {
     pub(crate) fn check<T>(&self, store: &StoreInner<T>) -> Result<()> {
         if self.store != store.id {
-            return Err(Error::WrongStore);
+            return Err(Error::msg("object used with the wrong store"));
         }
         Ok(())
     }
@@ -256,14 +260,14 @@ impl Func {
         self.check(s)?;
         let ty = s.funcs[self.index].ty.clone();
         if params.len() != ty.params().len() {
-            return Err(Error::TypeMismatch(format!(
+            return Err(Error::msg(format!(
                 "expected {} arguments, got {}",
                 ty.params().len(),
                 params.len()
             )));
         }
         if results.len() != ty.results().len() {
-            return Err(Error::TypeMismatch(format!(
+            return Err(Error::msg(format!(
                 "expected {} results, got {}",
                 ty.results().len(),
                 results.len()
@@ -281,7 +285,7 @@ impl Func {
         };
         for (i, (p, t)) in params.iter().zip(ty.params()).enumerate() {
             if p.ty() != *t {
-                return Err(Error::TypeMismatch(format!(
+                return Err(Error::msg(format!(
                     "argument {i} is {}, expected {t}",
                     p.ty()
                 )));
@@ -317,7 +321,7 @@ impl Func {
         let ty = &s.funcs[self.index].ty;
         if ty.params() != Params::types().as_slice() || ty.results() != Results::types().as_slice()
         {
-            return Err(Error::TypeMismatch(format!(
+            return Err(Error::msg(format!(
                 "function has type {ty}, not {}",
                 FuncType::new(Params::types(), Results::types())
             )));
@@ -378,7 +382,7 @@ where
                 (state.f)(Caller::new(store, caller), params, results)?;
                 for (i, (r, t)) in results.iter().zip(state.ty.results()).enumerate() {
                     if r.ty() != *t {
-                        return Err(Error::TypeMismatch(format!(
+                        return Err(Error::msg(format!(
                             "host function result {i} is {}, expected {t}",
                             r.ty()
                         )));
@@ -414,7 +418,7 @@ where
 fn finish_host_call<R: Copy>(caller: *mut VMContext, r: std::thread::Result<Result<R>>) -> R {
     match r {
         Ok(Ok(v)) => v,
-        Ok(Err(e)) => host_failed(caller, TrapReason::Host(Box::new(e))),
+        Ok(Err(e)) => host_failed(caller, TrapReason::Host(Box::new(HostError(e)))),
         Err(p) => host_failed(caller, TrapReason::Panic(p)),
     }
 }

@@ -1,10 +1,11 @@
 //! [`Instance`]: a module instantiated in a store.
 
+use crate::format_err;
 use crate::func::enter_wasm;
 use crate::store::StoreInner;
 use crate::{
     AsContextMut, Engine, Error, Extern, ExternType, Func, Global, Memory, Module, Result,
-    StoreContextMut, Table, Trap, TypedFunc, WasmParams, WasmResults,
+    StoreContextMut, Table, TypedFunc, WasmParams, WasmResults,
 };
 use kiln_environ::{EntityIndex, MemoryType, TableType};
 use kiln_runtime::{Imports, InstantiationError, VMArrayCallFunction, VMContext, VMFunctionImport};
@@ -182,10 +183,7 @@ impl Instance {
     ) -> Result<TypedFunc<P, R>> {
         let f = self
             .get_func(&mut store, name)
-            .ok_or_else(|| Error::MissingExport {
-                kind: "function",
-                name: name.to_string(),
-            })?;
+            .ok_or_else(|| format_err!("failed to find function export `{name}`"))?;
         f.typed(&store)
     }
 
@@ -211,13 +209,11 @@ pub(crate) fn instantiate<T>(
     imports: &[Extern],
 ) -> Result<Instance> {
     if !Engine::same(&s.engine, module.engine()) {
-        return Err(Error::TypeMismatch(
-            "module was compiled by another engine".into(),
-        ));
+        return Err(Error::msg("module was compiled by another engine"));
     }
     let m = module.compiled.module();
     if imports.len() != m.imports.len() {
-        return Err(Error::TypeMismatch(format!(
+        return Err(Error::msg(format!(
             "expected {} imports, got {}",
             m.imports.len(),
             imports.len()
@@ -227,10 +223,12 @@ pub(crate) fn instantiate<T>(
     for (imp, ext) in m.imports.iter().zip(imports) {
         let expected = module.entity_type(imp.index);
         let actual = ext.ty(crate::StoreContext(s));
-        check_import(&actual, &expected).map_err(|reason| Error::IncompatibleImport {
-            module: imp.module.clone(),
-            name: imp.name.clone(),
-            reason,
+        check_import(&actual, &expected).map_err(|reason| {
+            format_err!(
+                "incompatible import type for `{}::{}`: {reason}",
+                imp.module,
+                imp.name
+            )
         })?;
         match (ext, imp.index) {
             (Extern::Func(f), EntityIndex::Function(fi)) => {
@@ -275,9 +273,9 @@ pub(crate) fn instantiate<T>(
         .opaque
         .instantiate(&module.compiled, rt)
         .map_err(|e| match e {
-            InstantiationError::Trap(t) => Error::Trap(Trap::new(Some(t), None, Vec::new())),
-            InstantiationError::Resource(r) => Error::Resource(r),
-            InstantiationError::Artifact(a) => Error::Artifact(a),
+            InstantiationError::Trap(t) => crate::error::trap_error(t, Vec::new()),
+            InstantiationError::Resource(r) => Error::msg(r),
+            InstantiationError::Artifact(a) => Error::new(a),
         })?;
     let vmctx = s.opaque.instances[rt_index].vmctx();
     s.instances.push(InstanceData {
@@ -308,7 +306,7 @@ pub(crate) fn instantiate<T>(
 
 fn check_store<T>(s: &StoreInner<T>, id: u64) -> Result<()> {
     if s.id != id {
-        return Err(Error::WrongStore);
+        return Err(Error::msg("object used with the wrong store"));
     }
     Ok(())
 }

@@ -58,7 +58,5 @@ pub use module::*;
 pub use store::*;
 pub use values::*;
 
-pub use kiln_environ::{
-    ArtifactError, FuncType, GlobalType, MemoryType, TableType, Trap as TrapCode, ValType,
-};
+pub use kiln_environ::{ArtifactError, FuncType, GlobalType, MemoryType, TableType, ValType};
 pub use kiln_runtime::FrameInfo;

@@ -2,6 +2,7 @@
 
 use crate::func::HostFunc;
 use crate::store::StoreInner;
+use crate::{bail, format_err};
 use crate::{
     AsContextMut, Caller, Engine, Error, Extern, FuncType, Instance, IntoFunc, Module, Result, Val,
 };
@@ -45,10 +46,7 @@ impl<T: 'static> Linker<T> {
     fn insert(&mut self, module: &str, name: &str, d: Definition) -> Result<&mut Self> {
         let key = (module.to_string(), name.to_string());
         if !self.allow_shadowing && self.defs.contains_key(&key) {
-            return Err(Error::Redefinition {
-                module: module.to_string(),
-                name: name.to_string(),
-            });
+            bail!("import of `{module}::{name}` defined twice");
         }
         self.defs.insert(key, d);
         Ok(self)
@@ -118,23 +116,14 @@ impl<T: 'static> Linker<T> {
             let d = self
                 .defs
                 .get(&(m.to_string(), n.to_string()))
-                .ok_or_else(|| Error::UnknownImport {
-                    module: m.to_string(),
-                    name: n.to_string(),
-                })?;
+                .ok_or_else(|| format_err!("unknown import: `{m}::{n}` has not been defined"))?;
             if let Definition::HostFunc(h) = d {
                 let actual = crate::ExternType::Func(h.ty().clone());
                 crate::instance::check_import(&actual, &ty).map_err(|reason| {
-                    Error::IncompatibleImport {
-                        module: m.to_string(),
-                        name: n.to_string(),
-                        reason,
-                    }
+                    format_err!("incompatible import type for `{m}::{n}`: {reason}")
                 })?;
                 if !Engine::same(h.engine(), module.engine()) {
-                    return Err(Error::TypeMismatch(
-                        "host function from another engine".into(),
-                    ));
+                    return Err(Error::msg("host function from another engine"));
                 }
             }
             defs.push(d.clone());

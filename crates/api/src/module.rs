@@ -13,8 +13,8 @@ pub(crate) fn compile(engine: &Engine, wasm: &[u8]) -> Result<kiln_cranelift::Co
         .compiler
         .compile_module(translation, &engine.features_tag())
         .map_err(|e| match e {
-            kiln_cranelift::CompileError::Wasm(w) => Error::Wasm(w),
-            other => Error::Compile(other.to_string()),
+            kiln_cranelift::CompileError::Wasm(w) => Error::new(w),
+            other => Error::new(other),
         })
 }
 
@@ -56,24 +56,23 @@ impl Module {
     pub fn new(engine: &Engine, bytes: impl AsRef<[u8]>) -> Result<Module> {
         let bytes = bytes.as_ref();
         #[cfg(feature = "wat")]
-        let bytes = &*wat::parse_bytes(bytes).map_err(|e| Error::Wat(e.to_string()))?;
+        let bytes = &*wat::parse_bytes(bytes)?;
         Module::from_binary(engine, bytes)
     }
 
     /// Compiles a module from a file (`.wasm` or `.wat`).
     pub fn from_file(engine: &Engine, path: impl AsRef<std::path::Path>) -> Result<Module> {
         let bytes = std::fs::read(path.as_ref())
-            .map_err(|e| Error::Resource(format!("reading {}: {e}", path.as_ref().display())))?;
+            .map_err(|e| Error::msg(format!("reading {}: {e}", path.as_ref().display())))?;
         Module::new(engine, bytes)
     }
 
     /// Compiles a module from its binary format.
     pub fn from_binary(engine: &Engine, wasm: &[u8]) -> Result<Module> {
         if !engine.is_host_target() {
-            return Err(Error::Compile(
+            return Err(Error::msg(
                 "modules compiled for another target cannot be loaded here; \
-                 use Engine::precompile_module"
-                    .into(),
+                 use Engine::precompile_module",
             ));
         }
         let compiled = compile(engine, wasm)?;
@@ -126,8 +125,8 @@ impl Module {
 
     fn from_code(engine: &Engine, code: kiln_jit::CodeMemory) -> Result<Module> {
         if !engine.is_host_target() {
-            return Err(Error::Compile(
-                "an engine for another target cannot load modules".into(),
+            return Err(Error::msg(
+                "an engine for another target cannot load modules",
             ));
         }
         let info = kiln_environ::decode_sections(
@@ -201,5 +200,13 @@ impl Module {
             .exports
             .iter()
             .map(|(n, e)| (n, self.entity_type(e)))
+    }
+}
+
+impl std::fmt::Debug for Module {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Module")
+            .field("name", &self.compiled.module().name)
+            .finish_non_exhaustive()
     }
 }

@@ -1,6 +1,6 @@
 //! [`Store`]: the home of instances and everything they create.
 
-use crate::{Engine, Func};
+use crate::{Engine, Error, Func};
 use kiln_runtime::{StoreOpaque, VMFuncRef, VMRuntimeLimits, INTERRUPT_SENTINEL};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -119,9 +119,7 @@ impl<T> Store<T> {
 
     fn check_fuel_enabled(&self) -> crate::Result<()> {
         if !self.inner.engine.tunables().consume_fuel {
-            return Err(crate::Error::TypeMismatch(
-                "fuel is not enabled: use Config::consume_fuel".into(),
-            ));
+            return Err(Error::msg("fuel is not enabled: use Config::consume_fuel"));
         }
         Ok(())
     }
@@ -145,7 +143,7 @@ impl<T> Store<T> {
 /// Interrupts Wasm running in a store, from any thread.
 ///
 /// `interrupt` makes the next function entry or loop back-edge in that
-/// store trap with [`TrapCode::Interrupt`](crate::TrapCode). If no Wasm is
+/// store trap with [`Trap::Interrupt`](crate::Trap). If no Wasm is
 /// running, the request stays pending and takes effect at the next call
 /// into Wasm.
 #[derive(Clone)]

@@ -95,7 +95,7 @@ impl Val {
             Val::FuncRef(Some(f)) => ValRaw::ptr(f.to_raw(store)? as usize),
             Val::ExternRef(Some(e)) => {
                 if e.store != store.id {
-                    return Err(Error::WrongStore);
+                    return Err(Error::msg("object used with the wrong store"));
                 }
                 ValRaw::ptr(e.ptr)
             }
@@ -172,7 +172,7 @@ impl ExternRef {
     ) -> Result<&'a (dyn Any + Send + Sync)> {
         let s = store.into().0;
         if s.id != self.store {
-            return Err(Error::WrongStore);
+            return Err(Error::msg("object used with the wrong store"));
         }
         // SAFETY: `ptr` is the address of a `Box<dyn Any>` owned by the
         // store's `externrefs`, which is never shrunk while the store lives.

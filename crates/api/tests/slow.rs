@@ -36,7 +36,6 @@ fn past_2_gib_is_a_compile_error() {
     config.debug_padding_between_functions(3 << 30);
     let engine = Engine::new(&config).unwrap();
     let e = Module::new(&engine, "(module (func $a call $b) (func $b call $a))")
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(e.to_string().contains("2 GiB"), "{e}");
 }

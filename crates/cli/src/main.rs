@@ -32,9 +32,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", chain(&e));
-            if let CliError::Kiln(Error::Trap(t)) = &e {
-                if !t.backtrace().is_empty() {
-                    eprintln!("wasm backtrace:\n{}", t.backtrace_string().trim_end());
+            if let CliError::Kiln(e) = &e {
+                if let Some(bt) = e.downcast_ref::<kiln::WasmBacktrace>() {
+                    eprintln!("{bt}");
                 }
             }
             ExitCode::FAILURE
@@ -59,15 +59,6 @@ impl std::fmt::Display for CliError {
     }
 }
 
-impl std::error::Error for CliError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            CliError::Kiln(e) => std::error::Error::source(e),
-            _ => None,
-        }
-    }
-}
-
 impl From<Error> for CliError {
     fn from(e: Error) -> Self {
         CliError::Kiln(e)
@@ -75,18 +66,21 @@ impl From<Error> for CliError {
 }
 
 /// One line: the error and its causes, joined by `: `.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s.replace('\n', " ")
+/// The error and its causes on one line; a Wasm backtrace in the chain
+/// is left out (it is printed on its own lines).
+fn chain(e: &CliError) -> String {
+    let CliError::Kiln(e) = e else {
+        return e.to_string().replace('\n', " ");
+    };
+    let bt = e
+        .downcast_ref::<kiln::WasmBacktrace>()
+        .map(|b| b.to_string());
+    e.chain()
+        .map(|c| c.to_string())
+        .filter(|c| Some(c) != bt.as_ref())
+        .collect::<Vec<_>>()
+        .join(": ")
+        .replace('\n', " ")
 }
 
 fn run(args: &[String]) -> Result<(), CliError> {
@@ -137,12 +131,9 @@ fn run(args: &[String]) -> Result<(), CliError> {
             }
         }
     };
-    let func: Func = instance.get_func(&mut store, &name).ok_or_else(|| {
-        CliError::Kiln(Error::MissingExport {
-            kind: "function",
-            name: name.clone(),
-        })
-    })?;
+    let func: Func = instance
+        .get_func(&mut store, &name)
+        .ok_or_else(|| CliError::Msg(format!("failed to find function export `{name}`")))?;
     let ty = func.ty(&store);
     if rest.len() != ty.params().len() {
         return Err(CliError::Msg(format!(

@@ -64,7 +64,7 @@ fn traps_print_one_line_and_a_backtrace() {
         ),
         (
             &["run", "trap.wat", "--invoke", "boom"],
-            "wasm trap: unreachable",
+            "wasm trap: wasm `unreachable` instruction executed",
         ),
         (
             &["run", "indirect.wat", "--invoke", "apply", "4", "7"],

@@ -7,8 +7,11 @@ use std::fmt;
 /// The code generator records one of these for every instruction that can
 /// trap; the runtime's signal handler looks the faulting instruction up and
 /// reports the code.
+///
+/// The variants and their `Display` texts are Wasmtime's.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[repr(u8)]
 pub enum Trap {
     /// The Wasm stack limit was reached.
     StackOverflow,
@@ -56,9 +59,10 @@ impl Trap {
         Trap::NullReference,
     ];
 
-    /// A stable one-byte encoding, for trap tables in compiled artifacts.
+    /// A stable one-byte encoding, for trap tables in compiled artifacts:
+    /// the position in [`Trap::ALL`].
     pub fn to_u8(self) -> u8 {
-        Self::ALL.iter().position(|t| *t == self).unwrap_or(0) as u8
+        self as u8
     }
 
     /// Decodes [`Trap::to_u8`].
@@ -67,11 +71,10 @@ impl Trap {
     }
 }
 
-impl fmt::Display for Trap {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The spec testsuite's `assert_trap` messages, so the wast runner
-        // can compare them directly.
-        let s = match self {
+impl Trap {
+    /// What the trap means, without the "wasm trap: " prefix of `Display`.
+    pub fn description(self) -> &'static str {
+        match self {
             Trap::StackOverflow => "call stack exhausted",
             Trap::MemoryOutOfBounds => "out of bounds memory access",
             Trap::HeapMisaligned => "unaligned atomic",
@@ -81,13 +84,32 @@ impl fmt::Display for Trap {
             Trap::IntegerOverflow => "integer overflow",
             Trap::IntegerDivisionByZero => "integer divide by zero",
             Trap::BadConversionToInteger => "invalid conversion to integer",
-            Trap::UnreachableCodeReached => "unreachable",
-            Trap::Interrupt => "interrupted",
+            Trap::UnreachableCodeReached => "wasm `unreachable` instruction executed",
+            Trap::Interrupt => "interrupt",
             Trap::OutOfFuel => "all fuel consumed by WebAssembly",
             Trap::NullReference => "null reference",
-        };
-        f.write_str(s)
+        }
+    }
+}
+
+impl fmt::Display for Trap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "wasm trap: {}", self.description())
     }
 }
 
 impl std::error::Error for Trap {}
+
+#[cfg(test)]
+mod tests {
+    use super::Trap;
+
+    #[test]
+    fn encoding_is_the_position_in_all() {
+        for (i, t) in Trap::ALL.iter().enumerate() {
+            assert_eq!(usize::from(t.to_u8()), i);
+            assert_eq!(Trap::from_u8(t.to_u8()), Some(*t));
+        }
+        assert_eq!(Trap::from_u8(Trap::ALL.len() as u8), None);
+    }
+}

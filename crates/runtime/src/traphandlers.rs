@@ -110,8 +110,7 @@ pub enum TrapReason {
 pub struct TrapRecord {
     /// What happened.
     pub reason: TrapReason,
-    /// The Wasm backtrace (of Wasm traps; empty for failing host
-    /// functions, whose error carries no Wasm frames).
+    /// The Wasm backtrace (empty for a panic, which resumes as it was).
     pub backtrace: Vec<FrameInfo>,
     /// The frames as the signal handler recorded them, symbolized into
     /// `backtrace` on the host side.
@@ -265,7 +264,7 @@ fn take_pending(l: &VMRuntimeLimits, outermost: bool) -> Box<TrapRecord> {
     // SAFETY: the slot only ever holds pointers from `Box::into_raw`, and
     // replacing it with null transfers ownership here.
     let mut rec = unsafe { Box::from_raw(p) };
-    if matches!(rec.reason, TrapReason::Wasm(_)) {
+    if !matches!(rec.reason, TrapReason::Panic(_)) {
         let raw = std::mem::take(&mut rec.raw);
         rec.backtrace = raw
             .iter()
@@ -385,9 +384,7 @@ unsafe fn unwind_to_entry(
         if fp % 16 != 0 {
             return None;
         }
-        // Only a Wasm trap reports its frames (a failing host function's
-        // error carries none).
-        if trap.is_some() && backtrace.len() < MAX_BACKTRACE {
+        if backtrace.len() < MAX_BACKTRACE {
             backtrace.push(RawFrame {
                 module: m,
                 pc,
@@ -484,12 +481,18 @@ unsafe fn handle_trap(ctx: *mut libc::c_void) -> bool {
     else {
         return false;
     };
-    if let Some(t) = trap {
-        set_pending(Box::new(TrapRecord {
+    match trap {
+        Some(t) => set_pending(Box::new(TrapRecord {
             reason: TrapReason::Wasm(t),
             backtrace: Vec::new(),
             raw: backtrace,
-        }));
+        })),
+        None => {
+            let p = PENDING.with(|p| p.get());
+            // SAFETY: checked non-null above; the slot owns the record and
+            // nothing else touches it while this thread is in the handler.
+            unsafe { (*p).raw = backtrace };
+        }
     }
     // SAFETY: forwarded contract.
     unsafe { sys::resume(ctx, &regs, resume.pc, resume.sp, resume.fp) };

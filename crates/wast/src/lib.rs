@@ -32,7 +32,7 @@
 
 use kiln::{
     Config, Engine, Error, ExternRef, Func, Global, GlobalType, Instance, Linker, Memory,
-    MemoryType, Module, Store, Table, TableType, Val, ValType,
+    MemoryType, Module, Store, Table, TableType, Trap, Val, ValType,
 };
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -280,7 +280,7 @@ impl WastContext {
                 let module = self.compile_wat(&mut module, text)?;
                 match self.instantiate(&module) {
                     Ok(_) => Err(format!("expected unlinkable ({message}), got an instance")),
-                    Err(e) if e.trap_code().is_some() => {
+                    Err(e) if e.downcast_ref::<Trap>().copied().is_some() => {
                         Err(format!("expected unlinkable ({message}), got trap: {e}"))
                     }
                     Err(_) => Ok(()),
@@ -534,7 +534,11 @@ fn define_spectest(linker: &mut Linker<()>, store: &mut Store<()>) -> Result<(),
 /// element N`; Kiln's trap does not, so only the prefix is compared there.
 fn check_trap(e: &Error, expected: &str) -> Outcome {
     let display = e.to_string();
-    let code = e.trap_code().map(|c| c.to_string()).unwrap_or_default();
+    let code = e
+        .downcast_ref::<Trap>()
+        .copied()
+        .map(|c| c.to_string())
+        .unwrap_or_default();
     let expected_core = if expected.starts_with("uninitialized element") {
         "uninitialized element"
     } else {

@@ -35,7 +35,10 @@ fn trap_divide_by_zero_then_store_still_usable() {
         .get_typed_func::<(i32, i32), i32>(&mut store, "div")
         .unwrap();
     let e = div.call(&mut store, (1, 0)).unwrap_err();
-    assert_eq!(e.trap_code(), Some(TrapCode::IntegerDivisionByZero));
+    assert_eq!(
+        e.downcast_ref::<Trap>().copied(),
+        Some(Trap::IntegerDivisionByZero)
+    );
     assert_eq!(div.call(&mut store, (9, 3)).unwrap(), 3);
 }
 
@@ -48,7 +51,10 @@ fn indirect_calls_and_their_traps() {
     assert_eq!(apply.call(&mut store, (2, 7)).unwrap(), 49);
     assert_eq!(apply.call(&mut store, (1, 7)).unwrap(), 14);
     let e = apply.call(&mut store, (99, 7)).unwrap_err();
-    assert_eq!(e.trap_code(), Some(TrapCode::TableOutOfBounds));
+    assert_eq!(
+        e.downcast_ref::<Trap>().copied(),
+        Some(Trap::TableOutOfBounds)
+    );
 
     let (mut store, i) = instantiate(
         r#"(module
@@ -63,12 +69,18 @@ fn indirect_calls_and_their_traps() {
     let call = i.get_typed_func::<i32, i32>(&mut store, "call").unwrap();
     assert_eq!(call.call(&mut store, 0).unwrap(), 5);
     assert_eq!(
-        call.call(&mut store, 1).unwrap_err().trap_code(),
-        Some(TrapCode::BadSignature)
+        call.call(&mut store, 1)
+            .unwrap_err()
+            .downcast_ref::<Trap>()
+            .copied(),
+        Some(Trap::BadSignature)
     );
     assert_eq!(
-        call.call(&mut store, 2).unwrap_err().trap_code(),
-        Some(TrapCode::IndirectCallToNull)
+        call.call(&mut store, 2)
+            .unwrap_err()
+            .downcast_ref::<Trap>()
+            .copied(),
+        Some(Trap::IndirectCallToNull)
     );
 }
 

@@ -52,7 +52,16 @@ fn host_errors_and_panics_cross_wasm_cleanly() {
     let run = i.get_typed_func::<i32, ()>(&mut store, "run").unwrap();
     run.call(&mut store, 0).unwrap();
     let e = run.call(&mut store, 2).unwrap_err();
-    assert_eq!(e.to_string(), "host says no");
+    // The host's own error comes back, with the Wasm frames it crossed
+    // as context (as in Wasmtime).
+    assert_eq!(e.root_cause().to_string(), "host says no");
+    assert!(e.downcast_ref::<Trap>().is_none());
+    let bt = e.downcast_ref::<WasmBacktrace>().expect("a backtrace");
+    assert!(!bt.frames().is_empty());
+    assert!(
+        format!("{e:?}").contains("Caused by:\n    host says no"),
+        "{e:?}"
+    );
     let p = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.call(&mut store, 1)));
     assert!(p.is_err(), "the panic resumes in the host caller");
     run.call(&mut store, 0)

@@ -11,7 +11,11 @@ fn unbounded_recursion_traps_and_store_stays_usable() {
     let r = i.get_typed_func::<i32, i32>(&mut store, "r").unwrap();
     for _ in 0..3 {
         let e = r.call(&mut store, 0).unwrap_err();
-        assert_eq!(e.trap_code(), Some(TrapCode::StackOverflow), "{e}");
+        assert_eq!(
+            e.downcast_ref::<Trap>().copied(),
+            Some(Trap::StackOverflow),
+            "{e}"
+        );
     }
     let ok = i.get_typed_func::<(), i32>(&mut store, "ok").unwrap();
     assert_eq!(ok.call(&mut store, ()).unwrap(), 1);
@@ -28,7 +32,7 @@ fn interrupt_an_infinite_loop_from_another_thread() {
     });
     let e = spin.call(&mut store, ()).unwrap_err();
     t.join().unwrap();
-    assert_eq!(e.trap_code(), Some(TrapCode::Interrupt));
+    assert_eq!(e.downcast_ref::<Trap>().copied(), Some(Trap::Interrupt));
     // The interrupt was consumed; the store runs again.
     let (mut store2, i2) = crate::instantiate(RECURSE);
     let ok = i2.get_typed_func::<(), i32>(&mut store2, "ok").unwrap();
@@ -41,9 +45,9 @@ fn interrupt_before_entry_takes_effect_at_next_call() {
     let r = i.get_typed_func::<i32, i32>(&mut store, "r").unwrap();
     store.interrupt_handle().interrupt();
     let e = r.call(&mut store, 0).unwrap_err();
-    assert_eq!(e.trap_code(), Some(TrapCode::Interrupt));
+    assert_eq!(e.downcast_ref::<Trap>().copied(), Some(Trap::Interrupt));
     let e = r.call(&mut store, 0).unwrap_err();
-    assert_eq!(e.trap_code(), Some(TrapCode::StackOverflow));
+    assert_eq!(e.downcast_ref::<Trap>().copied(), Some(Trap::StackOverflow));
 }
 
 #[test]
@@ -55,10 +59,12 @@ fn traps_carry_a_backtrace_with_names() {
     );
     let f = i.get_typed_func::<(), ()>(&mut store, "outer").unwrap();
     let e = f.call(&mut store, ()).unwrap_err();
-    let Error::Trap(t) = e else {
-        panic!("not a trap")
-    };
-    let names: Vec<_> = t.backtrace().iter().map(|f| f.func_name.clone()).collect();
+    assert_eq!(
+        e.downcast_ref::<Trap>(),
+        Some(&Trap::UnreachableCodeReached)
+    );
+    let t = e.downcast_ref::<WasmBacktrace>().expect("a backtrace");
+    let names: Vec<_> = t.frames().iter().map(|f| f.func_name.clone()).collect();
     assert_eq!(
         names,
         [Some("inner".to_string()), Some("outer".to_string())]
@@ -82,7 +88,10 @@ fn threads_trap_in_parallel() {
                 let f = i.get_typed_func::<i32, i32>(&mut store, "div").unwrap();
                 for n in 0..2000 {
                     let e = f.call(&mut store, 0).unwrap_err();
-                    assert_eq!(e.trap_code(), Some(TrapCode::IntegerDivisionByZero));
+                    assert_eq!(
+                        e.downcast_ref::<Trap>().copied(),
+                        Some(Trap::IntegerDivisionByZero)
+                    );
                     assert_eq!(f.call(&mut store, 1).unwrap(), 1, "iteration {n}");
                 }
             })
@@ -123,7 +132,7 @@ fn fuel_is_consumed_deterministically_and_runs_out() {
     assert_eq!(1_000_000 - store.get_fuel().unwrap(), used, "deterministic");
     store.set_fuel(250).unwrap();
     let e = count.call(&mut store, 100).unwrap_err();
-    assert_eq!(e.trap_code(), Some(TrapCode::OutOfFuel));
+    assert_eq!(e.downcast_ref::<Trap>().copied(), Some(Trap::OutOfFuel));
     assert_eq!(store.get_fuel().unwrap(), 0);
 }
 
@@ -147,7 +156,7 @@ fn epoch_deadline_interrupts_a_loop() {
     });
     let e = spin.call(&mut store, ()).unwrap_err();
     t.join().unwrap();
-    assert_eq!(e.trap_code(), Some(TrapCode::Interrupt));
+    assert_eq!(e.downcast_ref::<Trap>().copied(), Some(Trap::Interrupt));
 }
 
 #[test]
@@ -164,7 +173,7 @@ fn recursion_depth_scales_with_max_wasm_stack() {
         let (mut store, i) = with_config(&c, wat);
         let r = i.get_typed_func::<(), ()>(&mut store, "r").unwrap();
         let e = r.call(&mut store, ()).unwrap_err();
-        assert_eq!(e.trap_code(), Some(TrapCode::StackOverflow));
+        assert_eq!(e.downcast_ref::<Trap>().copied(), Some(Trap::StackOverflow));
         let d = i
             .get_global(&mut store, "depth")
             .unwrap()
@@ -209,10 +218,16 @@ fn nested_host_and_wasm_calls() {
     *store.data_mut() = Some(f);
     let typed = f.typed::<i32, i32>(&store).unwrap();
     let e = typed.call(&mut store, 50).unwrap_err();
-    assert_eq!(e.trap_code(), Some(TrapCode::IntegerDivisionByZero));
+    assert_eq!(
+        e.downcast_ref::<Trap>().copied(),
+        Some(Trap::IntegerDivisionByZero)
+    );
     // And the store still works.
     let e = typed.call(&mut store, 1).unwrap_err();
-    assert_eq!(e.trap_code(), Some(TrapCode::IntegerDivisionByZero));
+    assert_eq!(
+        e.downcast_ref::<Trap>().copied(),
+        Some(Trap::IntegerDivisionByZero)
+    );
 }
 
 #[test]
@@ -223,7 +238,7 @@ fn epoch_deadline_already_passed_traps_at_entry() {
     let f = i.get_typed_func::<(), ()>(&mut store, "f").unwrap();
     store.set_epoch_deadline(0);
     let e = f.call(&mut store, ()).unwrap_err();
-    assert_eq!(e.trap_code(), Some(TrapCode::Interrupt));
+    assert_eq!(e.downcast_ref::<Trap>().copied(), Some(Trap::Interrupt));
     store.set_epoch_deadline(5);
     f.call(&mut store, ()).unwrap();
 }
@@ -245,7 +260,7 @@ fn interrupt_reaches_a_second_loop() {
     });
     let e = spin.call(&mut store, 10).unwrap_err();
     t.join().unwrap();
-    assert_eq!(e.trap_code(), Some(TrapCode::Interrupt));
+    assert_eq!(e.downcast_ref::<Trap>().copied(), Some(Trap::Interrupt));
 }
 
 /// A crash in host code is not Wasm's business: Kiln's handler forwards it
@@ -345,7 +360,10 @@ fn many_threads_trap_many_times() {
                 let f = i.get_typed_func::<i32, i32>(&mut store, "oob").unwrap();
                 for _ in 0..10_000 {
                     let e = f.call(&mut store, 70_000).unwrap_err();
-                    assert_eq!(e.trap_code(), Some(TrapCode::MemoryOutOfBounds));
+                    assert_eq!(
+                        e.downcast_ref::<Trap>().copied(),
+                        Some(Trap::MemoryOutOfBounds)
+                    );
                 }
                 assert_eq!(f.call(&mut store, 0).unwrap(), 0);
             })
@@ -378,11 +396,11 @@ fn interrupt_infinite_recursion_with_a_big_stack() {
     });
     let e = r.call(&mut store, ()).unwrap_err();
     t.join().unwrap();
-    assert_eq!(e.trap_code(), Some(TrapCode::Interrupt));
-    let Error::Trap(t) = e else { unreachable!() };
+    assert_eq!(e.downcast_ref::<Trap>().copied(), Some(Trap::Interrupt));
     // Usually deep in the recursion; on a loaded machine the interrupt may
     // land before the first frame, so only require a Wasm frame.
-    assert!(!t.backtrace().is_empty());
+    let t = e.downcast_ref::<WasmBacktrace>().expect("a backtrace");
+    assert!(!t.frames().is_empty());
 }
 
 #[test]
@@ -398,7 +416,7 @@ fn max_wasm_stack_larger_than_the_thread_still_traps_cleanly() {
             let (mut store, i) = with_config(&c, RECURSE);
             let r = i.get_typed_func::<i32, i32>(&mut store, "r").unwrap();
             let e = r.call(&mut store, 0).unwrap_err();
-            assert_eq!(e.trap_code(), Some(TrapCode::StackOverflow));
+            assert_eq!(e.downcast_ref::<Trap>().copied(), Some(Trap::StackOverflow));
             let ok = i.get_typed_func::<(), i32>(&mut store, "ok").unwrap();
             assert_eq!(ok.call(&mut store, ()).unwrap(), 1);
         })

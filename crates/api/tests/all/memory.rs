@@ -28,7 +28,10 @@ fn grow_data_and_out_of_bounds() {
     let size = i.get_typed_func::<(), i32>(&mut store, "size").unwrap();
     assert_eq!(load.call(&mut store, 17).unwrap(), i32::from(b'i'));
     let e = load.call(&mut store, 65536).unwrap_err();
-    assert_eq!(e.trap_code(), Some(TrapCode::MemoryOutOfBounds));
+    assert_eq!(
+        e.downcast_ref::<Trap>().copied(),
+        Some(Trap::MemoryOutOfBounds)
+    );
     assert_eq!(grow.call(&mut store, 1).unwrap(), 1);
     assert_eq!(size.call(&mut store, ()).unwrap(), 2);
     assert_eq!(load.call(&mut store, 65536).unwrap(), 0);
@@ -40,7 +43,10 @@ fn grow_data_and_out_of_bounds() {
     // The whole 32-bit range traps cleanly, however far out.
     for addr in [0x0003_0000u32, 0x7fff_ffff, 0xffff_fffc] {
         let e = load.call(&mut store, addr as i32).unwrap_err();
-        assert_eq!(e.trap_code(), Some(TrapCode::MemoryOutOfBounds));
+        assert_eq!(
+            e.downcast_ref::<Trap>().copied(),
+            Some(Trap::MemoryOutOfBounds)
+        );
     }
 }
 
@@ -64,8 +70,11 @@ fn bulk_memory_and_passive_data() {
     assert_eq!(&mem.data(&store)[300..303], &[42, 42, 42]);
     let bad = i.get_typed_func::<(), ()>(&mut store, "bad").unwrap();
     assert_eq!(
-        bad.call(&mut store, ()).unwrap_err().trap_code(),
-        Some(TrapCode::MemoryOutOfBounds)
+        bad.call(&mut store, ())
+            .unwrap_err()
+            .downcast_ref::<Trap>()
+            .copied(),
+        Some(Trap::MemoryOutOfBounds)
     );
 }
 
@@ -151,5 +160,8 @@ fn segments_depending_on_imports_or_out_of_bounds_still_work() {
     )
     .unwrap();
     let e = Instance::new(&mut store, &module, &[]).unwrap_err();
-    assert_eq!(e.trap_code(), Some(TrapCode::MemoryOutOfBounds));
+    assert_eq!(
+        e.downcast_ref::<Trap>().copied(),
+        Some(Trap::MemoryOutOfBounds)
+    );
 }

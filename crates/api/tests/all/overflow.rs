@@ -287,8 +287,8 @@ fn check_registers_after_overflow(config: &Config, fuel: bool, live: usize, how:
         });
         let err = result.unwrap().expect_err("unbounded recursion traps");
         assert_eq!(
-            err.trap_code(),
-            Some(TrapCode::StackOverflow),
+            err.downcast_ref::<Trap>().copied(),
+            Some(Trap::StackOverflow),
             "{how}, {live} live: {err}"
         );
         assert_eq!(

@@ -89,14 +89,17 @@ fn check_expected(mode: i32, r: Result<i64>) {
     match mode {
         0 => assert!(r.is_ok()),
         1 => assert_eq!(
-            r.unwrap_err().trap_code(),
-            Some(TrapCode::IntegerDivisionByZero)
+            r.unwrap_err().downcast_ref::<Trap>().copied(),
+            Some(Trap::IntegerDivisionByZero)
         ),
-        2 => assert_eq!(r.unwrap_err().to_string(), "host failed"),
-        4 => assert_eq!(r.unwrap_err().trap_code(), Some(TrapCode::StackOverflow)),
+        2 => assert_eq!(r.unwrap_err().root_cause().to_string(), "host failed"),
+        4 => assert_eq!(
+            r.unwrap_err().downcast_ref::<Trap>().copied(),
+            Some(Trap::StackOverflow)
+        ),
         5 => assert_eq!(
-            r.unwrap_err().trap_code(),
-            Some(TrapCode::UnreachableCodeReached)
+            r.unwrap_err().downcast_ref::<Trap>().copied(),
+            Some(Trap::UnreachableCodeReached)
         ),
         _ => unreachable!(),
     }
@@ -177,8 +180,8 @@ fn trap_in_an_entry_with_stack_arguments() {
         let r = wide.call(&mut store, args(black_box((it % 2) as i32)));
         if it % 2 == 0 {
             assert_eq!(
-                r.unwrap_err().trap_code(),
-                Some(TrapCode::UnreachableCodeReached)
+                r.unwrap_err().downcast_ref::<Trap>().copied(),
+                Some(Trap::UnreachableCodeReached)
             );
         } else {
             assert_eq!(r.unwrap(), 2 + 6 + 10 + 14);

@@ -11,8 +11,8 @@ fn engine(images: bool) -> Engine {
     Engine::new(&c).unwrap()
 }
 
-fn trap_of(r: Result<Instance>) -> Option<TrapCode> {
-    r.err().and_then(|e| e.trap_code())
+fn trap_of(r: Result<Instance>) -> Option<Trap> {
+    r.err().and_then(|e| e.downcast_ref::<Trap>().copied())
 }
 
 #[test]
@@ -36,7 +36,7 @@ fn empty_data_segment_past_the_end_traps_with_and_without_images() {
             if traps {
                 assert_eq!(
                     trap_of(r),
-                    Some(TrapCode::MemoryOutOfBounds),
+                    Some(Trap::MemoryOutOfBounds),
                     "images {images}: {wat}"
                 );
             } else {
@@ -78,7 +78,7 @@ fn element_trap_leaves_memory_uninitialized_with_and_without_images() {
         let ia = Instance::new(&mut store, &a, &[]).unwrap();
         let t = ia.get_table(&mut store, "t").unwrap();
         let r = Instance::new(&mut store, &b, &[t.into()]);
-        assert_eq!(trap_of(r), Some(TrapCode::TableOutOfBounds));
+        assert_eq!(trap_of(r), Some(Trap::TableOutOfBounds));
         let call0 = ia.get_typed_func::<i32, i32>(&mut store, "call0").unwrap();
         for i in 0..4 {
             assert_eq!(call0.call(&mut store, i).unwrap(), 0, "images {images}");
@@ -120,7 +120,7 @@ fn data_trap_between_segments_of_an_imaged_memory() {
         let ia = Instance::new(&mut store, &a, &[]).unwrap();
         let t = ia.get_table(&mut store, "t").unwrap();
         let r = Instance::new(&mut store, &b, &[t.into()]);
-        assert_eq!(trap_of(r), Some(TrapCode::MemoryOutOfBounds));
+        assert_eq!(trap_of(r), Some(Trap::MemoryOutOfBounds));
         let call0 = ia.get_typed_func::<i32, i32>(&mut store, "call0").unwrap();
         let bytes: Vec<i32> = (0..4).map(|i| call0.call(&mut store, i).unwrap()).collect();
         assert_eq!(

@@ -26,11 +26,13 @@ fn run(engine: &Engine, module: &Module) -> i32 {
     let mut store = Store::new(engine, ());
     let i = linker.instantiate(&mut store, module).unwrap();
     let trap = i.get_typed_func::<(), ()>(&mut store, "trap").unwrap();
-    let Err(Error::Trap(t)) = trap.call(&mut store, ()) else {
-        panic!("expected a trap")
-    };
-    assert_eq!(t.code(), Some(TrapCode::UnreachableCodeReached));
-    assert!(t.backtrace()[0].module_offset.is_some());
+    let e = trap.call(&mut store, ()).unwrap_err();
+    assert_eq!(
+        e.downcast_ref::<Trap>(),
+        Some(&Trap::UnreachableCodeReached)
+    );
+    let t = e.downcast_ref::<WasmBacktrace>().expect("a backtrace");
+    assert!(t.frames()[0].module_offset.is_some());
     i.get_typed_func::<i32, i32>(&mut store, "run")
         .unwrap()
         .call(&mut store, 5)
@@ -78,8 +80,8 @@ fn foreign_truncated_and_corrupt_artifacts_are_errors() {
     let at = find(&other, b"version=").unwrap() + 8;
     other[at] = b'9';
     assert!(matches!(
-        load(&other),
-        Error::Artifact(ArtifactError::Incompatible(_))
+        load(&other).downcast_ref::<ArtifactError>(),
+        Some(ArtifactError::Incompatible(_))
     ));
     // Another configuration compiled it.
     let mut c = Config::new();
@@ -87,8 +89,8 @@ fn foreign_truncated_and_corrupt_artifacts_are_errors() {
     let fuel_engine = Engine::new(&c).unwrap();
     let fuel_bytes = Module::new(&fuel_engine, WAT).unwrap().serialize().unwrap();
     assert!(matches!(
-        load(&fuel_bytes),
-        Error::Artifact(ArtifactError::Incompatible(_))
+        load(&fuel_bytes).downcast_ref::<ArtifactError>(),
+        Some(ArtifactError::Incompatible(_))
     ));
     // Every single-byte corruption of the metadata sections is either
     // refused with an error or still describes code inside the text
@@ -127,7 +129,10 @@ fn function_table_pointing_outside_the_text_is_rejected() {
         .map(|_| ())
         .unwrap_err();
     assert!(
-        matches!(e, Error::Artifact(ArtifactError::Corrupt(_))),
+        matches!(
+            e.downcast_ref::<ArtifactError>(),
+            Some(ArtifactError::Corrupt(_))
+        ),
         "{e}"
     );
 }
@@ -229,10 +234,11 @@ fn run_trap_offset(engine: &Engine, module: &Module) -> Option<u32> {
     let mut store = Store::new(engine, ());
     let i = linker.instantiate(&mut store, module).unwrap();
     let trap = i.get_typed_func::<(), ()>(&mut store, "trap").unwrap();
-    let Err(Error::Trap(t)) = trap.call(&mut store, ()) else {
-        panic!("expected a trap")
-    };
-    t.backtrace()[0].module_offset
+    let e = trap.call(&mut store, ()).unwrap_err();
+    e.downcast_ref::<WasmBacktrace>()
+        .expect("a backtrace")
+        .frames()[0]
+        .module_offset
 }
 
 #[test]
@@ -263,12 +269,14 @@ fn large_artifact_from_bytes_runs_and_traps() {
     let f = i.get_typed_func::<i32, i32>(&mut store, "f39").unwrap();
     assert_eq!(f.call(&mut store, 1).unwrap(), 3i32.wrapping_pow(2000));
     let trap = i.get_typed_func::<(), ()>(&mut store, "trap").unwrap();
-    let Err(Error::Trap(t)) = trap.call(&mut store, ()) else {
-        panic!("expected a trap")
-    };
-    assert_eq!(t.code(), Some(TrapCode::UnreachableCodeReached));
-    assert!(t.backtrace()[0].module_offset.is_some());
-    assert_eq!(t.backtrace()[0].func_index, 41);
+    let e = trap.call(&mut store, ()).unwrap_err();
+    assert_eq!(
+        e.downcast_ref::<Trap>(),
+        Some(&Trap::UnreachableCodeReached)
+    );
+    let t = e.downcast_ref::<WasmBacktrace>().expect("a backtrace");
+    assert!(t.frames()[0].module_offset.is_some());
+    assert_eq!(t.frames()[0].func_index, 41);
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
