@@ -124,6 +124,13 @@ impl<T> Store<T> {
         Ok(())
     }
 
+    /// Makes reaching the epoch deadline trap with
+    /// [`Trap::Interrupt`](crate::Trap). This is what a store does unless
+    /// told otherwise; Kiln has no other deadline behaviour (Wasmtime's
+    /// deadline callbacks and async yields are not implemented), so this
+    /// only confirms it.
+    pub fn epoch_deadline_trap(&mut self) {}
+
     /// Sets the epoch deadline `ticks` epochs from now (see
     /// [`Config::epoch_interruption`](crate::Config::epoch_interruption)).
     pub fn set_epoch_deadline(&mut self, ticks: u64) {
@@ -137,6 +144,13 @@ impl<T> Store<T> {
         InterruptHandle {
             limits: self.inner.opaque.limits.clone(),
         }
+    }
+}
+
+impl<T: Default> Default for Store<T> {
+    /// A store of a default [`Engine`], with `T::default()` as its data.
+    fn default() -> Store<T> {
+        Store::new(&Engine::default(), T::default())
     }
 }
 

@@ -84,6 +84,108 @@ impl Val {
         }
     }
 
+    /// The v128, if this is one.
+    pub fn v128(&self) -> Option<u128> {
+        match self {
+            Val::V128(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// The function reference (`Some(None)` for null), if this is one.
+    pub fn funcref(&self) -> Option<Option<&Func>> {
+        match self {
+            Val::FuncRef(f) => Some(f.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// The external reference (`Some(None)` for null), if this is one.
+    pub fn externref(&self) -> Option<Option<&ExternRef>> {
+        match self {
+            Val::ExternRef(e) => Some(e.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// A null `funcref`.
+    pub const fn null_func_ref() -> Val {
+        Val::FuncRef(None)
+    }
+
+    /// A null `externref`.
+    pub const fn null_extern_ref() -> Val {
+        Val::ExternRef(None)
+    }
+
+    /// The i32.
+    ///
+    /// # Panics
+    ///
+    /// If this is not an i32.
+    pub fn unwrap_i32(&self) -> i32 {
+        self.i32().unwrap_or_else(|| self.wrong("i32"))
+    }
+
+    /// The i64.
+    ///
+    /// # Panics
+    ///
+    /// If this is not an i64.
+    pub fn unwrap_i64(&self) -> i64 {
+        self.i64().unwrap_or_else(|| self.wrong("i64"))
+    }
+
+    /// The f32.
+    ///
+    /// # Panics
+    ///
+    /// If this is not an f32.
+    pub fn unwrap_f32(&self) -> f32 {
+        self.f32().unwrap_or_else(|| self.wrong("f32"))
+    }
+
+    /// The f64.
+    ///
+    /// # Panics
+    ///
+    /// If this is not an f64.
+    pub fn unwrap_f64(&self) -> f64 {
+        self.f64().unwrap_or_else(|| self.wrong("f64"))
+    }
+
+    /// The v128.
+    ///
+    /// # Panics
+    ///
+    /// If this is not a v128.
+    pub fn unwrap_v128(&self) -> u128 {
+        self.v128().unwrap_or_else(|| self.wrong("v128"))
+    }
+
+    /// The function reference (`None` for null).
+    ///
+    /// # Panics
+    ///
+    /// If this is not a `funcref`.
+    pub fn unwrap_funcref(&self) -> Option<&Func> {
+        self.funcref().unwrap_or_else(|| self.wrong("funcref"))
+    }
+
+    /// The external reference (`None` for null).
+    ///
+    /// # Panics
+    ///
+    /// If this is not an `externref`.
+    pub fn unwrap_externref(&self) -> Option<&ExternRef> {
+        self.externref().unwrap_or_else(|| self.wrong("externref"))
+    }
+
+    #[cold]
+    fn wrong(&self, expected: &str) -> ! {
+        panic!("expected {expected}, found {}", self.ty())
+    }
+
     pub(crate) fn to_raw<T>(&self, store: &mut StoreInner<T>) -> Result<ValRaw> {
         Ok(match self {
             Val::I32(v) => ValRaw::i32(*v),

@@ -35,7 +35,7 @@ fn past_2_gib_is_a_compile_error() {
     let mut config = Config::new();
     config.debug_padding_between_functions(3 << 30);
     let engine = Engine::new(&config).unwrap();
-    let e = Module::new(&engine, "(module (func $a call $b) (func $b call $a))")
-        .expect_err("refused");
+    let e =
+        Module::new(&engine, "(module (func $a call $b) (func $b call $a))").expect_err("refused");
     assert!(e.to_string().contains("2 GiB"), "{e}");
 }

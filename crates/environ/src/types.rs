@@ -143,6 +143,39 @@ pub struct MemoryType {
     pub memory64: bool,
 }
 
+impl MemoryType {
+    /// A 32-bit, unshared memory of `minimum` pages, at most `maximum`
+    /// (Wasmtime's `MemoryType::new`).
+    pub fn new(minimum: u32, maximum: Option<u32>) -> MemoryType {
+        MemoryType {
+            minimum: u64::from(minimum),
+            maximum: maximum.map(u64::from),
+            shared: false,
+            memory64: false,
+        }
+    }
+
+    /// The initial size in pages.
+    pub fn minimum(&self) -> u64 {
+        self.minimum
+    }
+
+    /// The maximum size in pages, if bounded.
+    pub fn maximum(&self) -> Option<u64> {
+        self.maximum
+    }
+
+    /// Whether the memory is indexed by 64-bit addresses.
+    pub fn is_64(&self) -> bool {
+        self.memory64
+    }
+
+    /// Whether the memory is shared between threads.
+    pub fn is_shared(&self) -> bool {
+        self.shared
+    }
+}
+
 /// A global type.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, Debug)]
 pub struct GlobalType {

@@ -1,0 +1,147 @@
+//! Embedder code written for Wasmtime 48, compiled against Kiln under
+//! Wasmtime's name (`use kiln as wasmtime`, what renaming the dependency
+//! does). Each test is ordinary Wasmtime-style code; it checks its output.
+//!
+//! This covers the parts of Wasmtime's API Kiln has so far (errors and
+//! traps, host state through `Caller`, memories, fuel, epochs, values);
+//! type constructors that take an engine (`FuncType::new(&engine, ..)`)
+//! and the rest of issue 14 are not in yet.
+
+use kiln as wasmtime;
+use wasmtime::*;
+
+#[test]
+fn hello_with_host_state_through_caller() -> Result<()> {
+    let engine = Engine::default();
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (import "host" "hello" (func $hello (param i32)))
+             (func (export "run") (call $hello (i32.const 3)) (call $hello (i32.const 4))))"#,
+    )?;
+    let mut store = Store::new(&engine, Vec::<i32>::new());
+    let hello = Func::wrap(&mut store, |mut caller: Caller<'_, Vec<i32>>, x: i32| {
+        caller.data_mut().push(x);
+    });
+    let instance = Instance::new(&mut store, &module, &[hello.into()])?;
+    let run = instance.get_typed_func::<(), ()>(&mut store, "run")?;
+    run.call(&mut store, ())?;
+    assert_eq!(store.data(), &[3, 4]);
+    assert_eq!(store.into_data(), vec![3, 4]);
+    Ok(())
+}
+
+#[derive(Debug)]
+struct MyError(u32);
+
+impl std::fmt::Display for MyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "my error {}", self.0)
+    }
+}
+
+impl std::error::Error for MyError {}
+
+#[test]
+fn errors_cross_host_functions_and_traps_downcast() -> Result<()> {
+    let mut store = Store::<()>::default();
+    let module = Module::new(
+        store.engine(),
+        r#"(module
+             (import "" "fail" (func $fail (param i32)))
+             (func (export "run") (param i32) (call $fail (local.get 0)))
+             (func (export "div") (param i32) (result i32) (i32.div_u (i32.const 1) (local.get 0))))"#,
+    )?;
+    let fail = Func::wrap(&mut store, |x: i32| -> Result<()> {
+        ensure!(x != 1, "one is not allowed");
+        if x == 2 {
+            // `?` on an arbitrary error.
+            Err(MyError(2))?;
+        }
+        if x == 3 {
+            bail!("three: {}", x);
+        }
+        Ok(())
+    });
+    let instance = Instance::new(&mut store, &module, &[fail.into()])?;
+    let run = instance.get_typed_func::<i32, ()>(&mut store, "run")?;
+    run.call(&mut store, 0)?;
+    let e = run.call(&mut store, 1).unwrap_err();
+    assert_eq!(e.root_cause().to_string(), "one is not allowed");
+    let e = run.call(&mut store, 2).unwrap_err();
+    assert_eq!(e.downcast_ref::<MyError>().map(|m| m.0), Some(2));
+    assert!(e.downcast_ref::<WasmBacktrace>().is_some());
+    let e = run.call(&mut store, 3).unwrap_err();
+    assert!(format!("{e:?}").contains("three: 3"));
+
+    let div = instance.get_typed_func::<i32, i32>(&mut store, "div")?;
+    let e = div.call(&mut store, 0).unwrap_err();
+    assert_eq!(
+        e.to_string().lines().next(),
+        Some("error while executing at wasm backtrace:")
+    );
+    let trap = e.downcast::<Trap>()?;
+    assert_eq!(trap, Trap::IntegerDivisionByZero);
+    assert_eq!(trap.to_string(), "wasm trap: integer divide by zero");
+    let e: Error = format_err!("made with {}", "format_err");
+    assert_eq!(e.to_string(), "made with format_err");
+    let e = Err::<(), _>(MyError(7))
+        .context("while testing")
+        .unwrap_err();
+    assert_eq!(format!("{e:#}"), "while testing: my error 7");
+    Ok(())
+}
+
+#[test]
+fn memory_fuel_and_values() -> Result<()> {
+    let mut config = Config::new();
+    config.consume_fuel(true);
+    let engine = Engine::new(&config)?;
+    let mut store = Store::new(&engine, ());
+    store.set_fuel(10_000)?;
+    let memory = Memory::new(&mut store, MemoryType::new(1, Some(2)))?;
+    assert_eq!(memory.ty(&store).minimum(), 1);
+    assert_eq!(memory.ty(&store).maximum(), Some(2));
+    memory.write(&mut store, 10, b"kiln")?;
+    let module = Module::new(
+        &engine,
+        r#"(module (import "" "m" (memory 1))
+             (func (export "load") (param i32) (result i32) (i32.load8_u (local.get 0)))
+             (func (export "spin") (loop br 0)))"#,
+    )?;
+    let instance = Instance::new(&mut store, &module, &[memory.into()])?;
+    let load = instance.get_func(&mut store, "load").unwrap();
+    let mut out = [Val::I32(0)];
+    load.call(&mut store, &[Val::I32(11)], &mut out)?;
+    assert_eq!(out[0].unwrap_i32(), i32::from(b'i'));
+    assert!(out[0].i64().is_none());
+    let spin = instance.get_typed_func::<(), ()>(&mut store, "spin")?;
+    let e = spin.call(&mut store, ()).unwrap_err();
+    assert_eq!(e.downcast_ref::<Trap>(), Some(&Trap::OutOfFuel));
+    assert_eq!(store.get_fuel()?, 0);
+    Ok(())
+}
+
+#[test]
+fn epochs_trap_at_the_deadline() -> Result<()> {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    let engine = Engine::new(&config)?;
+    let module = Module::new(&engine, r#"(module (func (export "spin") (loop br 0)))"#)?;
+    let mut store = Store::new(&engine, ());
+    store.epoch_deadline_trap();
+    store.set_epoch_deadline(1);
+    let instance = Instance::new(&mut store, &module, &[])?;
+    let spin = instance.get_typed_func::<(), ()>(&mut store, "spin")?;
+    let ticker = {
+        let engine = engine.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            engine.increment_epoch();
+        })
+    };
+    let e = spin.call(&mut store, ()).unwrap_err();
+    ticker.join().unwrap();
+    assert_eq!(e.downcast_ref::<Trap>(), Some(&Trap::Interrupt));
+    Ok(())
+}
