@@ -1,12 +1,14 @@
 //! Integration tests of the public API: `.wat` snippets run end to end.
 
 mod calls;
+mod cpu_features;
 mod errors;
 mod host;
 mod limits;
 mod memory;
 mod resume;
 mod serialize;
+mod veneers;
 
 use kiln::*;
 
