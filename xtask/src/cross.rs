@@ -138,7 +138,9 @@ pub fn cross(args: &[String]) -> Result<(), Failure> {
 
     let mut summary = Vec::new();
     for (cpu, what) in CPUS {
-        step(&format!("cargo test --workspace under QEMU_CPU={cpu} ({what})"));
+        step(&format!(
+            "cargo test --workspace under QEMU_CPU={cpu} ({what})"
+        ));
         let t = Instant::now();
         let counts = run_tests(&root, &tc, cpu)?;
         println!(
@@ -390,7 +392,11 @@ fn depends(deb: &Path) -> Result<Vec<String>, Failure> {
             let first = d.split('|').next()?.trim();
             let name = first.split([' ', '(', ':']).next()?.trim();
             // A virtual package has to be named by its provider.
-            let name = if name == "libc-dev" { "libc6-dev" } else { name };
+            let name = if name == "libc-dev" {
+                "libc6-dev"
+            } else {
+                name
+            };
             let ours = name.starts_with("rustc-web")
                 || name.starts_with("cargo-web")
                 || name.starts_with("libstd-rust-web");
@@ -420,7 +426,10 @@ fn setup(dir: &Path) -> Result<Toolchain, Failure> {
     make_state(&arm)?;
     let arm_opts = private_apt(&arm, Some("arm64"), None);
     if versions(&arm_opts, "libstd-rust-web-dev")?.is_empty() {
-        println!("    fetching the arm64 package lists (private apt state in {})", arm.display());
+        println!(
+            "    fetching the arm64 package lists (private apt state in {})",
+            arm.display()
+        );
         status(apt_get(&arm_opts).arg("update"))?;
     }
 
@@ -535,7 +544,11 @@ fn install(host: &[String], packages: &[String]) -> Result<(), Failure> {
     }
     println!(
         "    apt-get install {}",
-        missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+        missing
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     status(
         apt_get(host)
@@ -580,7 +593,10 @@ fn fetch_qemu(dir: &Path, qemu: &Path) -> Result<(), Failure> {
     )
     .map_err(|e| failed(e.to_string()))?;
     let opts = private_apt(&state, None, Some(&sources));
-    println!("    fetching bookworm-backports lists (private apt state in {})", state.display());
+    println!(
+        "    fetching bookworm-backports lists (private apt state in {})",
+        state.display()
+    );
     status(apt_get(&opts).arg("update"))?;
     let v = newest(versions(&opts, "qemu-user")?)
         .ok_or_else(|| failed("bookworm-backports has no qemu-user"))?;
@@ -685,11 +701,7 @@ fn self_test(dir: &Path, tc: &Toolchain) -> Result<(), Failure> {
     fs::write(&src, PROBE).map_err(|e| failed(e.to_string()))?;
     let bin = work.join("probe");
     let version = output(Command::new(tc.rustc()).arg("--version"))?;
-    println!(
-        "    {} (Debian {})",
-        version.trim(),
-        tc.debian_version
-    );
+    println!("    {} (Debian {})", version.trim(), tc.debian_version);
     output(
         Command::new(tc.rustc())
             .args(["--edition", "2021", "-O", "--target", TARGET])
@@ -742,7 +754,11 @@ fn declared_rust_version(root: &Path) -> Result<String, Failure> {
     let toml = fs::read_to_string(root.join("Cargo.toml")).map_err(|e| failed(e.to_string()))?;
     toml.lines()
         .find_map(|l| {
-            let v = l.trim().strip_prefix("rust-version")?.trim().strip_prefix('=')?;
+            let v = l
+                .trim()
+                .strip_prefix("rust-version")?
+                .trim()
+                .strip_prefix('=')?;
             Some(v.trim().trim_matches('"').to_string())
         })
         .ok_or_else(|| failed("the root Cargo.toml declares no rust-version"))
@@ -767,13 +783,19 @@ fn check_rust_version(root: &Path, tc: &Toolchain) -> Result<(), Failure> {
         .is_ok_and(|o| o.status.success());
     if !have {
         println!("    rustup toolchain {full} missing: rustup toolchain install {full} --profile minimal");
-        status(Command::new("rustup").args(["toolchain", "install", &full, "--profile", "minimal"]))
-            .map_err(|e| match e {
-                Failure::Failed(m) => failed(format!(
-                    "the declared rust-version {declared} cannot be checked: {m}"
-                )),
-                e => e,
-            })?;
+        status(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            &full,
+            "--profile",
+            "minimal",
+        ]))
+        .map_err(|e| match e {
+            Failure::Failed(m) => failed(format!(
+                "the declared rust-version {declared} cannot be checked: {m}"
+            )),
+            e => e,
+        })?;
     }
     println!("    cargo +{full} check --workspace --all-targets --locked");
     let mut c = Command::new("cargo");
@@ -785,9 +807,7 @@ fn check_rust_version(root: &Path, tc: &Toolchain) -> Result<(), Failure> {
     }
     status(&mut c)?;
     // Debian's compiler, for the host (the AArch64 build follows).
-    println!(
-        "    Debian rustc-web: cargo check --workspace --all-targets --locked (target/cross)"
-    );
+    println!("    Debian rustc-web: cargo check --workspace --all-targets --locked (target/cross)");
     status(
         tc.cargo_cmd(root, false)
             .args(["check", "--workspace", "--all-targets", "--locked"]),
@@ -902,7 +922,10 @@ fn install_kiln_binary(root: &Path, tc: &Toolchain) -> Result<PathBuf, Failure> 
     fs::copy(&built, &dest).map_err(|e| failed(format!("{}: {e}", built.display())))?;
     let head = fs::read(&dest).map_err(|e| failed(e.to_string()))?;
     if head.len() < 20 || &head[..4] != b"\x7fELF" || head[18] != 0xb7 || head[19] != 0 {
-        return Err(failed(format!("{} is not an AArch64 ELF file", dest.display())));
+        return Err(failed(format!(
+            "{} is not an AArch64 ELF file",
+            dest.display()
+        )));
     }
     let out = output(
         Command::new(&dest)
@@ -913,9 +936,15 @@ fn install_kiln_binary(root: &Path, tc: &Toolchain) -> Result<PathBuf, Failure> 
     );
     match out {
         Ok(o) if o.trim() == "6765" => {
-            println!("    kiln run examples/fib.wat --invoke fib 20 (AArch64, via binfmt_misc): 6765")
+            println!(
+                "    kiln run examples/fib.wat --invoke fib 20 (AArch64, via binfmt_misc): 6765"
+            )
         }
-        Ok(o) => return Err(failed(format!("the AArch64 kiln printed {o:?} for fib 20, not 6765"))),
+        Ok(o) => {
+            return Err(failed(format!(
+                "the AArch64 kiln printed {o:?} for fib 20, not 6765"
+            )))
+        }
         Err(Failure::Failed(m)) => {
             return Err(failed(format!("the AArch64 kiln binary does not run: {m}")))
         }

@@ -117,9 +117,7 @@ fn parse_line(header: &str) -> Option<(&str, Vec<&str>)> {
 /// `header` without its `cpu-features=` line: what must match exactly
 /// between an artifact and the engine loading it.
 pub fn without_cpu_features(header: &str) -> impl Iterator<Item = &str> {
-    header
-        .lines()
-        .filter(|l| !l.starts_with(CPU_FEATURES_KEY))
+    header.lines().filter(|l| !l.starts_with(CPU_FEATURES_KEY))
 }
 
 /// Checks the CPU features an artifact's `header` requires against this
@@ -181,7 +179,9 @@ mod tests {
         // Only what is missing is named.
         let h = cpu_features_line("aarch64", &["lse", "paca"]);
         let e = check_against(&h, "aarch64", n1).unwrap_err();
-        assert!(matches!(&e, ArtifactError::MissingCpuFeatures { missing, .. } if missing == "paca"));
+        assert!(
+            matches!(&e, ArtifactError::MissingCpuFeatures { missing, .. } if missing == "paca")
+        );
     }
 
     #[test]

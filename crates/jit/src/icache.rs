@@ -132,7 +132,9 @@ mod aarch64 {
                 // process maps (the caller's code range): it changes no
                 // memory contents, only where they are cached. `dc cvau`
                 // needs the address to be readable, which code is.
-                unsafe { std::arch::asm!("dc cvau, {}", in(reg) p, options(nostack, preserves_flags)) };
+                unsafe {
+                    std::arch::asm!("dc cvau, {}", in(reg) p, options(nostack, preserves_flags))
+                };
                 p += line;
             }
         }
@@ -144,7 +146,9 @@ mod aarch64 {
             while p < end {
                 // SAFETY: as for `dc cvau` above; invalidating instruction
                 // cache lines only makes the next fetch read memory.
-                unsafe { std::arch::asm!("ic ivau, {}", in(reg) p, options(nostack, preserves_flags)) };
+                unsafe {
+                    std::arch::asm!("ic ivau, {}", in(reg) p, options(nostack, preserves_flags))
+                };
                 p += line;
             }
             // SAFETY: a barrier; no memory is accessed.
@@ -208,5 +212,58 @@ mod tests {
             make_visible_to_instruction_fetch(buf[at..].as_ptr(), len, true).unwrap();
         }
         make_visible_to_instruction_fetch(buf.as_ptr(), buf.len(), false).unwrap();
+    }
+
+    /// `return n` as machine code for this architecture.
+    fn return_const(n: u8) -> Vec<u8> {
+        if cfg!(target_arch = "aarch64") {
+            // mov w0, #n; ret
+            let mov = 0x5280_0000u32 | (u32::from(n) << 5);
+            [mov, 0xd65f_03c0]
+                .iter()
+                .flat_map(|w| w.to_le_bytes())
+                .collect()
+        } else {
+            // mov eax, n; ret
+            vec![0xb8, n, 0, 0, 0, 0xc3]
+        }
+    }
+
+    /// Code written, flushed, run; then other code written at the same
+    /// address, flushed, and run: the second call must see the new code.
+    /// (Under qemu-user this passes without the flush too; see the module
+    /// docs.)
+    #[test]
+    fn rewritten_code_runs_at_the_same_address() {
+        use rustix::mm::{mmap_anonymous, mprotect, munmap, MapFlags, MprotectFlags, ProtFlags};
+        let page = rustix::param::page_size();
+        // SAFETY: a fresh private mapping, used only here and unmapped at
+        // the end; nothing else refers to it.
+        unsafe {
+            let p = mmap_anonymous(
+                std::ptr::null_mut(),
+                page,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE,
+            )
+            .unwrap()
+            .cast::<u8>();
+            // Not at the start of a line (AArch64 code must be 4-aligned).
+            let at = if cfg!(target_arch = "aarch64") {
+                36
+            } else {
+                37
+            };
+            for n in [42u8, 43, 7] {
+                mprotect(p.cast(), page, MprotectFlags::READ | MprotectFlags::WRITE).unwrap();
+                let code = return_const(n);
+                std::ptr::copy_nonoverlapping(code.as_ptr(), p.add(at), code.len());
+                make_visible_to_instruction_fetch(p.add(at), code.len(), true).unwrap();
+                mprotect(p.cast(), page, MprotectFlags::READ | MprotectFlags::EXEC).unwrap();
+                let f = std::mem::transmute::<*mut u8, extern "C" fn() -> u32>(p.add(at));
+                assert_eq!(f(), u32::from(n));
+            }
+            munmap(p.cast(), page).unwrap();
+        }
     }
 }
