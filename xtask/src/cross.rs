@@ -519,7 +519,7 @@ fn setup(dir: &Path) -> Result<Toolchain, Failure> {
     register_binfmt(&qemu)?;
 
     let tc = Toolchain {
-        usr: tree.join("usr"),
+        usr: current.join("usr"),
         qemu,
         debian_version: version,
     };

@@ -262,7 +262,7 @@ fn records<'a, const N: usize>(
     bytes: &'a [u8],
     name: &str,
 ) -> Result<impl ExactSizeIterator<Item = [u32; N]> + 'a, ArtifactError> {
-    if bytes.len() % (4 * N) != 0 {
+    if !bytes.len().is_multiple_of(4 * N) {
         return Err(ArtifactError::Corrupt(format!(
             "section {name} has a partial record"
         )));
