@@ -17,6 +17,8 @@
 //!   its own, so nothing else here ever builds Wasmtime. Installs clang and
 //!   lld with apt-get when they are missing and we are root (the C
 //!   benchmark programs are compiled to Wasm at bench time).
+//! * `cross aarch64 [--setup-only]` runs Kiln's tests on AArch64 under
+//!   qemu-user (`cross.rs` says how and why).
 //! * `layering` checks that the crate graph has the shape `DESIGN.md` draws
 //!   (see [`RULES`]) and that `ARCHITECTURE.md` mentions every crate.
 //! * `help` prints the commands.
@@ -29,6 +31,8 @@
 //! free of dependencies; the unit tests at the bottom pin down the forms it
 //! understands. Dev- and build-dependencies are deliberately not checked:
 //! they never end up in a user's dependency graph.
+
+mod cross;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::env;
@@ -48,6 +52,11 @@ commands:
                           run the benchmarks (benches/, release build):
                           Kiln vs Wasmtime 48 (and wasmi); writes
                           target/bench/report.json and report.svg
+  cross aarch64 [--setup-only]
+                          set up the AArch64 toolchain (Debian rustc-web,
+                          qemu 10, binfmt_misc; needs root), check the
+                          declared rust-version, run every test under
+                          qemu-user on two CPU models, build an AArch64 kiln
   layering                check the crate dependency graph against DESIGN.md
                           and that ARCHITECTURE.md mentions every crate
   help                    print this message
@@ -63,6 +72,7 @@ fn main() -> ExitCode {
         "test-all" => parse_test_all(rest).and_then(|opts| test_all(&opts)),
         "layering" => no_args("layering", rest).and_then(|()| layering_cmd()),
         "bench" => parse_bench(rest).and_then(|args| bench(&args)),
+        "cross" => cross::cross(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

@@ -74,6 +74,27 @@ impl Config {
         self
     }
 
+    /// Turns on the boolean Cranelift setting `flag`: an ISA flag such as
+    /// `has_lse` (AArch64 LSE atomics) or `has_avx2`, or a shared setting.
+    /// For the host, the CPU's features are detected and need no flag;
+    /// this is for compiling ahead of time for a CPU newer than the
+    /// baseline of [`Config::target`]. Artifacts record the CPU features
+    /// their code may use, and loading one on a CPU that lacks any of them
+    /// is an error ([`ArtifactError::MissingCpuFeatures`](crate::ArtifactError)),
+    /// as is an engine for the host configured with a feature the host
+    /// lacks.
+    ///
+    /// # Safety
+    ///
+    /// Cranelift's settings are not all independent of Kiln's runtime: a
+    /// flag that changes the calling convention, the frame layout or the
+    /// trap instructions makes the code unsound to run. Only CPU feature
+    /// flags (`has_*`) are meant to be set here.
+    pub unsafe fn cranelift_flag_enable(&mut self, flag: &str) -> &mut Self {
+        self.compiler.cranelift_flags.push(flag.to_string());
+        self
+    }
+
     /// Counts fuel in generated code: each operator costs one unit (a few
     /// that do no work cost none), and Wasm traps with
     /// [`Trap::OutOfFuel`](crate::Trap) when the store's fuel
@@ -180,7 +201,7 @@ impl Engine {
         kiln_runtime::init_traps();
         let compiler =
             Compiler::new(config.compiler.clone()).map_err(|e| Error::msg(e.to_string()))?;
-        Ok(Engine {
+        let engine = Engine {
             inner: Arc::new(EngineInner {
                 compiler,
                 config: config.clone(),
@@ -189,7 +210,13 @@ impl Engine {
                 host_trampolines: Mutex::new(HashMap::new()),
                 artifact_header: std::sync::OnceLock::new(),
             }),
-        })
+        };
+        // Code for the host must run on the host: the check that loading
+        // makes, made once for everything this engine will compile.
+        if engine.is_host_target() {
+            kiln_environ::check_cpu_features(engine.artifact_header())?;
+        }
+        Ok(engine)
     }
 
     /// The configuration.

@@ -1,6 +1,8 @@
 //! Slow tests, run by `cargo xtask test-all` (skip them with
 //! `--skip-slow`), never by a plain `cargo test`.
 
+// Every test here is about x86-64's `call` reach so far.
+#[cfg(target_arch = "x86_64")]
 use kiln::*;
 
 /// x86-64 `call rel32` reaches ±2 GiB and has no veneers: a caller and

@@ -66,6 +66,45 @@ pub enum CompileError {
     Setting(String),
 }
 
+/// Cranelift's ISA flags that stand for optional CPU features, and the
+/// features' names in `kiln_environ` (Rust's `is_*_feature_detected!`
+/// names). An artifact records the features whose flag is on, and the
+/// loader refuses it on a CPU that lacks one; a test keeps this table in
+/// step with Cranelift's `has_*` flags. A flag missing here would instead
+/// land in the settings fingerprint, which must match exactly: safe, but
+/// it would refuse code for an older CPU on a newer one.
+const CPU_FEATURE_FLAGS: &[(&str, &str, &str)] = &[
+    ("x86_64", "has_sse3", "sse3"),
+    ("x86_64", "has_ssse3", "ssse3"),
+    ("x86_64", "has_sse41", "sse4.1"),
+    ("x86_64", "has_sse42", "sse4.2"),
+    ("x86_64", "has_popcnt", "popcnt"),
+    ("x86_64", "has_avx", "avx"),
+    ("x86_64", "has_avx2", "avx2"),
+    ("x86_64", "has_fma", "fma"),
+    ("x86_64", "has_bmi1", "bmi1"),
+    ("x86_64", "has_bmi2", "bmi2"),
+    ("x86_64", "has_lzcnt", "lzcnt"),
+    ("x86_64", "has_avx512f", "avx512f"),
+    ("x86_64", "has_avx512dq", "avx512dq"),
+    ("x86_64", "has_avx512vl", "avx512vl"),
+    ("x86_64", "has_avx512bitalg", "avx512bitalg"),
+    ("x86_64", "has_avx512vbmi", "avx512vbmi"),
+    ("aarch64", "has_lse", "lse"),
+    ("aarch64", "has_pauth", "paca"),
+    ("aarch64", "has_fp16", "fp16"),
+];
+
+/// The CPU feature that Cranelift flag `flag` of `arch` stands for, if it
+/// is one the loader can check.
+fn cpu_feature_of(arch: &str, flag: &str) -> Option<&'static str> {
+    CPU_FEATURE_FLAGS
+        .iter()
+        .find(|(a, f, _)| *a == arch && *f == flag)
+        .map(|(_, _, name)| *name)
+        .filter(|name| kiln_environ::known_cpu_features(arch).contains(name))
+}
+
 /// Settings for a [`Compiler`].
 #[derive(Clone, Debug)]
 pub struct CompilerConfig {
@@ -85,6 +124,10 @@ pub struct CompilerConfig {
     /// Emit `.eh_frame` unwind information (default on), so debuggers,
     /// profilers and the system unwinder can walk through Wasm frames.
     pub native_unwind_info: bool,
+    /// Boolean Cranelift settings to turn on, ISA flags (such as
+    /// `has_lse` or `has_avx2`) or shared ones, on top of what the target
+    /// (for the host: its detected CPU features) implies.
+    pub cranelift_flags: Vec<String>,
 }
 
 impl Default for CompilerConfig {
@@ -97,6 +140,7 @@ impl Default for CompilerConfig {
             opt_level: None,
             parallelism: 0,
             native_unwind_info: true,
+            cranelift_flags: Vec::new(),
         }
     }
 }
@@ -171,7 +215,7 @@ impl Compiler {
             "enable_table_access_spectre_mitigation",
             "false",
         )?;
-        let isa_builder = match &config.target {
+        let mut isa_builder = match &config.target {
             None => {
                 cranelift_native::builder().map_err(|e| CompileError::Setting(e.to_string()))?
             }
@@ -183,6 +227,13 @@ impl Compiler {
                     .map_err(|e| CompileError::Setting(format!("target {t}: {e}")))?
             }
         };
+        for flag in &config.cranelift_flags {
+            use cranelift_codegen::settings::SetError;
+            match isa_builder.enable(flag) {
+                Err(SetError::BadName(_)) => set(&mut flags, flag, "true")?,
+                r => r.map_err(|e| CompileError::Setting(format!("{flag}: {e}")))?,
+            }
+        }
         let isa = isa_builder
             .finish(settings::Flags::new(flags))
             .map_err(|e| CompileError::Setting(e.to_string()))?;
@@ -248,16 +299,46 @@ impl Compiler {
         for v in self.isa.flags().iter() {
             s.push_str(&format!(" {}={}", v.name, v));
         }
+        let arch = self.arch();
         for v in self.isa.isa_flags() {
-            s.push_str(&format!(" {}={}", v.name, v));
+            // CPU features are recorded apart, as the loader checks them
+            // (see `cpu_features`).
+            if cpu_feature_of(arch, v.name).is_none() {
+                s.push_str(&format!(" {}={}", v.name, v));
+            }
         }
         s
+    }
+
+    /// The target architecture, as Rust's `target_arch` names it.
+    fn arch(&self) -> &'static str {
+        match self.isa.triple().architecture {
+            target_lexicon::Architecture::X86_64 => "x86_64",
+            target_lexicon::Architecture::Aarch64(_) => "aarch64",
+            _ => "other",
+        }
+    }
+
+    /// The optional CPU features the generated code may use, by the names
+    /// `kiln_environ::cpu_features_line` records and the loader checks:
+    /// every Cranelift ISA flag that stands for a CPU feature and is on.
+    pub fn cpu_features(&self) -> Vec<&'static str> {
+        let arch = self.arch();
+        self.isa
+            .isa_flags()
+            .iter()
+            .filter(|v| v.as_bool() == Some(true))
+            .filter_map(|v| cpu_feature_of(arch, v.name))
+            .collect()
     }
 
     /// The artifact header for modules this compiler produces; `extra`
     /// names further settings of the caller (enabled Wasm features).
     pub fn artifact_header(&self, extra: &str) -> String {
-        kiln_environ::artifact_header(&format!("{} {extra}", self.settings_fingerprint()))
+        kiln_environ::artifact_header(
+            &format!("{} {extra}", self.settings_fingerprint()),
+            &kiln_environ::cpu_features_line(self.arch(), &self.cpu_features()),
+        )
     }
 
     /// Compiles every function body and trampoline of `translation` into

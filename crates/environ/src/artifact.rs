@@ -5,7 +5,7 @@
 //!
 //! | section | contents |
 //! | --- | --- |
-//! | `.kiln.info` | text header: format, Kiln version, compatibility fingerprint |
+//! | `.kiln.info` | text header: format, Kiln version, compatibility fingerprint, the CPU features the code needs (see `cpu.rs`) |
 //! | `.kiln.wasm` | the original module without its code section (the code is in `.text`), re-read at load for its declarations; function names stay raw until a backtrace asks for one |
 //! | `.kiln.funcs` | per defined function: body, array and native entry (start, length) as six LE u32, `u32::MAX` for none |
 //! | `.kiln.w2n` | per type: the wasm-to-native trampoline (start, length) |
@@ -135,11 +135,23 @@ pub enum ArtifactError {
     /// Structurally broken.
     #[error("corrupt compiled module: {0}")]
     Corrupt(String),
+    /// Compiled for CPU features this host lacks (see `cpu.rs`): running
+    /// it could die of an illegal instruction.
+    #[error("compiled module needs CPU features this host ({arch}) lacks: {missing}")]
+    MissingCpuFeatures {
+        /// The host's architecture.
+        arch: String,
+        /// The missing features, comma-separated, as Rust's
+        /// `is_*_feature_detected!` macros name them.
+        missing: String,
+    },
 }
 
-/// The header for an artifact built by this Kiln with `fingerprint`.
-pub fn artifact_header(fingerprint: &str) -> String {
-    format!("{ARTIFACT_MAGIC}\nversion={VERSION}\nsettings={fingerprint}\n")
+/// The header for an artifact built by this Kiln with `fingerprint`,
+/// whose code may use the CPU features of `cpu_features` (a
+/// [`cpu_features_line`]).
+pub fn artifact_header(fingerprint: &str, cpu_features: &str) -> String {
+    format!("{ARTIFACT_MAGIC}\nversion={VERSION}\nsettings={fingerprint}\n{cpu_features}\n")
 }
 
 fn u32s(values: impl IntoIterator<Item = u32>) -> Vec<u8> {
@@ -253,7 +265,7 @@ fn records<'a, const N: usize>(
     bytes: &'a [u8],
     name: &str,
 ) -> Result<impl ExactSizeIterator<Item = [u32; N]> + 'a, ArtifactError> {
-    if bytes.len() % (4 * N) != 0 {
+    if !bytes.len().is_multiple_of(4 * N) {
         return Err(ArtifactError::Corrupt(format!(
             "section {name} has a partial record"
         )));
@@ -345,7 +357,10 @@ pub fn decode_sections<'a>(
             header.lines().next().unwrap_or("")
         )));
     }
-    if header != expected_header {
+    // The CPU features need not match: the host may have more than the
+    // code uses. They are checked below, once the header is known to be
+    // intact.
+    if !without_cpu_features(header).eq(without_cpu_features(expected_header)) {
         let line = |h: &str, k: &str| {
             h.lines()
                 .find(|l| l.starts_with(k))
@@ -374,6 +389,7 @@ pub fn decode_sections<'a>(
             "checksum mismatch: the file is damaged".into(),
         ));
     }
+    check_cpu_features(header)?;
     let t = translate::translate_metadata(get(sections::WASM)?, features)
         .map_err(|e| ArtifactError::Corrupt(format!("embedded module: {e}")))?;
     let module = t.module;
@@ -542,7 +558,13 @@ mod tests {
         0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 7, 5, 1, 1, b'f', 0, 0,
         10, 4, 1, 2, 0, 0x0b,
     ];
-    const HEADER: &str = "kiln-artifact 3\ntest\n";
+    /// A header of this host with no optional CPU features.
+    static HEADER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "kiln-artifact 3\ntest\n{}\n",
+            cpu_features_line(HOST_ARCH, &[])
+        )
+    });
 
     fn info(body: FunctionLoc) -> CompiledModuleInfo {
         let module = translate_module(ONE_FUNC, default_features())
@@ -582,7 +604,7 @@ mod tests {
                     .find(|(n, _)| *n == name)
                     .map(|(_, d)| d.as_slice())
             },
-            HEADER,
+            &HEADER,
             default_features(),
             text_len,
         )
@@ -596,7 +618,7 @@ mod tests {
                 length: 8,
             }),
             ONE_FUNC,
-            HEADER,
+            &HEADER,
         );
         let back = decode(&good, 64).unwrap();
         assert_eq!(back.funcs[DefinedFuncIndex::new(0)].wasm_func.start, 8);
@@ -614,7 +636,7 @@ mod tests {
                 length: 8,
             }),
             ONE_FUNC,
-            HEADER,
+            &HEADER,
         );
         assert!(
             matches!(decode(&far, 64), Err(ArtifactError::Corrupt(m)) if m.contains("outside"))
@@ -626,7 +648,7 @@ mod tests {
                 length: 8,
             }),
             ONE_FUNC,
-            "kiln-artifact 3\nother\n",
+            &HEADER.replace("test", "other"),
         );
         assert!(matches!(
             decode(&other, 64),
@@ -642,7 +664,7 @@ mod tests {
                 length: 8,
             }),
             ONE_FUNC,
-            HEADER,
+            &HEADER,
         );
         for (i, (name, data)) in good.iter().enumerate() {
             // The address map and the frame table are checked lazily
@@ -676,7 +698,7 @@ mod tests {
                 length: 8,
             }),
             ONE_FUNC,
-            HEADER,
+            &HEADER,
         );
         let text_len = 64;
         let lookup = |s: &[(&'static str, Vec<u8>)]| {
@@ -724,7 +746,7 @@ mod tests {
             })
             .collect();
         i.address_map = AddressMap::new(&entries);
-        let good = encode_sections(&i, ONE_FUNC, HEADER);
+        let good = encode_sections(&i, ONE_FUNC, &HEADER);
         let find = |s: &[(&'static str, Vec<u8>)], n: &str| {
             s.iter()
                 .find(|(m, _)| *m == n)
@@ -760,5 +782,30 @@ mod tests {
             // ...but never verifies, so it is never looked up.
             assert_eq!(lookup(&bad, 40), None, "flip at {b}");
         }
+    }
+
+    #[test]
+    fn missing_cpu_features_are_refused_by_name() {
+        let f = FunctionLoc {
+            start: 8,
+            length: 8,
+        };
+        // Settings that match, but code that needs a feature no host has.
+        let needy = HEADER.replace(
+            &cpu_features_line(HOST_ARCH, &[]),
+            &cpu_features_line(HOST_ARCH, &["no-such-feature"]),
+        );
+        let s = encode_sections(&info(f), ONE_FUNC, &needy);
+        let e = decode(&s, 64).map(|_| ()).unwrap_err();
+        assert!(
+            matches!(&e, ArtifactError::MissingCpuFeatures { missing, .. } if missing == "no-such-feature"),
+            "{e}"
+        );
+        // Damage is reported as damage, even in the feature list.
+        let mut bad = s.clone();
+        let info_at = bad.iter().position(|(n, _)| *n == sections::INFO).unwrap();
+        let last = bad[info_at].1.len() - 2;
+        bad[info_at].1[last] ^= 1;
+        assert!(matches!(decode(&bad, 64), Err(ArtifactError::Corrupt(_))));
     }
 }

@@ -22,6 +22,7 @@
 
 mod artifact;
 mod compile;
+mod cpu;
 mod error;
 mod frames;
 mod index;
@@ -33,6 +34,7 @@ mod vmoffsets;
 
 pub use artifact::*;
 pub use compile::*;
+pub use cpu::*;
 pub use cranelift_entity::{EntityRef, PrimaryMap};
 pub use error::*;
 pub use frames::*;

@@ -14,12 +14,19 @@
 //! changes the text pages to read+execute and everything else to read-only.
 //! Memory is never writable and executable at once.
 //!
+//! On AArch64, code this process wrote must then be made visible to
+//! instruction fetch (cache maintenance, barriers, and a `membarrier` for
+//! the other threads): that happens in one place, `icache.rs`, whose docs
+//! give the reasoning, called from the one function that publishes code.
+//!
 //! **Invariant:** a loaded object has no relocations. [`CodeMemory::new`]
 //! refuses an object that carries any, because applying them would mean
 //! writing to code; `kiln-cranelift` resolves every call when it lays out
 //! the text section.
 
 #![deny(missing_docs)]
+
+mod icache;
 
 use object::{Object as _, ObjectSection as _};
 use std::ops::Range;
@@ -522,6 +529,12 @@ impl CodeMemory {
                 .map_err(errno("mprotect"))?;
             }
         }
+        // Before anything can run the code: callers get its address only
+        // from the value returned here.
+        // SAFETY: `text` lies inside the mapping (checked by
+        // `check_object`).
+        let text_ptr = unsafe { ptr.add(text.start) };
+        icache::make_visible_to_instruction_fetch(text_ptr, text.len(), !read_only)?;
         let mut code = CodeMemory {
             mmap,
             object_len,

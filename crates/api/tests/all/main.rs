@@ -1,6 +1,7 @@
 //! Integration tests of the public API: `.wat` snippets run end to end.
 
 mod calls;
+mod cpu_features;
 mod errors;
 mod host;
 mod limits;
@@ -10,6 +11,7 @@ mod resume;
 mod segments;
 mod serialize;
 mod sharing;
+mod veneers;
 
 use kiln::*;
 

@@ -1,6 +1,7 @@
 //! Properties of compiled objects: no relocations, calls that reach their
 //! callees, trap tables where code can trap.
 
+mod cpu_features;
 mod veneers;
 
 use kiln_cranelift::{CompiledObject, Compiler, CompilerConfig};
