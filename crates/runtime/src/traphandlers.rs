@@ -381,7 +381,7 @@ unsafe fn unwind_to_entry(
         let at = if exact { off } else { off.checked_sub(1)? };
         let f = m.lookup_frame(at)?;
         // Every Kiln frame is 16-aligned and lies above the one it called.
-        if fp % 16 != 0 {
+        if !fp.is_multiple_of(16) {
             return None;
         }
         if backtrace.len() < MAX_BACKTRACE {
