@@ -25,6 +25,7 @@ mod compile;
 mod error;
 mod frames;
 mod index;
+pub mod limits;
 mod module;
 mod translate;
 mod trap;
