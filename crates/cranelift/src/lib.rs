@@ -344,7 +344,22 @@ impl Compiler {
     /// Compiles every function body and trampoline of `translation` into
     /// an object that also carries the artifact sections (see
     /// `kiln_environ::sections`), with the header for `extra` settings.
+    ///
+    /// A panic in the code generator (a bug, in Cranelift or here) is
+    /// caught and returned as [`CompileError::Codegen`]; see
+    /// [`catch_codegen_panic`].
     pub fn compile_module(
+        &self,
+        translation: ModuleTranslation<'_>,
+        extra: &str,
+    ) -> Result<CompiledObject, CompileError> {
+        catch_codegen_panic(
+            || "module".to_string(),
+            || self.compile_module_unguarded(translation, extra),
+        )
+    }
+
+    fn compile_module_unguarded(
         &self,
         translation: ModuleTranslation<'_>,
         extra: &str,
@@ -446,6 +461,16 @@ impl Compiler {
     /// `Func::new`, and wasm-to-native for `Func::wrap` functions that reach
     /// Wasm without being imported by a module (tables, arguments).
     pub fn compile_host_trampolines(&self, ty: &FuncType) -> Result<HostTrampolines, CompileError> {
+        catch_codegen_panic(
+            || "host trampolines".to_string(),
+            || self.compile_host_trampolines_unguarded(ty),
+        )
+    }
+
+    fn compile_host_trampolines_unguarded(
+        &self,
+        ty: &FuncType,
+    ) -> Result<HostTrampolines, CompileError> {
         let a = self.compile_ir(
             "wasm_to_array",
             kiln_trampolines::wasm_to_array(self.isa(), ty),
@@ -537,6 +562,21 @@ impl Compiler {
         body: FunctionBodyData<'_>,
     ) -> Result<CompiledFunc, CompileError> {
         let f = module.func_index(index);
+        catch_codegen_panic(
+            || format!("wasm function {}", f.as_u32()),
+            || self.compile_body_unguarded(translator, module, offsets, f, index, body),
+        )
+    }
+
+    fn compile_body_unguarded(
+        &self,
+        translator: &mut FuncTranslator,
+        module: &kiln_environ::Module,
+        offsets: &VMOffsets,
+        f: kiln_environ::FuncIndex,
+        index: DefinedFuncIndex,
+        body: FunctionBodyData<'_>,
+    ) -> Result<CompiledFunc, CompileError> {
         let sig = kiln_trampolines::wasm_signature(self.isa(), module.func_type(f));
         let mut func =
             ir::Function::with_name_signature(UserFuncName::user(0, index.as_u32()), sig);
@@ -696,6 +736,42 @@ impl Compiler {
     }
 }
 
+/// Runs `f`, turning a panic inside it into [`CompileError::Codegen`] for
+/// the thing `what` names.
+///
+/// # Why catch panics at all
+///
+/// Nothing a module contains may take its embedder down: bad input gets an
+/// error. Validation and the implementation limits (in `kiln-environ`)
+/// keep invalid and oversized code away from the code generator, so a
+/// panic here is a bug, but one that a hostile module could trigger at
+/// will, and the embedder of an untrusted module must survive it. The
+/// compiler's state is not reused after a panic: the failing function's
+/// translator and context are dropped, and so is the rest of the module's
+/// compilation, since the first error ends it.
+///
+/// The panic hook still runs (and prints the message), so the bug is seen;
+/// fuzzers, whose hook aborts, still report it. In a build with
+/// `panic = "abort"` there is nothing to catch.
+fn catch_codegen_panic<T>(
+    what: impl FnOnce() -> String,
+    f: impl FnOnce() -> Result<T, CompileError>,
+) -> Result<T, CompileError> {
+    // Unwind safety: on a panic, every value `f` touched is dropped or
+    // abandoned with the error; none is observed afterwards.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_string());
+        Err(CompileError::Codegen {
+            func: what(),
+            message: format!("the code generator panicked: {message}"),
+        })
+    })
+}
+
 /// What a trap must undo to leave a frame of this function: the
 /// callee-saved registers its prologue stores, and where (see
 /// `kiln_environ::FrameTable`). Read from the prologue's unwind
@@ -791,5 +867,33 @@ fn trap_code(code: ir::TrapCode) -> Trap {
         func_environ::LOOP_HEADER_TRAP => Trap::Interrupt,
         T::Interrupt => Trap::Interrupt,
         _ => Trap::UnreachableCodeReached,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_the_code_generator_becomes_an_error() {
+        let e = catch_codegen_panic(
+            || "wasm function 3".to_string(),
+            || -> Result<(), CompileError> { panic!("index out of range") },
+        )
+        .expect_err("the panic is caught");
+        assert!(
+            matches!(&e, CompileError::Codegen { func, message }
+                if func == "wasm function 3" && message.contains("index out of range")),
+            "{e}"
+        );
+        // A formatted message is carried too.
+        let e = catch_codegen_panic(
+            || "module".to_string(),
+            || -> Result<(), CompileError> { panic!("value {} too large", 1 << 24) },
+        )
+        .expect_err("the panic is caught");
+        assert!(e.to_string().contains("16777216 too large"), "{e}");
+        // No panic: the result passes through.
+        assert_eq!(catch_codegen_panic(|| unreachable!(), || Ok(5)).unwrap(), 5);
     }
 }

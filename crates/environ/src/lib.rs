@@ -26,6 +26,7 @@ mod cpu;
 mod error;
 mod frames;
 mod index;
+pub mod limits;
 mod module;
 mod translate;
 mod trap;

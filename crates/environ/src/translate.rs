@@ -1,24 +1,49 @@
 //! Parsing and validating a module into a [`ModuleTranslation`].
 //!
 //! One pass over the binary with wasmparser's `Parser` and `Validator`:
-//! every section is validated as it is read, and function bodies are kept
-//! as slices of the input together with their function validators, so the
-//! code generator validates each body while it translates it (bodies are
-//! never walked twice).
+//! every section is validated as it is read, and every function body is
+//! validated to its end before [`translate_module`] returns, so a
+//! [`ModuleTranslation`] holds only valid bodies.
+//!
+//! # Why bodies are validated here, and again while translating
+//!
+//! The code generator cannot translate an operator it has not seen
+//! validated: its own state (the control stack, the value stack) is only
+//! consistent for valid code. wasmparser's per-operator check is not the
+//! whole of validation, though: some errors are found only by
+//! `FuncValidator::finish`, after the last operator (in wasmparser 0.217,
+//! operators after the function's final `end` pass `op` and fail only in
+//! `finish`). A translator that interleaves validation with translation
+//! has therefore already translated those operators when the error comes,
+//! and it panicked on them. So validation runs to completion first, here;
+//! the translator then validates again as it goes, because it reads
+//! operand types from its validator. The second walk costs a fraction of
+//! code generation, and `Module::validate` (which never translates) gets
+//! the same complete answer as compiling.
+//!
+//! The parser reads with the same features as the validator, so that
+//! encodings a disabled feature gives a meaning (the "memory index
+//! follows" bit of a memarg, a memory index after `memory.size`) are
+//! malformed when the feature is off, as the spec says.
+//!
+//! Implementation limits (see `limits.rs`) are checked as each section or
+//! body is read.
 
+use crate::limits::{self, check};
 use crate::*;
 use std::sync::Arc;
 use wasmparser::{
-    FuncToValidate, FunctionBody, Parser, Payload, TypeRef, Validator, ValidatorResources,
-    WasmFeatures,
+    FuncToValidate, FuncValidatorAllocations, FunctionBody, Parser, Payload, TypeRef, Validator,
+    ValidatorResources, WasmFeatures,
 };
 
 /// A function body awaiting compilation.
 pub struct FunctionBodyData<'data> {
     /// The body, a slice of the module's bytes.
     pub body: FunctionBody<'data>,
-    /// The validator for this body.
-    pub validator: FuncToValidate<ValidatorResources>,
+    /// The validator for this body, for the translator (the body has been
+    /// validated completely already; see the module docs).
+    pub validator: FuncToValidate<Arc<ValidatorResources>>,
 }
 
 /// The result of [`translate_module`]: the module and its function bodies.
@@ -74,8 +99,12 @@ fn translate(wasm: &[u8], features: WasmFeatures, mode: Mode) -> WasmResult<Modu
         wasm,
         code_section_offset: 0,
     };
+    check("module size in bytes", wasm.len(), limits::MAX_MODULE_SIZE)?;
     let m = &mut t.module;
-    for payload in Parser::new(0).parse_all(wasm) {
+    let mut allocs = FuncValidatorAllocations::default();
+    let mut parser = Parser::new(0);
+    parser.set_features(features);
+    for payload in parser.parse_all(wasm) {
         let payload = payload?;
         if mode == Mode::Metadata {
             if let Payload::CodeSectionEntry(_) = payload {
@@ -86,9 +115,18 @@ fn translate(wasm: &[u8], features: WasmFeatures, mode: Mode) -> WasmResult<Modu
             .map(|v| v.payload(&payload))
             .transpose()?
         {
-            if !features.multi_memory() {
-                check_reserved_memory_bytes(wasm, &body)?;
-            }
+            check(
+                "function body size in bytes",
+                body.range().len(),
+                limits::MAX_FUNCTION_BODY_SIZE,
+            )?;
+            let v = FuncToValidate {
+                resources: Arc::new(v.resources),
+                index: v.index,
+                ty: v.ty,
+                features: v.features,
+            };
+            allocs = validate_body(&v, &body, features, allocs)?;
             t.function_bodies
                 .push(FunctionBodyData { body, validator: v });
             continue;
@@ -120,6 +158,7 @@ fn translate(wasm: &[u8], features: WasmFeatures, mode: Mode) -> WasmResult<Modu
                 }
             }
             Payload::ImportSection(s) => {
+                check("import count", s.count() as usize, limits::MAX_IMPORTS)?;
                 for imp in s {
                     let imp = imp?;
                     let index = match imp.ty {
@@ -187,6 +226,7 @@ fn translate(wasm: &[u8], features: WasmFeatures, mode: Mode) -> WasmResult<Modu
                 }
             }
             Payload::ExportSection(s) => {
+                check("export count", s.count() as usize, limits::MAX_EXPORTS)?;
                 m.exports.reserve(s.count() as usize);
                 for e in s {
                     let e = e?;
@@ -282,26 +322,44 @@ fn translate(wasm: &[u8], features: WasmFeatures, mode: Mode) -> WasmResult<Modu
     Ok(t)
 }
 
-/// Without multi-memory, the memory index after `memory.size` and
-/// `memory.grow` is a reserved byte that must be exactly 0x00; wasmparser
-/// 0.217 decodes it as a LEB128 index and so accepts `0x80 0x00`, which the
-/// spec calls malformed ("zero byte expected").
-fn check_reserved_memory_bytes(wasm: &[u8], body: &FunctionBody<'_>) -> WasmResult<()> {
-    let mut ops = body.get_operators_reader()?;
-    while !ops.eof() {
-        let (op, offset) = ops.read_with_offset()?;
-        if matches!(
-            op,
-            wasmparser::Operator::MemorySize { .. } | wasmparser::Operator::MemoryGrow { .. }
-        ) && wasm.get(offset + 1) != Some(&0)
-        {
-            return Err(WasmError::InvalidWebAssembly {
-                message: "zero byte expected".into(),
-                offset: offset + 1,
-            });
-        }
+/// Validates one function body to its end (`FuncValidator::finish`
+/// included), on a validator of its own, so that the translator's
+/// validator `v` starts afresh; returns the allocations for the next body.
+///
+/// The body is read with the validator's `features` (a reader defaults to
+/// all of them), which makes the encodings of disabled features malformed.
+/// The `br_table` limit, which wasmparser does not check, is checked on the
+/// same walk.
+fn validate_body(
+    v: &FuncToValidate<Arc<ValidatorResources>>,
+    body: &FunctionBody<'_>,
+    features: WasmFeatures,
+    allocs: FuncValidatorAllocations,
+) -> WasmResult<FuncValidatorAllocations> {
+    let mut fv = FuncToValidate {
+        resources: Arc::clone(&v.resources),
+        index: v.index,
+        ty: v.ty,
+        features: v.features,
     }
-    Ok(())
+    .into_validator(allocs);
+    let mut reader = body.get_binary_reader();
+    reader.set_features(features);
+    fv.read_locals(&mut reader)?;
+    while !reader.eof() {
+        let offset = reader.original_position();
+        let op = reader.read_operator()?;
+        if let wasmparser::Operator::BrTable { targets } = &op {
+            check(
+                "br_table target count",
+                targets.len() as usize,
+                limits::MAX_BR_TABLE_SIZE,
+            )?;
+        }
+        fv.op(offset, &op)?;
+    }
+    fv.finish(reader.original_position())?;
+    Ok(fv.into_allocations())
 }
 
 /// Reads the module name and locates the function names, which
