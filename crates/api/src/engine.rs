@@ -1,6 +1,6 @@
 //! [`Engine`] and [`Config`].
 
-use crate::{Error, Result};
+use crate::{bail, Error, Result};
 use kiln_cranelift::{Compiler, CompilerConfig};
 use kiln_environ::{FuncType, FunctionLoc, Tunables};
 use kiln_jit::CodeMemory;
@@ -9,12 +9,50 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
+/// Which compiler an engine uses (Wasmtime's `Strategy`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Strategy {
+    /// The engine's choice: Cranelift.
+    #[default]
+    Auto,
+    /// Cranelift.
+    Cranelift,
+    /// Wasmtime's baseline compiler, which Kiln does not have.
+    Winch,
+}
+
+/// Cranelift's optimisation level (Wasmtime's `OptLevel`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OptLevel {
+    /// No optimisation.
+    None,
+    /// Optimise for speed (the default).
+    #[default]
+    Speed,
+    /// Optimise for speed and size.
+    SpeedAndSize,
+}
+
 /// Global settings for an [`Engine`].
+///
+/// The setters are Wasmtime's, with Wasmtime's defaults where Kiln has the
+/// setting. A setting Kiln cannot honour (a WebAssembly proposal it does
+/// not implement, the Winch compiler, a memory layout other than its own)
+/// is not ignored: [`Engine::new`] fails with an error that names it.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub(crate) compiler: CompilerConfig,
     pub(crate) max_wasm_stack: usize,
     pub(crate) features: wasmparser::WasmFeatures,
+    strategy: Strategy,
+    signals_based_traps: bool,
+    memory_reservation: Option<u64>,
+    memory_guard_size: Option<u64>,
+    coredump_on_trap: bool,
+    /// Proposals asked for that Kiln does not implement.
+    unsupported: Vec<&'static str>,
 }
 
 impl Default for Config {
@@ -23,9 +61,21 @@ impl Default for Config {
             compiler: CompilerConfig::default(),
             max_wasm_stack: 512 * 1024,
             features: kiln_environ::default_features(),
+            strategy: Strategy::Auto,
+            signals_based_traps: true,
+            memory_reservation: None,
+            memory_guard_size: None,
+            coredump_on_trap: false,
+            unsupported: Vec::new(),
         }
     }
 }
+
+/// Kiln's linear-memory layout: what `Config::memory_reservation` and
+/// `Config::memory_guard_size` must agree with (see `kiln_runtime`'s
+/// `LinearMemory`).
+const MEMORY_RESERVATION: u64 = 4 << 30;
+const MEMORY_GUARD_SIZE: u64 = 2 << 30;
 
 impl Config {
     /// The default configuration.
@@ -45,13 +95,6 @@ impl Config {
     /// serialized but not run here.
     pub fn target(&mut self, triple: &str) -> &mut Self {
         self.compiler.target = Some(triple.to_string());
-        self
-    }
-
-    /// Cranelift's optimisation level: `"none"`, `"speed"` (default) or
-    /// `"speed_and_size"`.
-    pub fn cranelift_opt_level(&mut self, level: &str) -> &mut Self {
-        self.compiler.opt_level = Some(level.to_string());
         self
     }
 
@@ -91,7 +134,87 @@ impl Config {
     /// trap instructions makes the code unsound to run. Only CPU feature
     /// flags (`has_*`) are meant to be set here.
     pub unsafe fn cranelift_flag_enable(&mut self, flag: &str) -> &mut Self {
-        self.compiler.cranelift_flags.push(flag.to_string());
+        self.compiler.cranelift_flags.push((flag.to_string(), None));
+        self
+    }
+
+    /// Sets the Cranelift setting `name` to `value` (an ISA flag or a
+    /// shared setting); an unknown name or a bad value makes
+    /// [`Engine::new`] fail.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Config::cranelift_flag_enable`]: settings that change the
+    /// calling convention, the frame layout (Kiln needs frame pointers) or
+    /// the trap instructions make the code unsound to run.
+    pub unsafe fn cranelift_flag_set(&mut self, name: &str, value: &str) -> &mut Self {
+        self.compiler
+            .cranelift_flags
+            .push((name.to_string(), Some(value.to_string())));
+        self
+    }
+
+    /// The compiler: Cranelift, the only one Kiln has. `Strategy::Winch`
+    /// makes [`Engine::new`] fail.
+    pub fn strategy(&mut self, strategy: Strategy) -> &mut Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// Compiles a module's functions on several threads (default on).
+    pub fn parallel_compilation(&mut self, on: bool) -> &mut Self {
+        self.compiler.parallelism = if on { 0 } else { 1 };
+        self
+    }
+
+    /// Whether Wasm traps are caught as signals (default on). Kiln relies
+    /// on them (guard pages for bounds checks, trap instructions), so
+    /// turning them off makes [`Engine::new`] fail.
+    pub fn signals_based_traps(&mut self, on: bool) -> &mut Self {
+        self.signals_based_traps = on;
+        self
+    }
+
+    /// Address space reserved up front for each 32-bit linear memory.
+    /// Kiln always reserves the whole 4 GiB a 32-bit memory can address
+    /// (so its code needs no bounds checks); a smaller reservation makes
+    /// [`Engine::new`] fail rather than be silently ignored.
+    pub fn memory_reservation(&mut self, bytes: u64) -> &mut Self {
+        self.memory_reservation = Some(bytes);
+        self
+    }
+
+    /// Size of the guard region after each linear memory. Kiln's code is
+    /// compiled for a 2 GiB guard; another size makes [`Engine::new`] fail.
+    pub fn memory_guard_size(&mut self, bytes: u64) -> &mut Self {
+        self.memory_guard_size = Some(bytes);
+        self
+    }
+
+    /// Extra address space reserved for a memory to grow into without
+    /// moving. Kiln's 32-bit memories never move (their whole range is
+    /// reserved), so any value is already satisfied.
+    pub fn memory_reservation_for_growth(&mut self, _bytes: u64) -> &mut Self {
+        self
+    }
+
+    /// Attaches a core dump to trap errors. Kiln cannot write core dumps
+    /// yet, so turning this on makes [`Engine::new`] fail.
+    pub fn coredump_on_trap(&mut self, on: bool) -> &mut Self {
+        self.coredump_on_trap = on;
+        self
+    }
+
+    /// Cranelift's optimisation level (default [`OptLevel::Speed`]).
+    pub fn cranelift_opt_level(&mut self, level: OptLevel) -> &mut Self {
+        self.compiler.opt_level = Some(
+            match level {
+                OptLevel::None => "none",
+                OptLevel::Speed => "speed",
+                OptLevel::SpeedAndSize => "speed_and_size",
+            }
+            .to_string(),
+        );
         self
     }
 
@@ -153,6 +276,110 @@ impl Config {
             .set(wasmparser::WasmFeatures::EXTENDED_CONST, on);
         self
     }
+
+    /// Enables fixed-width SIMD (`v128`; default on).
+    pub fn wasm_simd(&mut self, on: bool) -> &mut Self {
+        self.features.set(wasmparser::WasmFeatures::SIMD, on);
+        self
+    }
+
+    /// Enables bulk memory operations (default on).
+    pub fn wasm_bulk_memory(&mut self, on: bool) -> &mut Self {
+        self.features.set(wasmparser::WasmFeatures::BULK_MEMORY, on);
+        self
+    }
+
+    /// Enables reference types (default on).
+    pub fn wasm_reference_types(&mut self, on: bool) -> &mut Self {
+        self.features
+            .set(wasmparser::WasmFeatures::REFERENCE_TYPES, on);
+        self
+    }
+
+    /// Enables multiple results and block parameters (default on).
+    pub fn wasm_multi_value(&mut self, on: bool) -> &mut Self {
+        self.features.set(wasmparser::WasmFeatures::MULTI_VALUE, on);
+        self
+    }
+
+    fn unsupported(&mut self, name: &'static str, on: bool) -> &mut Self {
+        self.unsupported.retain(|n| *n != name);
+        if on {
+            self.unsupported.push(name);
+        }
+        self
+    }
+
+    /// The threads proposal; not implemented by Kiln: `true` makes
+    /// [`Engine::new`] fail.
+    pub fn wasm_threads(&mut self, on: bool) -> &mut Self {
+        self.unsupported("threads", on)
+    }
+
+    /// The memory64 proposal; not implemented by Kiln: `true` makes
+    /// [`Engine::new`] fail.
+    pub fn wasm_memory64(&mut self, on: bool) -> &mut Self {
+        self.unsupported("memory64", on)
+    }
+
+    /// The relaxed-SIMD proposal; not implemented by Kiln: `true` makes
+    /// [`Engine::new`] fail.
+    pub fn wasm_relaxed_simd(&mut self, on: bool) -> &mut Self {
+        self.unsupported("relaxed-simd", on)
+    }
+
+    /// The function-references proposal; not implemented by Kiln: `true`
+    /// makes [`Engine::new`] fail.
+    pub fn wasm_function_references(&mut self, on: bool) -> &mut Self {
+        self.unsupported("function-references", on)
+    }
+
+    /// The GC proposal; not implemented by Kiln: `true` makes
+    /// [`Engine::new`] fail.
+    pub fn wasm_gc(&mut self, on: bool) -> &mut Self {
+        self.unsupported("gc", on)
+    }
+
+    /// The exception-handling proposal; not implemented by Kiln: `true`
+    /// makes [`Engine::new`] fail.
+    pub fn wasm_exceptions(&mut self, on: bool) -> &mut Self {
+        self.unsupported("exceptions", on)
+    }
+
+    /// The component model; not implemented by Kiln: `true` makes
+    /// [`Engine::new`] fail.
+    pub fn wasm_component_model(&mut self, on: bool) -> &mut Self {
+        self.unsupported("component-model", on)
+    }
+
+    /// Why Kiln cannot run with this configuration, if it cannot.
+    fn check(&self) -> Result<()> {
+        if let Some(p) = self.unsupported.first() {
+            bail!("the WebAssembly {p} proposal is not supported by Kiln");
+        }
+        if self.strategy == Strategy::Winch {
+            bail!("the Winch compiler is not available in Kiln; use Strategy::Cranelift");
+        }
+        if !self.signals_based_traps {
+            bail!("Kiln needs signals-based traps (guard pages and trap instructions)");
+        }
+        if let Some(r) = self.memory_reservation.filter(|r| *r < MEMORY_RESERVATION) {
+            bail!(
+                "memory_reservation of {r} bytes is not supported: Kiln reserves \
+                 {MEMORY_RESERVATION} bytes for every 32-bit memory"
+            );
+        }
+        if let Some(g) = self.memory_guard_size.filter(|g| *g != MEMORY_GUARD_SIZE) {
+            bail!(
+                "memory_guard_size of {g} bytes is not supported: Kiln's code is \
+                 compiled for a guard of {MEMORY_GUARD_SIZE} bytes"
+            );
+        }
+        if self.coredump_on_trap {
+            bail!("coredump_on_trap is not supported by Kiln yet");
+        }
+        Ok(())
+    }
 }
 
 /// Per-type trampolines for host functions, compiled once per engine.
@@ -189,6 +416,12 @@ pub struct Engine {
     pub(crate) inner: Arc<EngineInner>,
 }
 
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
 impl Default for Engine {
     fn default() -> Self {
         Engine::new(&Config::default()).expect("the default configuration is valid for the host")
@@ -198,6 +431,7 @@ impl Default for Engine {
 impl Engine {
     /// An engine with `config`.
     pub fn new(config: &Config) -> Result<Engine> {
+        config.check()?;
         kiln_runtime::init_traps();
         let compiler =
             Compiler::new(config.compiler.clone()).map_err(|e| Error::msg(e.to_string()))?;

@@ -145,3 +145,80 @@ fn epochs_trap_at_the_deadline() -> Result<()> {
     assert_eq!(e.downcast_ref::<Trap>(), Some(&Trap::Interrupt));
     Ok(())
 }
+
+#[test]
+fn config_knobs_work_or_refuse_by_name() -> Result<()> {
+    let mut config = Config::new();
+    config
+        .strategy(Strategy::Cranelift)
+        .cranelift_opt_level(OptLevel::SpeedAndSize)
+        .parallel_compilation(false)
+        .signals_based_traps(true)
+        .memory_reservation(1 << 32)
+        .memory_guard_size(2 << 30)
+        .memory_reservation_for_growth(1 << 31)
+        .max_wasm_stack(1 << 20)
+        .wasm_simd(true)
+        .wasm_bulk_memory(true)
+        .wasm_multi_value(true)
+        .wasm_reference_types(true)
+        .wasm_threads(false)
+        .coredump_on_trap(false);
+    // SAFETY: a plain optimisation setting.
+    unsafe { config.cranelift_flag_set("opt_level", "speed") };
+    let engine = Engine::new(&config)?;
+    let module = Module::new(
+        &engine,
+        r#"(module (func (export "f") (result i32) i32.const 7))"#,
+    )?;
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &module, &[])?;
+    assert_eq!(
+        i.get_typed_func::<(), i32>(&mut store, "f")?
+            .call(&mut store, ())?,
+        7
+    );
+
+    let refused = |f: &dyn Fn(&mut Config), what: &str| {
+        let mut c = Config::new();
+        f(&mut c);
+        let e = Engine::new(&c).expect_err(what);
+        assert!(e.to_string().contains(what), "{what}: {e}");
+    };
+    refused(&|c| drop(c.wasm_threads(true)), "threads");
+    refused(&|c| drop(c.wasm_memory64(true)), "memory64");
+    refused(&|c| drop(c.wasm_gc(true)), "gc");
+    refused(&|c| drop(c.wasm_exceptions(true)), "exceptions");
+    refused(&|c| drop(c.wasm_relaxed_simd(true)), "relaxed-simd");
+    refused(
+        &|c| drop(c.wasm_function_references(true)),
+        "function-references",
+    );
+    refused(&|c| drop(c.wasm_component_model(true)), "component-model");
+    refused(&|c| drop(c.strategy(Strategy::Winch)), "Winch");
+    refused(
+        &|c| drop(c.signals_based_traps(false)),
+        "signals-based traps",
+    );
+    refused(
+        &|c| drop(c.memory_reservation(1 << 20)),
+        "memory_reservation",
+    );
+    refused(
+        &|c| drop(c.memory_guard_size(32 << 20)),
+        "memory_guard_size",
+    );
+    refused(&|c| drop(c.coredump_on_trap(true)), "coredump_on_trap");
+    // SAFETY: refused before anything is compiled.
+    refused(
+        &|c| drop(unsafe { c.cranelift_flag_set("opt_level", "fastest") }),
+        "opt_level",
+    );
+
+    // A feature switched off is enforced by validation.
+    let mut c = Config::new();
+    c.wasm_simd(false);
+    let engine = Engine::new(&c)?;
+    assert!(Module::new(&engine, r#"(module (func (param v128)))"#).is_err());
+    Ok(())
+}

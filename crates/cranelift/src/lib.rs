@@ -124,10 +124,11 @@ pub struct CompilerConfig {
     /// Emit `.eh_frame` unwind information (default on), so debuggers,
     /// profilers and the system unwinder can walk through Wasm frames.
     pub native_unwind_info: bool,
-    /// Boolean Cranelift settings to turn on, ISA flags (such as
-    /// `has_lse` or `has_avx2`) or shared ones, on top of what the target
-    /// (for the host: its detected CPU features) implies.
-    pub cranelift_flags: Vec<String>,
+    /// Cranelift settings, ISA flags (such as `has_lse` or `has_avx2`) or
+    /// shared ones, on top of what the target (for the host: its detected
+    /// CPU features) implies: `(name, None)` turns a boolean setting on,
+    /// `(name, Some(value))` sets a setting to a value.
+    pub cranelift_flags: Vec<(String, Option<String>)>,
 }
 
 impl Default for CompilerConfig {
@@ -227,10 +228,16 @@ impl Compiler {
                     .map_err(|e| CompileError::Setting(format!("target {t}: {e}")))?
             }
         };
-        for flag in &config.cranelift_flags {
+        for (flag, value) in &config.cranelift_flags {
             use cranelift_codegen::settings::SetError;
-            match isa_builder.enable(flag) {
-                Err(SetError::BadName(_)) => set(&mut flags, flag, "true")?,
+            let r = match value {
+                None => isa_builder.enable(flag),
+                Some(v) => isa_builder.set(flag, v),
+            };
+            match r {
+                Err(SetError::BadName(_)) => {
+                    set(&mut flags, flag, value.as_deref().unwrap_or("true"))?
+                }
                 r => r.map_err(|e| CompileError::Setting(format!("{flag}: {e}")))?,
             }
         }

@@ -7,7 +7,7 @@ use kiln_cranelift::{Compiler, CompilerConfig};
 fn compiler(target: &str, flags: Vec<String>) -> Compiler {
     Compiler::new(CompilerConfig {
         target: Some(target.into()),
-        cranelift_flags: flags,
+        cranelift_flags: flags.into_iter().map(|f| (f, None)).collect(),
         ..CompilerConfig::default()
     })
     .expect("compiler")
