@@ -185,33 +185,83 @@ fn config_knobs_work_or_refuse_by_name() -> Result<()> {
         let e = Engine::new(&c).expect_err(what);
         assert!(e.to_string().contains(what), "{what}: {e}");
     };
-    refused(&|c| drop(c.wasm_threads(true)), "threads");
-    refused(&|c| drop(c.wasm_memory64(true)), "memory64");
-    refused(&|c| drop(c.wasm_gc(true)), "gc");
-    refused(&|c| drop(c.wasm_exceptions(true)), "exceptions");
-    refused(&|c| drop(c.wasm_relaxed_simd(true)), "relaxed-simd");
     refused(
-        &|c| drop(c.wasm_function_references(true)),
+        &|c| {
+            c.wasm_threads(true);
+        },
+        "threads",
+    );
+    refused(
+        &|c| {
+            c.wasm_memory64(true);
+        },
+        "memory64",
+    );
+    refused(
+        &|c| {
+            c.wasm_gc(true);
+        },
+        "gc",
+    );
+    refused(
+        &|c| {
+            c.wasm_exceptions(true);
+        },
+        "exceptions",
+    );
+    refused(
+        &|c| {
+            c.wasm_relaxed_simd(true);
+        },
+        "relaxed-simd",
+    );
+    refused(
+        &|c| {
+            c.wasm_function_references(true);
+        },
         "function-references",
     );
-    refused(&|c| drop(c.wasm_component_model(true)), "component-model");
-    refused(&|c| drop(c.strategy(Strategy::Winch)), "Winch");
     refused(
-        &|c| drop(c.signals_based_traps(false)),
+        &|c| {
+            c.wasm_component_model(true);
+        },
+        "component-model",
+    );
+    refused(
+        &|c| {
+            c.strategy(Strategy::Winch);
+        },
+        "Winch",
+    );
+    refused(
+        &|c| {
+            c.signals_based_traps(false);
+        },
         "signals-based traps",
     );
     refused(
-        &|c| drop(c.memory_reservation(1 << 20)),
+        &|c| {
+            c.memory_reservation(1 << 20);
+        },
         "memory_reservation",
     );
     refused(
-        &|c| drop(c.memory_guard_size(32 << 20)),
+        &|c| {
+            c.memory_guard_size(32 << 20);
+        },
         "memory_guard_size",
     );
-    refused(&|c| drop(c.coredump_on_trap(true)), "coredump_on_trap");
+    refused(
+        &|c| {
+            c.coredump_on_trap(true);
+        },
+        "coredump_on_trap",
+    );
     // SAFETY: refused before anything is compiled.
     refused(
-        &|c| drop(unsafe { c.cranelift_flag_set("opt_level", "fastest") }),
+        &|c| {
+            unsafe { c.cranelift_flag_set("opt_level", "fastest") };
+        },
         "opt_level",
     );
 
