@@ -257,9 +257,9 @@ fn config_knobs_work_or_refuse_by_name() -> Result<()> {
         },
         "coredump_on_trap",
     );
-    // SAFETY: refused before anything is compiled.
     refused(
         &|c| {
+            // SAFETY: refused before anything is compiled.
             unsafe { c.cranelift_flag_set("opt_level", "fastest") };
         },
         "opt_level",

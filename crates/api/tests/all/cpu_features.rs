@@ -116,7 +116,7 @@ fn code_for_a_newer_cpu_is_refused_with_the_missing_features() {
         let mut c = Config::new();
         // SAFETY: a CPU feature flag; the engine is refused anyway.
         unsafe { c.cranelift_flag_enable(flag) };
-        let e = Engine::new(&c).err().expect("refused");
+        let e = Engine::new(&c).expect_err("refused");
         assert!(e.to_string().contains(&name), "{e}");
     }
 }
@@ -126,6 +126,6 @@ fn unknown_cranelift_flags_are_errors() {
     let mut c = Config::new();
     // SAFETY: refused before anything is compiled.
     unsafe { c.cranelift_flag_enable("has_no_such_thing") };
-    let e = Engine::new(&c).err().expect("refused");
+    let e = Engine::new(&c).expect_err("refused");
     assert!(e.to_string().contains("has_no_such_thing"), "{e}");
 }
