@@ -483,8 +483,14 @@ const RULES: &[Rule] = &[
         never_reaches: &[],
     },
     Rule {
+        name: "kiln-wasi",
+        kiln_deps: &["kiln"],
+        cranelift: CraneliftUse::None,
+        never_reaches: &[],
+    },
+    Rule {
         name: "kiln-cli",
-        kiln_deps: &["kiln", "kiln-wast"],
+        kiln_deps: &["kiln", "kiln-wast", "kiln-wasi"],
         cranelift: CraneliftUse::Any,
         never_reaches: &[],
     },

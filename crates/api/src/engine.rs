@@ -15,6 +15,7 @@ pub struct Config {
     pub(crate) compiler: CompilerConfig,
     pub(crate) max_wasm_stack: usize,
     pub(crate) features: wasmparser::WasmFeatures,
+    pub(crate) cache: Option<crate::Cache>,
 }
 
 impl Default for Config {
@@ -23,6 +24,7 @@ impl Default for Config {
             compiler: CompilerConfig::default(),
             max_wasm_stack: 512 * 1024,
             features: kiln_environ::default_features(),
+            cache: None,
         }
     }
 }
@@ -110,6 +112,15 @@ impl Config {
     /// debuggers, profilers and `std::backtrace` walk through Wasm frames.
     pub fn native_unwind_info(&mut self, on: bool) -> &mut Self {
         self.compiler.native_unwind_info = on;
+        self
+    }
+
+    /// Caches compiled modules on disk (see [`Cache`](crate::Cache)):
+    /// [`Module::new`](crate::Module::new) and friends then load a module
+    /// compiled before with the same settings instead of compiling it
+    /// again. Off (`None`) by default.
+    pub fn cache(&mut self, cache: Option<crate::Cache>) -> &mut Self {
+        self.cache = cache;
         self
     }
 
