@@ -1176,8 +1176,41 @@ pub(crate) fn path_symlink(
     // (absolute, or climbing with `..`), so no link made by the guest
     // points out of its sandbox; links the host placed are still never
     // followed out of it.
+    if escapes(&new, &old) {
+        return Err(Errno::Perm);
+    }
     d.dir.symlink(&old, &new)?;
     Ok(())
+}
+
+/// Whether a symlink at `link` (relative to a directory handle) with
+/// contents `target` would point above that directory, judged from the
+/// text alone: absolute, or more `..` than the depth it sits at. Such a
+/// link could never be followed out by the guest (resolution is confined
+/// anyway), but a host program walking the directory later might follow
+/// it, so the guest may not plant it.
+fn escapes(link: &str, target: &str) -> bool {
+    if target.starts_with('/') {
+        return true;
+    }
+    let mut depth: i64 = 0;
+    let parent = link
+        .trim_end_matches('/')
+        .rsplit_once('/')
+        .map_or("", |(p, _)| p);
+    for c in parent.split('/').chain(target.split('/')) {
+        match c {
+            "" | "." => {}
+            ".." => {
+                depth -= 1;
+                if depth < 0 {
+                    return true;
+                }
+            }
+            _ => depth += 1,
+        }
+    }
+    false
 }
 
 pub(crate) fn path_unlink_file(
