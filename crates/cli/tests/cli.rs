@@ -1,7 +1,7 @@
 //! The `kiln` binary, run as a user would: the bundled examples print
 //! their results, traps and errors print one line and exit non-zero.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn examples() -> PathBuf {
@@ -375,5 +375,113 @@ fn compile_cache_is_filled_reused_and_repaired() {
     let (code, _, _) = kiln_status(&["run", "--fuel", "1000000", "hello-wasi.wat"], &env);
     assert_eq!(code, 0);
     assert_eq!(entries().len(), 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Compiles `crates/wasi/tests/programs/NAME.c` to wasm32-wasi with
+/// Debian's clang (see the README), into `dir`.
+fn c_program(name: &str, dir: &Path) -> PathBuf {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../wasi/tests/programs")
+        .join(format!("{name}.c"));
+    let out = dir.join(format!("{name}.wasm"));
+    let status = Command::new("clang")
+        .args(["--target=wasm32-wasi", "-O2", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("clang runs (apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32)");
+    assert!(status.success(), "clang failed on {}", src.display());
+    out
+}
+
+#[test]
+fn c_programs_see_dirs_env_and_exit_like_under_wasmtime() {
+    let dir = scratch("c");
+    let sb = dir.join("sb");
+    std::fs::create_dir_all(&sb).unwrap();
+    let args_env = c_program("args_env", &dir);
+    let files = c_program("files", &dir);
+    let exit = c_program("exit", &dir);
+    let a = args_env.to_str().unwrap();
+    let host_path = std::env::var("PATH").unwrap();
+    let (code, out, err) = kiln_status(
+        &[
+            "run",
+            "--env",
+            "A=1",
+            "--env",
+            "PATH",
+            "--env",
+            "UNSET_HERE",
+            a,
+            "x",
+            "-y",
+        ],
+        &[("UNSET_HERE", "")],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(
+        out,
+        format!("arg={a}\narg=x\narg=-y\nenv=A=1\nenv=PATH={host_path}\nenv=UNSET_HERE=\n")
+    );
+    let dir_arg = format!("{}::/sb", sb.display());
+    let (code, out, err) = kiln_status(&["run", "--dir", &dir_arg, files.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(sb.join("log.txt").exists());
+    // Without the directory the same program cannot open anything.
+    let (code, _, _) = kiln_status(&["run", files.to_str().unwrap()], &[]);
+    assert_ne!(code, 0);
+    let (code, out, _) = kiln_status(&["run", exit.to_str().unwrap(), "42"], &[]);
+    assert_eq!((code, out.as_str()), (42, "bye"));
+    let (code, out, err) = kiln_status(&["run", exit.to_str().unwrap(), "abort"], &[]);
+    assert_eq!((code, out.as_str()), (134, "bye"));
+    assert!(
+        err.contains("unreachable") && err.contains("wasm backtrace:"),
+        "{err}"
+    );
+    // A precompiled artifact runs the same way.
+    let art = dir.join("exit.cwasm");
+    let (ok, _, err) = kiln(&[
+        "compile",
+        exit.to_str().unwrap(),
+        "-o",
+        art.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let (code, out, _) = kiln_status(&["run", art.to_str().unwrap(), "9"], &[]);
+    assert_eq!((code, out.as_str()), (9, "bye"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn poll_waits_on_the_hosts_stdin() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let dir = scratch("poll");
+    let poll = c_program("poll", &dir);
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["run", "--no-cache", poll.to_str().unwrap(), "300"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Nothing written, pipe open: the 300 ms timeout fires.
+    let mut child = spawn();
+    let t = std::time::Instant::now();
+    let stdin = child.stdin.take().unwrap();
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    assert!(t.elapsed() >= std::time::Duration::from_millis(250));
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.starts_with("timeout\n"), "{out}");
+    // Data written: ready at once.
+    let mut child = spawn();
+    child.stdin.take().unwrap().write_all(b"abc").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.starts_with("ready read=abc\n"), "{out}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
