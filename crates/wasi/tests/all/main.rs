@@ -65,13 +65,15 @@ fn module(name: &str) -> Module {
     static M: OnceLock<std::sync::Mutex<std::collections::HashMap<String, Module>>> =
         OnceLock::new();
     let m = M.get_or_init(Default::default);
-    let mut g = m.lock().unwrap();
-    if let Some(m) = g.get(name) {
+    if let Some(m) = m.lock().unwrap_or_else(|e| e.into_inner()).get(name) {
         return m.clone();
     }
-    let m = Module::from_file(engine(), program(name)).expect("compiles");
-    g.insert(name.to_string(), m.clone());
-    m
+    let compiled = Module::from_file(engine(), program(name)).expect("compiles");
+    m.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(name.to_string())
+        .or_insert(compiled)
+        .clone()
 }
 
 pub(crate) struct State {

@@ -162,3 +162,39 @@ fn a_preopen_is_listed_and_named() {
     });
     assert_eq!(o.stdout, "count=1 sum=0\n");
 }
+
+#[test]
+fn a_preopened_socket_accepts_receives_sends_and_shuts_down() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client = std::thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"ping").unwrap();
+        let mut reply = String::new();
+        // The guest shuts its write side down, so this ends.
+        s.read_to_string(&mut reply).unwrap();
+        reply
+    });
+    let o = run("sock", &[], b"", |b| {
+        b.preopened_socket(listener);
+    });
+    assert_eq!(o.status, Some(0), "{o:?}");
+    assert_eq!(client.join().unwrap(), "PONG:ping");
+    for line in [
+        "accept=0",
+        "recv_peek=0",
+        "recv=0",
+        "got=ping",
+        "send=0",
+        "shutdown_wr=0",
+        "shutdown_bad_how=28",
+        "accept_on_connection=28",
+        "recv_on_listener=53",
+        "send_on_stdout=57",
+        "accept_on_stdin=57",
+        "close=0",
+    ] {
+        assert!(o.stdout.lines().any(|l| l == line), "{line}\n{}", o.stdout);
+    }
+}

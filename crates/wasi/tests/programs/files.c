@@ -7,10 +7,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <wasi/api.h>
+
+__attribute__((import_module("wasi_snapshot_preview1"), import_name("proc_raise")))
+int32_t raw_proc_raise(int32_t sig);
 
 static int failures;
 #define CHECK(name, cond) do { if (cond) printf("ok %s\n", name); \
@@ -39,6 +43,14 @@ int main(void) {
     CHECK("fdatasync", fdatasync(fd) == 0);
     CHECK("posix_fallocate", posix_fallocate(fd, 0, 4096) == 0);
     CHECK("fstat_after_allocate", fstat(fd, &st) == 0 && st.st_size == 4096);
+    CHECK("posix_fadvise", posix_fadvise(fd, 0, 4096, POSIX_FADV_SEQUENTIAL) == 0);
+    CHECK("fadvise_bad", __wasi_fd_advise(fd, 0, 0, 99) == __WASI_ERRNO_INVAL);
+    CHECK("getfl", (fcntl(fd, F_GETFL) & O_APPEND) == 0);
+    CHECK("setfl_append", fcntl(fd, F_SETFL, O_APPEND) == 0 && (fcntl(fd, F_GETFL) & O_APPEND));
+    CHECK("set_rights_unsupported", __wasi_fd_fdstat_set_rights(fd, 0, 0) == __WASI_ERRNO_NOTSUP);
+    CHECK("seek_on_stdout", lseek(1, 0, SEEK_CUR) == -1 && errno == ESPIPE);
+    CHECK("sched_yield", sched_yield() == 0);
+    CHECK("proc_raise_unsupported", raw_proc_raise(15 /* SIGTERM */) == __WASI_ERRNO_NOTSUP);
     CHECK("close", close(fd) == 0);
     CHECK("close_twice", close(fd) == -1 && errno == EBADF);
 
