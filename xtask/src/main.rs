@@ -1087,12 +1087,13 @@ name = "not-a-package-name"
         write("runtime", "kiln-runtime", "kiln-jit.workspace = true");
         write("api", "kiln", "kiln-runtime.workspace = true");
         write("wast", "kiln-wast", "kiln.workspace = true");
+        write("wasi", "kiln-wasi", "kiln.workspace = true");
         write("cli", "kiln-cli", "kiln-wast.workspace = true");
         write("extra", "kiln-extra", "");
         fs::write(
             root.join("ARCHITECTURE.md"),
             "crates/environ crates/trampolines crates/cranelift crates/jit \
-             crates/runtime crates/api crates/wast crates/cli",
+             crates/runtime crates/api crates/wast crates/wasi crates/cli",
         )
         .unwrap();
 
