@@ -493,8 +493,14 @@ const RULES: &[Rule] = &[
         never_reaches: &[],
     },
     Rule {
+        name: "kiln-wasi",
+        kiln_deps: &["kiln"],
+        cranelift: CraneliftUse::None,
+        never_reaches: &[],
+    },
+    Rule {
         name: "kiln-cli",
-        kiln_deps: &["kiln", "kiln-wast"],
+        kiln_deps: &["kiln", "kiln-wast", "kiln-wasi"],
         cranelift: CraneliftUse::Any,
         never_reaches: &[],
     },
@@ -1091,12 +1097,13 @@ name = "not-a-package-name"
         write("runtime", "kiln-runtime", "kiln-jit.workspace = true");
         write("api", "kiln", "kiln-runtime.workspace = true");
         write("wast", "kiln-wast", "kiln.workspace = true");
+        write("wasi", "kiln-wasi", "kiln.workspace = true");
         write("cli", "kiln-cli", "kiln-wast.workspace = true");
         write("extra", "kiln-extra", "");
         fs::write(
             root.join("ARCHITECTURE.md"),
             "crates/environ crates/trampolines crates/cranelift crates/jit \
-             crates/runtime crates/api crates/wast crates/cli",
+             crates/runtime crates/api crates/wast crates/wasi crates/cli",
         )
         .unwrap();
 

@@ -53,6 +53,7 @@ pub struct Config {
     coredump_on_trap: bool,
     /// Proposals asked for that Kiln does not implement.
     unsupported: Vec<&'static str>,
+    pub(crate) cache: Option<crate::Cache>,
 }
 
 impl Default for Config {
@@ -67,6 +68,7 @@ impl Default for Config {
             memory_guard_size: None,
             coredump_on_trap: false,
             unsupported: Vec::new(),
+            cache: None,
         }
     }
 }
@@ -254,6 +256,15 @@ impl Config {
     /// debuggers, profilers and `std::backtrace` walk through Wasm frames.
     pub fn native_unwind_info(&mut self, on: bool) -> &mut Self {
         self.compiler.native_unwind_info = on;
+        self
+    }
+
+    /// Caches compiled modules on disk (see [`Cache`](crate::Cache)):
+    /// [`Module::new`](crate::Module::new) and friends then load a module
+    /// compiled before with the same settings instead of compiling it
+    /// again. Off (`None`) by default.
+    pub fn cache(&mut self, cache: Option<crate::Cache>) -> &mut Self {
+        self.cache = cache;
         self
     }
 

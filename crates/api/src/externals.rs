@@ -126,6 +126,23 @@ impl Memory {
         self.get_mut(store.as_context_mut().0).data_mut()
     }
 
+    /// The memory's contents and the store's data, borrowed together: what
+    /// a host function needs to move bytes between guest memory and its
+    /// own state (a file table, say) without copying through a buffer.
+    pub fn data_and_store_mut<'a, T: 'a>(
+        &self,
+        store: &'a mut impl AsContextMut<Data = T>,
+    ) -> (&'a mut [u8], &'a mut T) {
+        let s = store.as_context_mut().0;
+        assert_eq!(self.store, s.id, "memory used with the wrong store");
+        // SAFETY: as in `get_mut`: the memory is owned by the store, which
+        // is borrowed mutably for 'a. The memory is a separate allocation
+        // (boxed in the store or in an instance), never part of the
+        // embedder's `data`, so the two borrows returned do not overlap.
+        let m = unsafe { &mut *(self.ptr as *mut LinearMemory) };
+        (m.data_mut(), &mut s.data)
+    }
+
     /// Current size in pages.
     pub fn size(&self, store: impl AsContext) -> u64 {
         self.get(store.as_context().0).pages()

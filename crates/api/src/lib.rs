@@ -38,6 +38,7 @@
 
 #![deny(missing_docs)]
 
+mod cache;
 mod engine;
 mod error;
 mod externals;
@@ -48,6 +49,7 @@ mod module;
 mod store;
 mod values;
 
+pub use cache::{Cache, CacheConfig};
 pub use engine::*;
 pub use error::*;
 pub use externals::*;

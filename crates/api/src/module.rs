@@ -75,7 +75,31 @@ impl Module {
                  use Engine::precompile_module",
             ));
         }
+        if let Some(cache) = &engine.inner.config.cache {
+            return Self::from_binary_cached(engine, cache, wasm);
+        }
         let compiled = compile(engine, wasm)?;
+        let loaded = CompiledModule::new(&compiled.object, compiled.info, &engine.inner.types)?;
+        Ok(Module {
+            engine: engine.clone(),
+            compiled: loaded,
+        })
+    }
+
+    /// `from_binary` through the engine's cache (see `cache.rs`).
+    fn from_binary_cached(engine: &Engine, cache: &crate::Cache, wasm: &[u8]) -> Result<Module> {
+        let entry = cache.entry(engine.artifact_header(), wasm);
+        if let Some(artifact) = cache.load(&entry) {
+            // SAFETY: the entry is one this Kiln wrote into the user's own
+            // cache directory (as trusted as the user's files), and its
+            // SHA-256 matches, so these are the bytes the compiler
+            // produced; `deserialize` checks the header against the engine.
+            if let Ok(m) = unsafe { Module::deserialize(engine, &artifact) } {
+                return Ok(m);
+            }
+        }
+        let compiled = compile(engine, wasm)?;
+        cache.store(&entry, &compiled.object);
         let loaded = CompiledModule::new(&compiled.object, compiled.info, &engine.inner.types)?;
         Ok(Module {
             engine: engine.clone(),

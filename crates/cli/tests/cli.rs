@@ -1,44 +1,62 @@
 //! The `kiln` binary, run as a user would: the bundled examples print
 //! their results, traps and errors print one line and exit non-zero.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
 
-/// Runs `kiln ARGS`, returning (success, stdout, stderr).
-fn kiln(args: &[&str]) -> (bool, String, String) {
+/// A scratch directory for one test, removed first if a previous run left it.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kiln-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `kiln ARGS` in examples/ with a private compile cache, returning
+/// (exit status, stdout, stderr).
+fn kiln_status(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let cache = std::env::temp_dir().join(format!("kiln-cli-cache-{}", std::process::id()));
     let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .args(args)
         .current_dir(examples())
+        .env("XDG_CACHE_HOME", &cache)
+        .envs(env.iter().copied())
         .output()
         .expect("runs");
     (
-        out.status.success(),
+        out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
 
+/// Runs `kiln ARGS`, returning (success, stdout, stderr).
+fn kiln(args: &[&str]) -> (bool, String, String) {
+    let (code, out, err) = kiln_status(args, &[]);
+    (code == 0, out, err)
+}
+
 #[test]
 fn examples_print_their_results() {
     for (args, expected) in [
-        (&["run", "fib.wat", "--invoke", "fib", "25"][..], "75025\n"),
+        (&["run", "--invoke", "fib", "fib.wat", "25"][..], "75025\n"),
         (
-            &["run", "sieve.wat", "--invoke", "count_primes", "100000"],
+            &["run", "--invoke", "count_primes", "sieve.wat", "100000"],
             "9592\n",
         ),
         (
-            &["run", "indirect.wat", "--invoke", "apply", "2", "7"],
+            &["run", "--invoke", "apply", "indirect.wat", "2", "7"],
             "49\n",
         ),
         (
-            &["run", "indirect.wat", "--invoke", "apply", "3", "7"],
+            &["run", "--invoke", "apply", "indirect.wat", "3", "7"],
             "-7\n",
         ),
-        (&["run", "trap.wat", "--invoke", "div", "7", "2"], "3\n"),
+        (&["run", "--invoke", "div", "trap.wat", "7", "2"], "3\n"),
         (&["run", "hello.wat"], ""),
     ] {
         let (ok, out, err) = kiln(args);
@@ -51,28 +69,29 @@ fn examples_print_their_results() {
 fn traps_print_one_line_and_a_backtrace() {
     for (args, message) in [
         (
-            &["run", "trap.wat", "--invoke", "div", "1", "0"][..],
+            &["run", "--invoke", "div", "trap.wat", "1", "0"][..],
             "integer divide by zero",
         ),
         (
-            &["run", "trap.wat", "--invoke", "div", "-2147483648", "-1"],
+            &["run", "--invoke", "div", "trap.wat", "-2147483648", "-1"],
             "integer overflow",
         ),
         (
-            &["run", "trap.wat", "--invoke", "oob"],
+            &["run", "--invoke", "oob", "trap.wat"],
             "out of bounds memory access",
         ),
         (
-            &["run", "trap.wat", "--invoke", "boom"],
+            &["run", "--invoke", "boom", "trap.wat"],
             "wasm trap: wasm `unreachable` instruction executed",
         ),
         (
-            &["run", "indirect.wat", "--invoke", "apply", "4", "7"],
+            &["run", "--invoke", "apply", "indirect.wat", "4", "7"],
             "out of bounds table access",
         ),
     ] {
-        let (ok, out, err) = kiln(args);
-        assert!(!ok, "{args:?} must fail");
+        let (code, out, err) = kiln_status(args, &[]);
+        // Wasmtime's status for a trap: 128 + SIGABRT.
+        assert_eq!(code, 134, "{args:?}: {err}");
         assert!(out.is_empty());
         let first = err.lines().next().unwrap_or("");
         assert!(
@@ -85,28 +104,23 @@ fn traps_print_one_line_and_a_backtrace() {
 
 #[test]
 fn bad_input_is_a_one_line_error() {
-    let dir = std::env::temp_dir().join(format!("kiln-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("bad");
     let bad = dir.join("bad.wasm");
     std::fs::write(&bad, b"\0asm\x01\0\0\0\x01\xff").unwrap();
     let bad = bad.to_str().unwrap();
     for args in [
         &["run", "missing.wat"][..],
         &["run", bad],
-        &["run", "fib.wat", "--invoke", "nope"],
-        &["run", "fib.wat", "--invoke", "fib", "x"],
-        &["run", "fib.wat", "--invoke", "fib"],
+        &["run", "--invoke", "nope", "fib.wat"],
+        &["run", "--invoke", "fib", "fib.wat", "x"],
+        &["run", "--invoke", "fib", "fib.wat"],
         &["run", "fib.wat"],
-        &["frobnicate"],
     ] {
         let (ok, out, err) = kiln(args);
         assert!(!ok, "{args:?} must fail");
         assert!(out.is_empty(), "{args:?}");
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
-        assert!(
-            err.starts_with("error: ") || args == ["frobnicate"],
-            "{args:?}: {err}"
-        );
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -119,7 +133,7 @@ fn compile_then_run_the_artifact() {
     let art = art.to_str().unwrap();
     let (ok, _, err) = kiln(&["compile", "fib.wat", "-o", art]);
     assert!(ok, "{err}");
-    let (ok, out, err) = kiln(&["run", art, "--invoke", "fib", "20"]);
+    let (ok, out, err) = kiln(&["run", "--invoke", "fib", art, "20"]);
     assert!(ok, "{err}");
     assert_eq!(out, "6765\n");
     // An artifact for another target compiles, and refuses to run here.
@@ -134,7 +148,7 @@ fn compile_then_run_the_artifact() {
         "aarch64-unknown-linux-gnu",
     ]);
     assert!(ok, "{err}");
-    let (ok, _, err) = kiln(&["run", arm, "--invoke", "fib", "20"]);
+    let (ok, _, err) = kiln(&["run", "--invoke", "fib", arm, "20"]);
     assert!(!ok && err.contains("incompatible"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -155,5 +169,319 @@ fn wast_runs_scripts() {
     assert!(ok, "{err}");
     // The module directive counts as a passing directive too.
     assert_eq!(out.trim(), "3 passed, 0 failed");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn every_subcommand_has_help_and_there_is_a_version() {
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["compile", "--help"],
+        &["wast", "--help"],
+    ] {
+        let (ok, out, err) = kiln(args);
+        assert!(ok, "{args:?}: {err}");
+        assert!(out.contains("Usage:"), "{args:?}: {out}");
+    }
+    let (ok, out, _) = kiln(&["run", "--help"]);
+    assert!(ok);
+    for flag in [
+        "--dir",
+        "--env",
+        "--invoke",
+        "--preload",
+        "--argv0",
+        "--fuel",
+        "--timeout",
+        "-W",
+        "--no-cache",
+        "--enable",
+    ] {
+        assert!(out.contains(flag), "run --help lacks {flag}: {out}");
+    }
+    let (ok, out, _) = kiln(&["--version"]);
+    assert!(ok);
+    assert_eq!(out.trim(), format!("kiln {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn unknown_flags_and_commands_are_clear_errors() {
+    for (args, what) in [
+        (&["frobnicate"][..], "frobnicate"),
+        (&["run", "--frobnicate", "hello-wasi.wat"], "--frobnicate"),
+        (&["compile", "fib.wat", "-o", "x", "--bogus"], "--bogus"),
+        (&["run"], "FILE"),
+    ] {
+        let (code, out, err) = kiln_status(args, &[]);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(out.is_empty());
+        assert!(
+            err.starts_with("error: ") && err.contains(what),
+            "{args:?}: {err}"
+        );
+    }
+    // After FILE, flags belong to the guest.
+    let (code, out, err) = kiln_status(&["run", "hello-wasi.wat", "--frobnicate"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "Hello, world!\n");
+}
+
+#[test]
+fn wasi_hello_world_prints_and_exits_zero() {
+    let (code, out, err) = kiln_status(&["run", "hello-wasi.wat"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "Hello, world!\n");
+}
+
+/// A guest that calls `proc_exit` with its first argument, printing its
+/// arguments, an environment variable and a file's contents first.
+const PROBE: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "args_sizes_get" (func $asz (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "args_get" (func $args (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  ;; Prints argv (NUL-separated, as WASI lays it out) and exits with
+  ;; the number of arguments.
+  (func (export "_start")
+    (drop (call $asz (i32.const 0) (i32.const 4)))
+    (drop (call $args (i32.const 16) (i32.const 1024)))
+    (i32.store (i32.const 8) (i32.const 1024))
+    (i32.store (i32.const 12) (i32.load (i32.const 4)))
+    (drop (call $write (i32.const 1) (i32.const 8) (i32.const 1) (i32.const 100)))
+    (call $exit (i32.load (i32.const 0))))
+  (func (export "answer") (result i32) (i32.const 42))
+  (global $inited (mut i32) (i32.const 0))
+  (func (export "_initialize") (global.set $inited (i32.const 7)))
+  (func (export "inited") (result i32) (global.get $inited)))
+"#;
+
+#[test]
+fn exit_status_argv0_and_invoke() {
+    let dir = scratch("probe");
+    let probe = dir.join("probe.wat");
+    std::fs::write(&probe, PROBE).unwrap();
+    let p = probe.to_str().unwrap();
+    // `_start` runs (not `_initialize`), sees argv, exits with argc.
+    let (code, out, err) = kiln_status(&["run", p, "a", "--b"], &[]);
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(out, format!("{p}\0a\0--b\0"));
+    let (code, out, _) = kiln_status(&["run", "--argv0", "prog", p], &[]);
+    assert_eq!(code, 1);
+    assert_eq!(out, "prog\0");
+    // --invoke calls `_initialize` first.
+    let (code, out, err) = kiln_status(&["run", "--invoke", "inited", p], &[]);
+    assert_eq!((code, out.as_str()), (0, "7\n"), "{err}");
+    let (code, out, _) = kiln_status(&["run", "--invoke", "answer", p], &[]);
+    assert_eq!((code, out.as_str()), (0, "42\n"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn fuel_and_timeout_stop_a_loop_with_the_trap_status() {
+    let dir = scratch("loop");
+    let spin = dir.join("spin.wat");
+    std::fs::write(
+        &spin,
+        r#"(module (func (export "_start") (loop $l (br $l))))"#,
+    )
+    .unwrap();
+    let s = spin.to_str().unwrap();
+    for args in [
+        &["run", "--fuel", "10000", s][..],
+        &["run", "-W", "fuel=10000", s],
+        &["run", "--timeout", "200ms", s],
+        &["run", "-W", "timeout=0.2s", s],
+    ] {
+        let (code, _, err) = kiln_status(args, &[]);
+        assert_eq!(code, 134, "{args:?}: {err}");
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+    }
+    let (code, _, err) = kiln_status(&["run", "--timeout", "soon", s], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("invalid duration"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn preload_satisfies_imports() {
+    let dir = scratch("preload");
+    let lib = dir.join("lib.wat");
+    std::fs::write(&lib, r#"(module (func (export "triple") (param i32) (result i32) (i32.mul (local.get 0) (i32.const 3))))"#).unwrap();
+    let main = dir.join("main.wat");
+    std::fs::write(&main, r#"(module (import "lib" "triple" (func $t (param i32) (result i32))) (func (export "run") (param i32) (result i32) (call $t (local.get 0))))"#).unwrap();
+    let preload = format!("lib={}", lib.display());
+    let (code, out, err) = kiln_status(
+        &[
+            "run",
+            "--preload",
+            &preload,
+            "--invoke",
+            "run",
+            main.to_str().unwrap(),
+            "14",
+        ],
+        &[],
+    );
+    assert_eq!((code, out.as_str()), (0, "42\n"), "{err}");
+    let (code, _, err) = kiln_status(
+        &["run", "--invoke", "run", main.to_str().unwrap(), "1"],
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown import"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn compile_cache_is_filled_reused_and_repaired() {
+    let dir = scratch("cache");
+    let cache = dir.join("cache");
+    let env = [("XDG_CACHE_HOME", cache.to_str().unwrap())];
+    let run = || kiln_status(&["run", "hello-wasi.wat"], &env);
+    let entries = || -> Vec<PathBuf> {
+        match std::fs::read_dir(cache.join("kiln")) {
+            Ok(d) => d.map(|e| e.unwrap().path()).collect(),
+            Err(_) => Vec::new(),
+        }
+    };
+    // --no-cache leaves nothing behind.
+    let (code, _, _) = kiln_status(&["run", "--no-cache", "hello-wasi.wat"], &env);
+    assert_eq!(code, 0);
+    assert!(entries().is_empty());
+    assert_eq!(run().0, 0);
+    let e = entries();
+    assert_eq!(e.len(), 1, "{e:?}");
+    let good = std::fs::read(&e[0]).unwrap();
+    // A hit runs the same.
+    assert_eq!(run(), (0, "Hello, world!\n".into(), String::new()));
+    // A damaged entry (one bit of code flipped, a truncation, a foreign
+    // file) is ignored and replaced by a whole one.
+    let mut flipped = good.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x10;
+    for bad in [
+        flipped,
+        good[..good.len() / 3].to_vec(),
+        b"not an entry".to_vec(),
+    ] {
+        std::fs::write(&e[0], &bad).unwrap();
+        assert_eq!(run(), (0, "Hello, world!\n".into(), String::new()));
+        assert_eq!(std::fs::read(&e[0]).unwrap(), good);
+    }
+    // Different settings compile into a different entry.
+    let (code, _, _) = kiln_status(&["run", "--fuel", "1000000", "hello-wasi.wat"], &env);
+    assert_eq!(code, 0);
+    assert_eq!(entries().len(), 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Compiles `crates/wasi/tests/programs/NAME.c` to wasm32-wasi with
+/// Debian's clang (see the README), into `dir`.
+fn c_program(name: &str, dir: &Path) -> PathBuf {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../wasi/tests/programs")
+        .join(format!("{name}.c"));
+    let out = dir.join(format!("{name}.wasm"));
+    let status = Command::new("clang")
+        .args(["--target=wasm32-wasi", "-O2", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("clang runs (apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32)");
+    assert!(status.success(), "clang failed on {}", src.display());
+    out
+}
+
+#[test]
+fn c_programs_see_dirs_env_and_exit_like_under_wasmtime() {
+    let dir = scratch("c");
+    let sb = dir.join("sb");
+    std::fs::create_dir_all(&sb).unwrap();
+    let args_env = c_program("args_env", &dir);
+    let files = c_program("files", &dir);
+    let exit = c_program("exit", &dir);
+    let a = args_env.to_str().unwrap();
+    let host_path = std::env::var("PATH").unwrap();
+    let (code, out, err) = kiln_status(
+        &[
+            "run",
+            "--env",
+            "A=1",
+            "--env",
+            "PATH",
+            "--env",
+            "UNSET_HERE",
+            a,
+            "x",
+            "-y",
+        ],
+        &[("UNSET_HERE", "")],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(
+        out,
+        format!("arg={a}\narg=x\narg=-y\nenv=A=1\nenv=PATH={host_path}\nenv=UNSET_HERE=\n")
+    );
+    let dir_arg = format!("{}::/sb", sb.display());
+    let (code, out, err) = kiln_status(&["run", "--dir", &dir_arg, files.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(sb.join("log.txt").exists());
+    // Without the directory the same program cannot open anything.
+    let (code, _, _) = kiln_status(&["run", files.to_str().unwrap()], &[]);
+    assert_ne!(code, 0);
+    let (code, out, _) = kiln_status(&["run", exit.to_str().unwrap(), "42"], &[]);
+    assert_eq!((code, out.as_str()), (42, "bye"));
+    let (code, out, err) = kiln_status(&["run", exit.to_str().unwrap(), "abort"], &[]);
+    assert_eq!((code, out.as_str()), (134, "bye"));
+    assert!(
+        err.contains("unreachable") && err.contains("wasm backtrace:"),
+        "{err}"
+    );
+    // A precompiled artifact runs the same way.
+    let art = dir.join("exit.cwasm");
+    let (ok, _, err) = kiln(&[
+        "compile",
+        exit.to_str().unwrap(),
+        "-o",
+        art.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let (code, out, _) = kiln_status(&["run", art.to_str().unwrap(), "9"], &[]);
+    assert_eq!((code, out.as_str()), (9, "bye"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn poll_waits_on_the_hosts_stdin() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let dir = scratch("poll");
+    let poll = c_program("poll", &dir);
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["run", "--no-cache", poll.to_str().unwrap(), "300"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Nothing written, pipe open: the 300 ms timeout fires.
+    let mut child = spawn();
+    let t = std::time::Instant::now();
+    let stdin = child.stdin.take().unwrap();
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    assert!(t.elapsed() >= std::time::Duration::from_millis(250));
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.starts_with("timeout\n"), "{out}");
+    // Data written: ready at once.
+    let mut child = spawn();
+    child.stdin.take().unwrap().write_all(b"abc").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.starts_with("ready read=abc\n"), "{out}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
