@@ -863,7 +863,7 @@ struct Counts {
 /// their output and adding up the `test result:` lines.
 fn run_tests(root: &Path, tc: &Toolchain, cpu: &str) -> Result<Counts, Failure> {
     let mut cmd = tc.cargo_cmd(root, true);
-    cmd.args(["test", "--workspace", "--locked"])
+    cmd.args(["test", "--workspace", "--locked", "--no-fail-fast"])
         .env("QEMU_CPU", cpu)
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
