@@ -629,7 +629,7 @@ fn fetch_qemu(dir: &Path, qemu: &Path) -> Result<(), Failure> {
 /// (Re)registers `qemu` with binfmt_misc for aarch64 ELF executables, so
 /// a test can exec an aarch64 binary. Flag F: the kernel opens the
 /// interpreter now (works in chroots, survives the file being replaced);
-/// P and O: argv[0] preserved, the binary passed open. Registrations do
+/// P and O: `argv[0]` preserved, the binary passed open. Registrations do
 /// not survive a reboot, so this runs every time.
 fn register_binfmt(qemu: &Path) -> Result<(), Failure> {
     let fs_dir = Path::new("/proc/sys/fs/binfmt_misc");
