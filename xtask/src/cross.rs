@@ -155,7 +155,7 @@ pub fn cross(args: &[String]) -> Result<(), Failure> {
     }
 
     step("the AArch64 kiln binary");
-    let bin = install_kiln_binary(&root, &tc)?;
+    let bin = install_kiln_binary(&root)?;
     println!("    {}", bin.display());
 
     println!("\n==> cross aarch64 passed in {:.0?}", started.elapsed());
@@ -629,7 +629,7 @@ fn fetch_qemu(dir: &Path, qemu: &Path) -> Result<(), Failure> {
 /// (Re)registers `qemu` with binfmt_misc for aarch64 ELF executables, so
 /// a test can exec an aarch64 binary. Flag F: the kernel opens the
 /// interpreter now (works in chroots, survives the file being replaced);
-/// P and O: argv[0] preserved, the binary passed open. Registrations do
+/// P and O: `argv[0]` preserved, the binary passed open. Registrations do
 /// not survive a reboot, so this runs every time.
 fn register_binfmt(qemu: &Path) -> Result<(), Failure> {
     let fs_dir = Path::new("/proc/sys/fs/binfmt_misc");
@@ -863,7 +863,7 @@ struct Counts {
 /// their output and adding up the `test result:` lines.
 fn run_tests(root: &Path, tc: &Toolchain, cpu: &str) -> Result<Counts, Failure> {
     let mut cmd = tc.cargo_cmd(root, true);
-    cmd.args(["test", "--workspace", "--locked"])
+    cmd.args(["test", "--workspace", "--locked", "--no-fail-fast"])
         .env("QEMU_CPU", cpu)
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
@@ -909,12 +909,10 @@ fn run_tests(root: &Path, tc: &Toolchain, cpu: &str) -> Result<Counts, Failure> 
 
 /// Copies the `kiln` binary the test build made (the CLI tests run it) to
 /// `target/aarch64-unknown-linux-gnu/debug/kiln`, checks that it is an
-/// AArch64 executable, and runs it once through binfmt_misc.
-fn install_kiln_binary(root: &Path, tc: &Toolchain) -> Result<PathBuf, Failure> {
-    status(
-        tc.cargo_cmd(root, true)
-            .args(["build", "-p", "kiln-cli", "--bin", "kiln", "--locked"]),
-    )?;
+/// AArch64 executable, and runs it once through binfmt_misc. (A separate
+/// `cargo build -p kiln-cli` would resolve dependency features without
+/// the dev-dependencies and rebuild half the tree for the same binary.)
+fn install_kiln_binary(root: &Path) -> Result<PathBuf, Failure> {
     let built = root.join("target/cross").join(TARGET).join("debug/kiln");
     let dest_dir = root.join("target").join(TARGET).join("debug");
     fs::create_dir_all(&dest_dir).map_err(|e| failed(e.to_string()))?;

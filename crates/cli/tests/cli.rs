@@ -137,16 +137,14 @@ fn compile_then_run_the_artifact() {
     assert!(ok, "{err}");
     assert_eq!(out, "6765\n");
     // An artifact for another target compiles, and refuses to run here.
-    let arm = dir.join("fib-arm.cwasm");
+    let other = if cfg!(target_arch = "aarch64") {
+        "x86_64-unknown-linux-gnu"
+    } else {
+        "aarch64-unknown-linux-gnu"
+    };
+    let arm = dir.join("fib-other.cwasm");
     let arm = arm.to_str().unwrap();
-    let (ok, _, err) = kiln(&[
-        "compile",
-        "fib.wat",
-        "-o",
-        arm,
-        "--target",
-        "aarch64-unknown-linux-gnu",
-    ]);
+    let (ok, _, err) = kiln(&["compile", "fib.wat", "-o", arm, "--target", other]);
     assert!(ok, "{err}");
     let (ok, _, err) = kiln(&["run", "--invoke", "fib", arm, "20"]);
     assert!(!ok && err.contains("incompatible"), "{err}");
