@@ -488,6 +488,12 @@ const RULES: &[Rule] = &[
         cranelift: CraneliftUse::Any,
         never_reaches: &[],
     },
+    Rule {
+        name: "kiln-fuzzing",
+        kiln_deps: &["kiln"],
+        cranelift: CraneliftUse::None,
+        never_reaches: &[],
+    },
 ];
 
 fn is_kiln_crate(name: &str) -> bool {
