@@ -17,6 +17,9 @@
 //!   its own, so nothing else here ever builds Wasmtime. Installs clang and
 //!   lld with apt-get when they are missing and we are root (the C
 //!   benchmark programs are compiled to Wasm at bench time).
+//! * `fuzz --seconds N [TARGET]` runs the cargo-fuzz targets (see
+//!   `fuzz.rs`); `sanitize` runs the API tests under ASan and TSan (see
+//!   `sanitize.rs`).
 //! * `layering` checks that the crate graph has the shape `DESIGN.md` draws
 //!   (see [`RULES`]) and that `ARCHITECTURE.md` mentions every crate.
 //! * `help` prints the commands.
@@ -29,6 +32,9 @@
 //! free of dependencies; the unit tests at the bottom pin down the forms it
 //! understands. Dev- and build-dependencies are deliberately not checked:
 //! they never end up in a user's dependency graph.
+
+mod fuzz;
+mod sanitize;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::env;
@@ -48,6 +54,11 @@ commands:
                           run the benchmarks (benches/, release build):
                           Kiln vs Wasmtime 48 (and wasmi); writes
                           target/bench/report.json and report.svg
+  fuzz --seconds N [TARGET]
+                          build and run the cargo-fuzz targets (nightly) for
+                          N seconds each; fails on a crash
+  sanitize [address|thread]...
+                          the API tests under ASan and TSan (nightly)
   layering                check the crate dependency graph against DESIGN.md
                           and that ARCHITECTURE.md mentions every crate
   help                    print this message
@@ -63,6 +74,8 @@ fn main() -> ExitCode {
         "test-all" => parse_test_all(rest).and_then(|opts| test_all(&opts)),
         "layering" => no_args("layering", rest).and_then(|()| layering_cmd()),
         "bench" => parse_bench(rest).and_then(|args| bench(&args)),
+        "fuzz" => fuzz::parse(rest).and_then(|o| fuzz::fuzz(&workspace_root(), &o)),
+        "sanitize" => sanitize::parse(rest).and_then(|s| sanitize::sanitize(&workspace_root(), &s)),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

@@ -120,7 +120,7 @@ pub fn run(data: &[u8]) {
                 };
                 s.instantiate(km, wm)
             }
-            4 | 5 | 6 => match s.call(&mut u) {
+            4..=6 => match s.call(&mut u) {
                 Ok(r) => r,
                 Err(_) => return,
             },
