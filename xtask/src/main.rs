@@ -19,6 +19,9 @@
 //!   benchmark programs are compiled to Wasm at bench time).
 //! * `cross aarch64 [--setup-only]` runs Kiln's tests on AArch64 under
 //!   qemu-user (`cross.rs` says how and why).
+//! * `fuzz --seconds N [TARGET]` runs the cargo-fuzz targets (see
+//!   `fuzz.rs`); `sanitize` runs the API tests under ASan and TSan (see
+//!   `sanitize.rs`).
 //! * `layering` checks that the crate graph has the shape `DESIGN.md` draws
 //!   (see [`RULES`]) and that `ARCHITECTURE.md` mentions every crate.
 //! * `help` prints the commands.
@@ -33,6 +36,8 @@
 //! they never end up in a user's dependency graph.
 
 mod cross;
+mod fuzz;
+mod sanitize;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::env;
@@ -57,6 +62,11 @@ commands:
                           qemu 10, binfmt_misc; needs root), check the
                           declared rust-version, run every test under
                           qemu-user on two CPU models, build an AArch64 kiln
+  fuzz --seconds N [TARGET]
+                          build and run the cargo-fuzz targets (nightly) for
+                          N seconds each; fails on a crash
+  sanitize [address|thread]...
+                          the API tests under ASan and TSan (nightly)
   layering                check the crate dependency graph against DESIGN.md
                           and that ARCHITECTURE.md mentions every crate
   help                    print this message
@@ -73,6 +83,8 @@ fn main() -> ExitCode {
         "layering" => no_args("layering", rest).and_then(|()| layering_cmd()),
         "bench" => parse_bench(rest).and_then(|args| bench(&args)),
         "cross" => cross::cross(rest),
+        "fuzz" => fuzz::parse(rest).and_then(|o| fuzz::fuzz(&workspace_root(), &o)),
+        "sanitize" => sanitize::parse(rest).and_then(|s| sanitize::sanitize(&workspace_root(), &s)),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())
@@ -502,6 +514,12 @@ const RULES: &[Rule] = &[
         name: "kiln-cli",
         kiln_deps: &["kiln", "kiln-wast", "kiln-wasi"],
         cranelift: CraneliftUse::Any,
+        never_reaches: &[],
+    },
+    Rule {
+        name: "kiln-fuzzing",
+        kiln_deps: &["kiln", "kiln-environ"],
+        cranelift: CraneliftUse::None,
         never_reaches: &[],
     },
 ];
@@ -1099,11 +1117,12 @@ name = "not-a-package-name"
         write("wast", "kiln-wast", "kiln.workspace = true");
         write("wasi", "kiln-wasi", "kiln.workspace = true");
         write("cli", "kiln-cli", "kiln-wast.workspace = true");
+        write("fuzzing", "kiln-fuzzing", "kiln.workspace = true");
         write("extra", "kiln-extra", "");
         fs::write(
             root.join("ARCHITECTURE.md"),
             "crates/environ crates/trampolines crates/cranelift crates/jit \
-             crates/runtime crates/api crates/wast crates/wasi crates/cli",
+             crates/runtime crates/api crates/wast crates/wasi crates/cli crates/fuzzing",
         )
         .unwrap();
 

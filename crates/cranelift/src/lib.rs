@@ -353,8 +353,8 @@ impl Compiler {
     /// `kiln_environ::sections`), with the header for `extra` settings.
     ///
     /// A panic in the code generator (a bug, in Cranelift or here) is
-    /// caught and returned as [`CompileError::Codegen`]; see
-    /// [`catch_codegen_panic`].
+    /// caught and returned as [`CompileError::Codegen`]: nothing a module
+    /// contains may take its embedder down (see `catch_codegen_panic`).
     pub fn compile_module(
         &self,
         translation: ModuleTranslation<'_>,
