@@ -159,6 +159,11 @@ fn run_target(root: &Path, target: &str, seconds: u64) -> Result<Option<String>,
         // One input must finish in well under this (a hang is a finding).
         .arg("-timeout=60")
         .arg("-rss_limit_mb=4096")
+        // The targets build structure (modules, operation sequences) from
+        // their input, which wants long inputs from the start rather than
+        // libFuzzer's slowly growing length limit.
+        .arg("-max_len=8192")
+        .arg("-len_control=0")
         .arg("-print_final_stats=1")
         .current_dir(root)
         // Kiln reports Wasm traps through its own SIGSEGV/SIGILL handler,

@@ -40,6 +40,19 @@ use crate::Failure;
 use std::path::Path;
 use std::process::Command;
 
+/// Tests that cannot pass under a sanitizer, with the reason.
+///
+/// `host_segfault_still_kills_the_process` checks that a crash in host code
+/// reaches the handler installed before Kiln's and kills the child process
+/// with SIGSEGV. Under ASan that previous handler is ASan's: it reports the
+/// fault (which shows the forwarding works) and exits with status 1
+/// instead of dying of the signal, so the test's assertion cannot hold.
+const SKIPPED: &[(&str, &str, &str)] = &[(
+    "address",
+    "limits::host_segfault_still_kills_the_process",
+    "ASan's SEGV handler reports the deliberate crash and exits 1 instead of dying of SIGSEGV",
+)];
+
 /// The sanitizers, in the order they run.
 const SANITIZERS: &[&str] = &["address", "thread"];
 
@@ -80,6 +93,13 @@ pub(crate) fn sanitize(root: &Path, which: &[String]) -> Result<(), Failure> {
             ),
         };
         println!("\n==> {var}=\"{options}\" RUSTFLAGS=\"-Zsanitizer={s}\" cargo +nightly test -p kiln --test all --target {target}");
+        let mut skip = Vec::new();
+        for (sanitizer, test, reason) in SKIPPED {
+            if sanitizer == s {
+                println!("    skipping {test}: {reason}");
+                skip.extend(["--skip", test]);
+            }
+        }
         let status = Command::new("nice")
             .args([
                 "-n", "19", "cargo", "+nightly", "test", "-p", "kiln", "--test", "all",
@@ -87,6 +107,8 @@ pub(crate) fn sanitize(root: &Path, which: &[String]) -> Result<(), Failure> {
             .args(["--target", target])
             .arg("--target-dir")
             .arg(root.join(format!("target/sanitize-{s}")))
+            .arg("--")
+            .args(&skip)
             .env("RUSTFLAGS", format!("-Zsanitizer={s}"))
             .env("RUSTDOCFLAGS", format!("-Zsanitizer={s}"))
             .env(var, options)
