@@ -433,9 +433,16 @@ fn setup(dir: &Path) -> Result<Toolchain, Failure> {
         status(apt_get(&arm_opts).arg("update"))?;
     }
 
-    // The newest Rust that both architectures have.
-    let amd = versions(&host, "rustc-web")?;
+    // The newest Rust that both architectures have. A new machine's host
+    // lists may predate the security suite that carries the current
+    // rustc-web: refresh them once when arm64 knows a version they lack.
     let arm_v = versions(&arm_opts, "libstd-rust-web-dev")?;
+    let mut amd = versions(&host, "rustc-web")?;
+    if newest(arm_v.clone()).is_some_and(|v| !amd.contains(&v)) {
+        println!("    the host's package lists lack the newest rustc-web: apt-get update");
+        status(apt_get(&host).arg("update"))?;
+        amd = versions(&host, "rustc-web")?;
+    }
     let both: Vec<String> = amd.iter().filter(|v| arm_v.contains(v)).cloned().collect();
     let version = newest(both.clone()).ok_or_else(|| {
         failed(format!(

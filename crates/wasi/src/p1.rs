@@ -190,11 +190,14 @@ impl Filestat {
 
     fn of_fd(fd: impl AsFd) -> WResult<Filestat> {
         let st = rustix::fs::fstat(fd)?;
+        // `st_nlink` is `u32` on AArch64 Linux and `u64` on x86-64.
+        #[allow(clippy::useless_conversion)]
+        let nlink = u64::from(st.st_nlink);
         Ok(Filestat {
             dev: st.st_dev,
             ino: st.st_ino,
             filetype: filetype_of(rustix::fs::FileType::from_raw_mode(st.st_mode)),
-            nlink: st.st_nlink,
+            nlink,
             size: u64::try_from(st.st_size).unwrap_or(0),
             atim: u64_of(st.st_atime, st.st_atime_nsec as i64),
             mtim: u64_of(st.st_mtime, st.st_mtime_nsec as i64),
