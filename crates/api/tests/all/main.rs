@@ -6,7 +6,6 @@ mod errors;
 mod host;
 mod limits;
 mod memory;
-#[cfg(target_arch = "x86_64")]
 mod overflow;
 mod resume;
 mod segments;

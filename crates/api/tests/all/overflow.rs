@@ -11,10 +11,6 @@
 //! stack pointer. A handler that reloads a register from a slot the
 //! prologue never wrote changes one of them (or crashes the test).
 //!
-//! x86-64 only for now: an AArch64 version of the harness (x19-x29 and
-//! d8-d15) crashed under qemu and is not in until it is understood
-//! whether the harness or the trap handler is at fault.
-//!
 //! The recursive Wasm functions keep 0 to 14 values live across their
 //! recursive call, integers and floats, so their prologues save every
 //! mix of callee-saved registers the register allocator picks; they run
@@ -39,11 +35,13 @@ fn with_known_registers(magic: u64, f: &mut dyn FnMut()) -> (Vec<u64>, Vec<u64>)
     let mut f = f;
     let ctx = &mut f as *mut &mut dyn FnMut() as *mut std::ffi::c_void;
     let mut out = [0u64; 32];
-    // SAFETY: the asm saves every callee-saved register it overwrites and
-    // restores it before leaving, keeps the stack 16-aligned at the call,
-    // stays clear of the red zone, and declares every caller-saved
-    // register clobbered (`clobber_abi("C")`). `out` outlives the block.
-    unsafe { call_with_registers(magic, tramp, ctx, out.as_mut_ptr()) };
+    // SAFETY: the harness (below) saves every callee-saved register it
+    // overwrites and restores it before returning, keeps the stack
+    // 16-aligned at its call and describes its frame in CFI, so unwinding
+    // through it (a backtrace taken while the Wasm error is created)
+    // never reads a register it repurposed. `out` outlives the call and
+    // has room for `REGS + 2` entries.
+    unsafe { kiln_test_call_with_registers(ctx, out.as_mut_ptr(), magic, tramp) };
     let n = REGS;
     let expected: Vec<u64> = (0..n as u64).map(|i| magic + i).collect();
     let mut after = out[..n].to_vec();
@@ -54,57 +52,218 @@ fn with_known_registers(magic: u64, f: &mut dyn FnMut()) -> (Vec<u64>, Vec<u64>)
     (before, after)
 }
 
+extern "C" {
+    /// Loads `magic + i` into the `i`-th callee-saved register (frame
+    /// pointer included, see `REGS`), stores the stack pointer in
+    /// `out[REGS]`, calls `f(ctx)`, then stores the registers in
+    /// `out[..REGS]` and the stack pointer in `out[REGS + 1]`, and
+    /// returns with the caller's registers restored.
+    ///
+    /// It is a real function with call frame information rather than an
+    /// inline `asm!` block: the frame pointer holds `magic`, and a
+    /// backtrace captured inside `f` (with `RUST_BACKTRACE` set, every
+    /// `kiln::Error` captures one) would otherwise unwind through the
+    /// enclosing Rust frame by that frame pointer and read wild memory.
+    fn kiln_test_call_with_registers(
+        ctx: *mut std::ffi::c_void,
+        out: *mut u64,
+        magic: u64,
+        f: extern "C" fn(*mut std::ffi::c_void),
+    );
+}
+
 #[cfg(target_arch = "x86_64")]
 const REGS: usize = 6; // rbx, rbp, r12, r13, r14, r15
 
+// rdi = ctx, rsi = out, rdx = magic, rcx = f. Seven pushes after the
+// return address leave rsp 16-aligned for the call.
 #[cfg(target_arch = "x86_64")]
-unsafe fn call_with_registers(
-    magic: u64,
-    f: extern "C" fn(*mut std::ffi::c_void),
-    ctx: *mut std::ffi::c_void,
-    out: *mut u64,
-) {
-    // SAFETY: see `with_known_registers`.
-    unsafe {
-        std::arch::asm!(
-            "sub rsp, 128",
-            "push rbx",
-            "push rbp",
-            "push rsi",
-            "push rsi",
-            "mov rbx, rdx",
-            "lea rbp, [rdx + 1]",
-            "lea r12, [rdx + 2]",
-            "lea r13, [rdx + 3]",
-            "lea r14, [rdx + 4]",
-            "lea r15, [rdx + 5]",
-            "mov [rsi + 48], rsp",
-            "call rax",
-            "mov rax, [rsp]",
-            "mov [rax], rbx",
-            "mov [rax + 8], rbp",
-            "mov [rax + 16], r12",
-            "mov [rax + 24], r13",
-            "mov [rax + 32], r14",
-            "mov [rax + 40], r15",
-            "mov [rax + 56], rsp",
-            "pop rsi",
-            "pop rsi",
-            "pop rbp",
-            "pop rbx",
-            "add rsp, 128",
-            in("rdi") ctx,
-            in("rsi") out,
-            in("rdx") magic,
-            in("rax") f,
-            out("r12") _,
-            out("r13") _,
-            out("r14") _,
-            out("r15") _,
-            clobber_abi("C"),
-        );
-    }
-}
+std::arch::global_asm!(
+    ".text",
+    ".p2align 4",
+    ".globl kiln_test_call_with_registers",
+    ".type kiln_test_call_with_registers,@function",
+    "kiln_test_call_with_registers:",
+    ".cfi_startproc",
+    "pushq %rbp",
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_rel_offset %rbp, 0",
+    "pushq %rbx",
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_rel_offset %rbx, 0",
+    "pushq %r12",
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_rel_offset %r12, 0",
+    "pushq %r13",
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_rel_offset %r13, 0",
+    "pushq %r14",
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_rel_offset %r14, 0",
+    "pushq %r15",
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_rel_offset %r15, 0",
+    "pushq %rsi",
+    ".cfi_adjust_cfa_offset 8",
+    "movq %rdx, %rbx",
+    "leaq 1(%rdx), %rbp",
+    "leaq 2(%rdx), %r12",
+    "leaq 3(%rdx), %r13",
+    "leaq 4(%rdx), %r14",
+    "leaq 5(%rdx), %r15",
+    "movq %rsp, 48(%rsi)",
+    "callq *%rcx",
+    "movq (%rsp), %rax",
+    "movq %rbx, (%rax)",
+    "movq %rbp, 8(%rax)",
+    "movq %r12, 16(%rax)",
+    "movq %r13, 24(%rax)",
+    "movq %r14, 32(%rax)",
+    "movq %r15, 40(%rax)",
+    "movq %rsp, 56(%rax)",
+    "popq %rsi",
+    ".cfi_adjust_cfa_offset -8",
+    "popq %r15",
+    ".cfi_adjust_cfa_offset -8",
+    ".cfi_restore %r15",
+    "popq %r14",
+    ".cfi_adjust_cfa_offset -8",
+    ".cfi_restore %r14",
+    "popq %r13",
+    ".cfi_adjust_cfa_offset -8",
+    ".cfi_restore %r13",
+    "popq %r12",
+    ".cfi_adjust_cfa_offset -8",
+    ".cfi_restore %r12",
+    "popq %rbx",
+    ".cfi_adjust_cfa_offset -8",
+    ".cfi_restore %rbx",
+    "popq %rbp",
+    ".cfi_adjust_cfa_offset -8",
+    ".cfi_restore %rbp",
+    "retq",
+    ".cfi_endproc",
+    ".size kiln_test_call_with_registers, .-kiln_test_call_with_registers",
+    options(att_syntax)
+);
+
+#[cfg(target_arch = "aarch64")]
+const REGS: usize = 19; // x19-x29, d8-d15
+
+// x0 = ctx, x1 = out, x2 = magic, x3 = f. A 176-byte frame: x19-x28 at
+// 0-79, `out` at 80, d8-d15 at 96-159, x29/x30 at 160.
+#[cfg(target_arch = "aarch64")]
+std::arch::global_asm!(
+    ".text",
+    ".p2align 2",
+    ".globl kiln_test_call_with_registers",
+    ".type kiln_test_call_with_registers,%function",
+    "kiln_test_call_with_registers:",
+    ".cfi_startproc",
+    "sub sp, sp, #176",
+    ".cfi_def_cfa_offset 176",
+    "stp x29, x30, [sp, #160]",
+    ".cfi_offset x29, -16",
+    ".cfi_offset x30, -8",
+    "stp x19, x20, [sp, #0]",
+    ".cfi_offset x19, -176",
+    ".cfi_offset x20, -168",
+    "stp x21, x22, [sp, #16]",
+    ".cfi_offset x21, -160",
+    ".cfi_offset x22, -152",
+    "stp x23, x24, [sp, #32]",
+    ".cfi_offset x23, -144",
+    ".cfi_offset x24, -136",
+    "stp x25, x26, [sp, #48]",
+    ".cfi_offset x25, -128",
+    ".cfi_offset x26, -120",
+    "stp x27, x28, [sp, #64]",
+    ".cfi_offset x27, -112",
+    ".cfi_offset x28, -104",
+    "str x1, [sp, #80]",
+    "stp d8, d9, [sp, #96]",
+    ".cfi_offset b8, -80",
+    ".cfi_offset b9, -72",
+    "stp d10, d11, [sp, #112]",
+    ".cfi_offset b10, -64",
+    ".cfi_offset b11, -56",
+    "stp d12, d13, [sp, #128]",
+    ".cfi_offset b12, -48",
+    ".cfi_offset b13, -40",
+    "stp d14, d15, [sp, #144]",
+    ".cfi_offset b14, -32",
+    ".cfi_offset b15, -24",
+    "mov x19, x2",
+    "add x20, x2, #1",
+    "add x21, x2, #2",
+    "add x22, x2, #3",
+    "add x23, x2, #4",
+    "add x24, x2, #5",
+    "add x25, x2, #6",
+    "add x26, x2, #7",
+    "add x27, x2, #8",
+    "add x28, x2, #9",
+    "add x29, x2, #10",
+    "add x9, x2, #11",
+    "fmov d8, x9",
+    "add x9, x2, #12",
+    "fmov d9, x9",
+    "add x9, x2, #13",
+    "fmov d10, x9",
+    "add x9, x2, #14",
+    "fmov d11, x9",
+    "add x9, x2, #15",
+    "fmov d12, x9",
+    "add x9, x2, #16",
+    "fmov d13, x9",
+    "add x9, x2, #17",
+    "fmov d14, x9",
+    "add x9, x2, #18",
+    "fmov d15, x9",
+    "mov x9, sp",
+    "str x9, [x1, #152]",
+    "blr x3",
+    "ldr x9, [sp, #80]",
+    "stp x19, x20, [x9, #0]",
+    "stp x21, x22, [x9, #16]",
+    "stp x23, x24, [x9, #32]",
+    "stp x25, x26, [x9, #48]",
+    "stp x27, x28, [x9, #64]",
+    "str x29, [x9, #80]",
+    "fmov x10, d8",
+    "str x10, [x9, #88]",
+    "fmov x10, d9",
+    "str x10, [x9, #96]",
+    "fmov x10, d10",
+    "str x10, [x9, #104]",
+    "fmov x10, d11",
+    "str x10, [x9, #112]",
+    "fmov x10, d12",
+    "str x10, [x9, #120]",
+    "fmov x10, d13",
+    "str x10, [x9, #128]",
+    "fmov x10, d14",
+    "str x10, [x9, #136]",
+    "fmov x10, d15",
+    "str x10, [x9, #144]",
+    "mov x10, sp",
+    "str x10, [x9, #160]",
+    "ldp d14, d15, [sp, #144]",
+    "ldp d12, d13, [sp, #128]",
+    "ldp d10, d11, [sp, #112]",
+    "ldp d8, d9, [sp, #96]",
+    "ldp x27, x28, [sp, #64]",
+    "ldp x25, x26, [sp, #48]",
+    "ldp x23, x24, [sp, #32]",
+    "ldp x21, x22, [sp, #16]",
+    "ldp x19, x20, [sp, #0]",
+    "ldp x29, x30, [sp, #160]",
+    "add sp, sp, #176",
+    ".cfi_def_cfa_offset 0",
+    "ret",
+    ".cfi_endproc",
+    ".size kiln_test_call_with_registers, .-kiln_test_call_with_registers",
+);
 
 /// A module whose `rec` export recurses forever, made the way `how` says.
 /// At every level `rec` first calls `heavy`, which keeps `live` values
