@@ -2,7 +2,8 @@
 
 use crate::store::StoreInner;
 use crate::{AsContext, AsContextMut, Error, Func, Result, Val};
-use kiln_environ::{GlobalType, MemoryType, TableType, ValType};
+use crate::{GlobalType, MemoryType, TableType};
+use kiln_environ::ValType as WasmType;
 use kiln_runtime::{LinearMemory, Table as RtTable, VMGlobalDefinition};
 
 /// Anything an instance can import or export.
@@ -194,6 +195,7 @@ impl Table {
     /// A new table of type `ty` filled with `init`.
     pub fn new(mut store: impl AsContextMut, ty: TableType, init: Val) -> Result<Table> {
         let s = store.as_context_mut().0;
+        let ty = ty.inner;
         let raw = ref_to_raw(s, &init, ty.element)?;
         let t = RtTable::new(ty, raw).ok_or_else(|| Error::msg("table too large"))?;
         s.opaque.tables.push(Box::new(t));
@@ -215,7 +217,7 @@ impl Table {
 
     /// The table's type, with its current size as minimum.
     pub fn ty(&self, store: impl AsContext) -> TableType {
-        self.get_rt(store.as_context().0).ty()
+        TableType::from_wasm(self.get_rt(store.as_context().0).ty())
     }
 
     /// Current size.
@@ -253,9 +255,9 @@ impl Table {
     }
 }
 
-fn ref_to_raw<T>(s: &mut StoreInner<T>, v: &Val, ty: ValType) -> Result<usize> {
-    if v.ty() != ty {
-        return Err(Error::msg(format!("table of {ty} given a {}", v.ty())));
+fn ref_to_raw<T>(s: &mut StoreInner<T>, v: &Val, ty: WasmType) -> Result<usize> {
+    if v.wasm_ty() != ty {
+        return Err(Error::msg(format!("table of {ty} given a {}", v.wasm_ty())));
     }
     Ok(v.to_raw(s)?.get_ptr())
 }
@@ -265,18 +267,19 @@ fn ref_to_raw<T>(s: &mut StoreInner<T>, v: &Val, ty: ValType) -> Result<usize> {
 pub struct Global {
     pub(crate) store: u64,
     pub(crate) def: usize,
-    pub(crate) ty: GlobalType,
+    pub(crate) ty: kiln_environ::GlobalType,
 }
 
 impl Global {
     /// A new global of type `ty` holding `val`.
     pub fn new(mut store: impl AsContextMut, ty: GlobalType, val: Val) -> Result<Global> {
         let s = store.as_context_mut().0;
-        if val.ty() != ty.ty {
+        let ty = ty.inner;
+        if val.wasm_ty() != ty.ty {
             return Err(Error::msg(format!(
                 "global of {} given a {}",
                 ty.ty,
-                val.ty()
+                val.wasm_ty()
             )));
         }
         let raw = val.to_raw(s)?;
@@ -293,7 +296,7 @@ impl Global {
 
     /// The global's type.
     pub fn ty(&self, _store: impl AsContext) -> GlobalType {
-        self.ty
+        GlobalType::from_wasm(self.ty)
     }
 
     fn def(&self) -> &VMGlobalDefinition {
@@ -318,11 +321,11 @@ impl Global {
         if !self.ty.mutable {
             return Err(Error::msg("global is immutable"));
         }
-        if val.ty() != self.ty.ty {
+        if val.wasm_ty() != self.ty.ty {
             return Err(Error::msg(format!(
                 "global of {} given a {}",
                 self.ty.ty,
-                val.ty()
+                val.wasm_ty()
             )));
         }
         let raw = val.to_raw(s)?;

@@ -187,10 +187,15 @@ pub(crate) fn trap_to_error(t: Box<TrapRecord>) -> Error {
 /// from the host: a trap inside comes back as `Err`.
 #[inline(always)]
 pub(crate) fn enter_wasm<T, R>(store: &mut StoreInner<T>, f: impl FnOnce() -> R) -> Result<R> {
+    store.call_hook(crate::CallHook::CallingWasm)?;
     let limits = Arc::as_ptr(&store.opaque.limits);
     // SAFETY: the limits belong to the store, which outlives the call; the
     // callers' closures only call entry points, which do not unwind.
-    unsafe { call_wasm(limits, f) }.map_err(trap_to_error)
+    let r = unsafe { call_wasm(limits, f) }.map_err(trap_to_error);
+    let returned = store.call_hook(crate::CallHook::ReturningFromWasm);
+    let r = r?;
+    returned?;
+    Ok(r)
 }
 
 impl Func {
@@ -221,14 +226,22 @@ impl Func {
 
     /// A host function with a dynamic type: `f` receives the arguments as
     /// [`Val`]s and writes the results.
+    ///
+    /// # Panics
+    ///
+    /// If Cranelift fails to compile the trampolines for `ty` (an internal
+    /// error: every function type Kiln can express compiles).
+    /// [`Linker::func_new`](crate::Linker::func_new) returns that as an
+    /// error instead.
     pub fn new<T: 'static>(
         mut store: impl AsContextMut<Data = T>,
-        ty: FuncType,
+        ty: crate::FuncType,
         f: impl Fn(Caller<'_, T>, &[Val], &mut [Val]) -> Result<()> + Send + Sync + 'static,
-    ) -> Result<Func> {
+    ) -> Func {
         let s = store.as_context_mut().0;
-        let h = new_dynamic_host_func(&s.engine, ty, f)?;
-        Ok(Arc::new(h).into_func(s))
+        let h = new_dynamic_host_func(&s.engine, ty.inner, f)
+            .unwrap_or_else(|e| panic!("compiling the trampolines of a host function: {e:#}"));
+        Arc::new(h).into_func(s)
     }
 
     /// A host function from a Rust closure; its Wasm type follows from the
@@ -244,8 +257,8 @@ impl Func {
     }
 
     /// The function's type.
-    pub fn ty(&self, store: impl AsContext) -> FuncType {
-        store.as_context().0.funcs[self.index].ty.clone()
+    pub fn ty(&self, store: impl AsContext) -> crate::FuncType {
+        crate::FuncType::from_wasm(store.as_context().0.funcs[self.index].ty.clone())
     }
 
     /// Calls the function with dynamically typed arguments, through its
@@ -284,10 +297,10 @@ impl Func {
             &mut big
         };
         for (i, (p, t)) in params.iter().zip(ty.params()).enumerate() {
-            if p.ty() != *t {
+            if p.wasm_ty() != *t {
                 return Err(Error::msg(format!(
                     "argument {i} is {}, expected {t}",
-                    p.ty()
+                    p.wasm_ty()
                 )));
             }
             values[i] = p.to_raw(s)?;
@@ -368,6 +381,7 @@ where
             unsafe {
                 let state = host_state::<Dyn<T, F>>(callee);
                 let store = caller_store::<T>(caller);
+                store.call_hook(crate::CallHook::CallingHost)?;
                 let values = std::slice::from_raw_parts_mut(values, len);
                 // One buffer per store, reused across calls: params first,
                 // then results. A nested call finds it taken and allocates.
@@ -380,11 +394,12 @@ where
                 vals.extend(state.ty.results().iter().map(|t| Val::default_for(*t)));
                 let (params, results) = vals.split_at_mut(np);
                 (state.f)(Caller::new(store, caller), params, results)?;
+                store.call_hook(crate::CallHook::ReturningFromHost)?;
                 for (i, (r, t)) in results.iter().zip(state.ty.results()).enumerate() {
-                    if r.ty() != *t {
+                    if r.wasm_ty() != *t {
                         return Err(Error::msg(format!(
                             "host function result {i} is {}, expected {t}",
-                            r.ty()
+                            r.wasm_ty()
                         )));
                     }
                     values[i] = r.to_raw(store)?;
@@ -862,11 +877,15 @@ macro_rules! wrapped_shims {
                 // SAFETY: `callee` is this function's host context with
                 // state `G`, `caller` a live context of a `Store<T>`.
                 let (g, store) = unsafe { (host_state::<G>(callee), caller_store::<$t>(caller)) };
+                store.call_hook(crate::CallHook::CallingHost)?;
                 $( let $a = $a::from_abi($a, store); )*
                 let r = g(Caller::new(store, caller), $($a),*).into_result()?;
+                // SAFETY: as above; the `Caller` borrowing it is gone.
+                let store = unsafe { caller_store::<$t>(caller) };
+                store.call_hook(crate::CallHook::ReturningFromHost)?;
                 // SAFETY: the wasm-to-native trampoline passes a return
                 // area with a slot per result when there are several.
-                unsafe { r.into_native(retptr, caller_store::<$t>(caller)) }
+                unsafe { r.into_native(retptr, store) }
             }));
             finish_host_call(caller, r)
         }
@@ -888,11 +907,14 @@ macro_rules! wrapped_shims {
                         std::slice::from_raw_parts_mut(values, len),
                     )
                 };
+                store.call_hook(crate::CallHook::CallingHost)?;
                 let mut i = 0;
                 $( let $a = $a::from_raw(values[i], store); i += 1; )*
                 let r = g(Caller::new(store, caller), $($a),*).into_result()?;
                 // SAFETY: as above.
-                r.into_raw_slots(values, unsafe { caller_store::<$t>(caller) })
+                let store = unsafe { caller_store::<$t>(caller) };
+                store.call_hook(crate::CallHook::ReturningFromHost)?;
+                r.into_raw_slots(values, store)
             }));
             finish_host_call(caller, r)
         }

@@ -4,8 +4,8 @@ use crate::format_err;
 use crate::func::enter_wasm;
 use crate::store::StoreInner;
 use crate::{
-    AsContextMut, Engine, Error, Extern, ExternType, Func, Global, Memory, Module, Result,
-    StoreContextMut, Table, TypedFunc, WasmParams, WasmResults,
+    AsContext, AsContextMut, Engine, Error, Extern, ExternType, Func, Global, Memory, Module,
+    Result, StoreContextMut, Table, TypedFunc, WasmParams, WasmResults,
 };
 use kiln_environ::{EntityIndex, MemoryType, TableType};
 use kiln_runtime::{Imports, InstantiationError, VMArrayCallFunction, VMContext, VMFunctionImport};
@@ -51,17 +51,20 @@ pub(crate) fn check_import(actual: &ExternType, expected: &ExternType) -> Result
         (ExternType::Global(a), ExternType::Global(e)) if a == e => Ok(()),
         (ExternType::Global(a), ExternType::Global(e)) => Err(format!(
             "global types incompatible: expected {}{}, found {}{}",
-            if e.mutable { "mut " } else { "" },
-            e.ty,
-            if a.mutable { "mut " } else { "" },
-            a.ty
+            if e.inner.mutable { "mut " } else { "" },
+            e.content(),
+            if a.inner.mutable { "mut " } else { "" },
+            a.content()
         )),
         (ExternType::Table(a), ExternType::Table(e)) => {
-            let TableType {
-                element,
-                minimum,
-                maximum,
-            } = *a;
+            let (
+                e,
+                TableType {
+                    element,
+                    minimum,
+                    maximum,
+                },
+            ) = (&e.inner, a.inner);
             if element != e.element {
                 return Err(format!(
                     "table types incompatible: expected {} table, found {element}",
@@ -150,24 +153,25 @@ impl Instance {
     }
 
     /// Every export, in order.
-    pub fn exports(&self, mut store: impl AsContextMut) -> Vec<(String, Extern)> {
-        let cx = store.as_context_mut();
-        let names: Vec<String> = self
-            .data(cx.0)
-            .module
-            .compiled
-            .module()
-            .exports
-            .iter()
-            .map(|(n, _)| n.to_string())
-            .collect();
+    pub fn exports<'a, T: 'a>(
+        &'a self,
+        store: impl Into<StoreContextMut<'a, T>>,
+    ) -> impl ExactSizeIterator<Item = Export<'a>> + 'a {
+        let s: &'a mut StoreInner<T> = store.into().0;
+        let module = self.data(s).module.clone();
+        let mut items = Vec::with_capacity(module.compiled.module().exports.len());
+        for (name, _) in module.compiled.module().exports.iter() {
+            items.push(
+                self.get_export(StoreContextMut(&mut *s), name)
+                    .expect("an export of the instance's own module"),
+            );
+        }
+        // The names live in the module, which the store keeps for 'a.
+        let s: &'a StoreInner<T> = s;
+        let names = self.data(s).module.compiled.module().exports.iter();
         names
-            .into_iter()
-            .filter_map(|n| {
-                let e = self.get_export(StoreContextMut(cx.0), &n)?;
-                Some((n, e))
-            })
-            .collect()
+            .zip(items)
+            .map(|((name, _), definition)| Export { name, definition })
     }
 
     /// The exported function `name`.
@@ -309,4 +313,48 @@ fn check_store<T>(s: &StoreInner<T>, id: u64) -> Result<()> {
         return Err(Error::msg("object used with the wrong store"));
     }
     Ok(())
+}
+
+/// One export of an instance: its name and the item.
+#[derive(Clone, Debug)]
+pub struct Export<'instance> {
+    name: &'instance str,
+    definition: Extern,
+}
+
+impl<'instance> Export<'instance> {
+    /// The export's name.
+    pub fn name(&self) -> &'instance str {
+        self.name
+    }
+
+    /// The export's type.
+    pub fn ty(&self, store: impl AsContext) -> ExternType {
+        self.definition.ty(store)
+    }
+
+    /// The exported item.
+    pub fn into_extern(self) -> Extern {
+        self.definition
+    }
+
+    /// The exported function, if it is one.
+    pub fn into_func(self) -> Option<Func> {
+        self.definition.into_func()
+    }
+
+    /// The exported table, if it is one.
+    pub fn into_table(self) -> Option<Table> {
+        self.definition.into_table()
+    }
+
+    /// The exported memory, if it is one.
+    pub fn into_memory(self) -> Option<Memory> {
+        self.definition.into_memory()
+    }
+
+    /// The exported global, if it is one.
+    pub fn into_global(self) -> Option<Global> {
+        self.definition.into_global()
+    }
 }

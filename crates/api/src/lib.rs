@@ -47,6 +47,7 @@ mod instance;
 mod linker;
 mod module;
 mod store;
+mod types;
 mod values;
 
 pub use cache::{Cache, CacheConfig};
@@ -58,7 +59,8 @@ pub use instance::*;
 pub use linker::*;
 pub use module::*;
 pub use store::*;
+pub use types::*;
 pub use values::*;
 
-pub use kiln_environ::{ArtifactError, FuncType, GlobalType, MemoryType, TableType, ValType};
+pub use kiln_environ::ArtifactError;
 pub use kiln_runtime::FrameInfo;

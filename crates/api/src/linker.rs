@@ -81,7 +81,7 @@ impl<T: 'static> Linker<T> {
         ty: FuncType,
         f: impl Fn(Caller<'_, T>, &[Val], &mut [Val]) -> Result<()> + Send + Sync + 'static,
     ) -> Result<&mut Self> {
-        let h = crate::func::new_dynamic_host_func(&self.engine, ty, f)?;
+        let h = crate::func::new_dynamic_host_func(&self.engine, ty.inner, f)?;
         self.insert(module, name, Definition::HostFunc(Arc::new(h)))
     }
 
@@ -92,10 +92,140 @@ impl<T: 'static> Linker<T> {
         name: &str,
         instance: Instance,
     ) -> Result<&mut Self> {
-        for (field, ext) in instance.exports(&mut store) {
+        let exports: Vec<(String, Extern)> = instance
+            .exports(store.as_context_mut())
+            .map(|e| (e.name().to_string(), e.into_extern()))
+            .collect();
+        for (field, ext) in exports {
             self.define(name, &field, ext)?;
         }
         Ok(self)
+    }
+
+    /// Defines `as_module::as_name` as whatever `module::name` is defined
+    /// as.
+    pub fn alias(
+        &mut self,
+        module: &str,
+        name: &str,
+        as_module: &str,
+        as_name: &str,
+    ) -> Result<&mut Self> {
+        let d = self
+            .defs
+            .get(&(module.to_string(), name.to_string()))
+            .cloned()
+            .ok_or_else(|| format_err!("no item named `{module}::{name}` in the linker"))?;
+        self.insert(as_module, as_name, d)
+    }
+
+    /// Defines every item of module name `module` under `as_module` too.
+    pub fn alias_module(&mut self, module: &str, as_module: &str) -> Result<&mut Self> {
+        let items: Vec<(String, Definition)> = self
+            .defs
+            .iter()
+            .filter(|((m, _), _)| m == module)
+            .map(|((_, n), d)| (n.clone(), d.clone()))
+            .collect();
+        for (n, d) in items {
+            self.insert(as_module, &n, d)?;
+        }
+        Ok(self)
+    }
+
+    /// Instantiates `module` with this linker's definitions and defines its
+    /// exports under `module_name`, the way Wasmtime does for the two kinds
+    /// of WASI modules:
+    ///
+    /// - a *reactor* (no `_start` export) is instantiated once, here; its
+    ///   `_initialize` export, if any, runs first, and its exports are
+    ///   defined as they are;
+    /// - a *command* (exports `_start`) gets a fresh instance for every call:
+    ///   each exported function is defined as a host function that
+    ///   instantiates the module (with the definitions the linker has now),
+    ///   calls the export, and lets the instance go. Only functions are
+    ///   defined for a command; its other exports would belong to no
+    ///   instance.
+    pub fn module(
+        &mut self,
+        mut store: impl AsContextMut<Data = T>,
+        module_name: &str,
+        module: &Module,
+    ) -> Result<&mut Self> {
+        if !Engine::same(&self.engine, module.engine()) {
+            bail!("cannot use a module compiled with another engine");
+        }
+        if module.get_export("_start").is_none() {
+            let instance = self.instantiate(&mut store, module)?;
+            if let Some(init) = instance.get_func(&mut store, "_initialize") {
+                init.typed::<(), ()>(&store)
+                    .map_err(|e| e.context("`_initialize` must take and return nothing"))?
+                    .call(&mut store, ())?;
+            }
+            return self.instance(&mut store, module_name, instance);
+        }
+        let pre = self.instantiate_pre(module)?;
+        for export in module.exports() {
+            let crate::ExternType::Func(ty) = export.ty() else {
+                continue;
+            };
+            let name = export.name().to_string();
+            let pre = pre.clone();
+            let ty2 = ty.clone();
+            self.func_new(
+                module_name,
+                &name.clone(),
+                ty,
+                move |mut caller, params, results| {
+                    let instance = pre.instantiate(&mut caller)?;
+                    let f = instance
+                        .get_func(&mut caller, &name)
+                        .ok_or_else(|| format_err!("export `{name}` vanished"))?;
+                    debug_assert_eq!(f.ty(&caller), ty2);
+                    f.call(&mut caller, params, results)
+                },
+            )?;
+        }
+        Ok(self)
+    }
+
+    /// For every function import of `module` this linker does not define,
+    /// defines one that traps with an error naming the import when called.
+    /// An undefined import of another kind is an error.
+    pub fn define_unknown_imports_as_traps(&mut self, module: &Module) -> Result<()> {
+        for import in module.imports() {
+            let (m, n) = (import.module(), import.name());
+            if self.defs.contains_key(&(m.to_string(), n.to_string())) {
+                continue;
+            }
+            let crate::ExternType::Func(ty) = import.ty() else {
+                bail!(
+                    "unknown import: `{m}::{n}` is a {} and only functions can be defined as traps",
+                    import.ty().kind()
+                );
+            };
+            let what = format!("unknown import: `{m}::{n}` has not been defined");
+            self.func_new(m, n, ty, move |_, _, _| Err(Error::msg(what.clone())))?;
+        }
+        Ok(())
+    }
+
+    /// The default export of module name `module`: its export named `""`,
+    /// else its `_start`, else a function that does nothing (what Wasmtime
+    /// returns for a module without either).
+    pub fn get_default(
+        &self,
+        mut store: impl AsContextMut<Data = T>,
+        module: &str,
+    ) -> Result<crate::Func> {
+        for name in ["", "_start"] {
+            if let Some(e) = self.get(&mut store, module, name) {
+                return e.into_func().ok_or_else(|| {
+                    format_err!("default export `{module}::{name}` is not a function")
+                });
+            }
+        }
+        Ok(crate::Func::wrap(&mut store, || {}))
     }
 
     /// The definition of `module::name`, in `store`.
@@ -112,13 +242,14 @@ impl<T: 'static> Linker<T> {
     /// Resolves `module`'s imports once, for fast repeated instantiation.
     pub fn instantiate_pre(&self, module: &Module) -> Result<InstancePre<T>> {
         let mut defs = Vec::new();
-        for (m, n, ty) in module.imports() {
+        for import in module.imports() {
+            let (m, n, ty) = (import.module(), import.name(), import.ty());
             let d = self
                 .defs
                 .get(&(m.to_string(), n.to_string()))
                 .ok_or_else(|| format_err!("unknown import: `{m}::{n}` has not been defined"))?;
             if let Definition::HostFunc(h) = d {
-                let actual = crate::ExternType::Func(h.ty().clone());
+                let actual = crate::ExternType::Func(FuncType::from_wasm(h.ty().clone()));
                 crate::instance::check_import(&actual, &ty).map_err(|reason| {
                     format_err!("incompatible import type for `{m}::{n}`: {reason}")
                 })?;

@@ -1,7 +1,9 @@
 //! [`Module`]: compiled code ready to instantiate.
 
-use crate::{Engine, Error, Result};
-use kiln_environ::{EntityIndex, FuncType, GlobalType, MemoryType, TableType};
+use crate::{
+    Engine, Error, ExportType, ExternType, FuncType, GlobalType, ImportType, Result, TableType,
+};
+use kiln_environ::EntityIndex;
 use kiln_runtime::CompiledModule;
 use std::sync::Arc;
 
@@ -16,31 +18,6 @@ pub(crate) fn compile(engine: &Engine, wasm: &[u8]) -> Result<kiln_cranelift::Co
             kiln_cranelift::CompileError::Wasm(w) => Error::new(w),
             other => Error::new(other),
         })
-}
-
-/// The type of an import or export.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ExternType {
-    /// A function.
-    Func(FuncType),
-    /// A table.
-    Table(TableType),
-    /// A memory.
-    Memory(MemoryType),
-    /// A global.
-    Global(GlobalType),
-}
-
-impl ExternType {
-    /// The kind, in words.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ExternType::Func(_) => "function",
-            ExternType::Table(_) => "table",
-            ExternType::Memory(_) => "memory",
-            ExternType::Global(_) => "global",
-        }
-    }
 }
 
 /// A compiled WebAssembly module. Cheap to clone; shareable across threads.
@@ -199,31 +176,44 @@ impl Module {
     pub(crate) fn entity_type(&self, e: EntityIndex) -> ExternType {
         let m = self.compiled.module();
         match e {
-            EntityIndex::Function(f) => ExternType::Func(m.func_type(f).clone()),
-            EntityIndex::Table(t) => ExternType::Table(m.tables[t]),
+            EntityIndex::Function(f) => {
+                ExternType::Func(FuncType::from_wasm(m.func_type(f).clone()))
+            }
+            EntityIndex::Table(t) => ExternType::Table(TableType::from_wasm(m.tables[t])),
             EntityIndex::Memory(i) => ExternType::Memory(m.memories[i]),
-            EntityIndex::Global(g) => ExternType::Global(m.globals[g]),
+            EntityIndex::Global(g) => ExternType::Global(GlobalType::from_wasm(m.globals[g])),
         }
     }
 
-    /// The imports: (module, name, type), in order.
-    pub fn imports(&self) -> impl Iterator<Item = (&str, &str, ExternType)> + '_ {
-        self.compiled.module().imports.iter().map(|i| {
-            (
-                i.module.as_str(),
-                i.name.as_str(),
-                self.entity_type(i.index),
-            )
+    /// The imports, in order: module name, field name and type of each.
+    pub fn imports<'module>(
+        &'module self,
+    ) -> impl ExactSizeIterator<Item = ImportType<'module>> + 'module {
+        self.compiled.module().imports.iter().map(|i| ImportType {
+            module: i.module.as_str(),
+            name: i.name.as_str(),
+            ty: self.entity_type(i.index),
         })
     }
 
-    /// The exports: (name, type), in order.
-    pub fn exports(&self) -> impl Iterator<Item = (&str, ExternType)> + '_ {
+    /// The exports, in order: name and type of each.
+    pub fn exports<'module>(
+        &'module self,
+    ) -> impl ExactSizeIterator<Item = ExportType<'module>> + 'module {
         self.compiled
             .module()
             .exports
             .iter()
-            .map(|(n, e)| (n, self.entity_type(e)))
+            .map(|(name, e)| ExportType {
+                name,
+                ty: self.entity_type(e),
+            })
+    }
+
+    /// The type of export `name`, if the module has one.
+    pub fn get_export(&self, name: &str) -> Option<ExternType> {
+        let e = self.compiled.module().exports.get(name)?;
+        Some(self.entity_type(e))
     }
 }
 

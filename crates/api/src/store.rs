@@ -44,7 +44,38 @@ pub struct StoreInner<T> {
     pub(crate) instances: Vec<crate::instance::InstanceData>,
     /// Argument and result storage reused by `Func::new` host functions.
     pub(crate) hostcall_vals: Vec<crate::Val>,
+    /// The embedder's hook for calls between host and Wasm, if any.
+    call_hook: Option<CallHookFn<T>>,
     pub(crate) data: T,
+}
+
+type CallHookFn<T> =
+    Box<dyn FnMut(StoreContextMut<'_, T>, CallHook) -> crate::Result<()> + Send + Sync>;
+
+/// Which way a call crosses the boundary between host and Wasm, as told to
+/// a [`Store::call_hook`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum CallHook {
+    /// The host is about to call Wasm.
+    CallingWasm,
+    /// A call from the host into Wasm has returned (or trapped).
+    ReturningFromWasm,
+    /// Wasm is about to call a host function.
+    CallingHost,
+    /// A host function called by Wasm has returned.
+    ReturningFromHost,
+}
+
+impl CallHook {
+    /// Whether control is passing to the host.
+    pub fn entering_host(&self) -> bool {
+        matches!(self, CallHook::ReturningFromWasm | CallHook::CallingHost)
+    }
+
+    /// Whether control is leaving the host.
+    pub fn exiting_host(&self) -> bool {
+        matches!(self, CallHook::ReturningFromHost | CallHook::CallingWasm)
+    }
 }
 
 /// Owns instances, memories, tables, globals and host functions, and the
@@ -73,6 +104,7 @@ impl<T> Store<T> {
             trampoline_modules: Vec::new(),
             instances: Vec::new(),
             hostcall_vals: Vec::new(),
+            call_hook: None,
             data,
         });
         let p: *mut StoreInner<T> = &mut *inner;
@@ -137,6 +169,20 @@ impl<T> Store<T> {
         let now = self.inner.engine.inner.epoch.load(Ordering::Relaxed);
         // SAFETY: as in `set_fuel`.
         unsafe { *self.inner.opaque.limits.epoch_deadline.get() = now.saturating_add(ticks) };
+    }
+
+    /// Calls `hook` at every crossing between host and Wasm in this store
+    /// (see [`CallHook`]): before and after each call from the host into
+    /// Wasm, and before and after each host function Wasm calls. An error
+    /// from the hook fails that call: the host's call returns it, and in
+    /// Wasm it traps like an error of the host function. The hook is not
+    /// called again while it runs (a call it makes into Wasm is not
+    /// hooked). Replaces an earlier hook.
+    pub fn call_hook(
+        &mut self,
+        hook: impl FnMut(StoreContextMut<'_, T>, CallHook) -> crate::Result<()> + Send + Sync + 'static,
+    ) {
+        self.inner.call_hook = Some(Box::new(hook));
     }
 
     /// A handle that interrupts Wasm running in this store from any thread.
@@ -256,6 +302,31 @@ impl<T: AsContextMut> AsContextMut for &mut T {
 }
 
 impl<T> StoreInner<T> {
+    /// Runs the call hook, if any, for `kind`: one branch when there is
+    /// none.
+    #[inline(always)]
+    pub(crate) fn call_hook(&mut self, kind: CallHook) -> crate::Result<()> {
+        if self.call_hook.is_none() {
+            return Ok(());
+        }
+        self.call_hook_slow(kind)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn call_hook_slow(&mut self, kind: CallHook) -> crate::Result<()> {
+        // Taken out while it runs, so calls it makes are not hooked and it
+        // can be given the store.
+        let Some(mut hook) = self.call_hook.take() else {
+            return Ok(());
+        };
+        let r = hook(StoreContextMut(self), kind);
+        if self.call_hook.is_none() {
+            self.call_hook = Some(hook);
+        }
+        r
+    }
+
     /// Registers a function by its `VMFuncRef`, deduplicating.
     pub(crate) fn push_func(
         &mut self,
@@ -338,5 +409,17 @@ impl<T> StoreInner<T> {
             .lookup(ti)
             .unwrap_or_else(|| kiln_environ::FuncType::new([], []));
         self.push_func(func_ref, ty)
+    }
+}
+
+impl<'a, T> From<&'a mut Store<T>> for StoreContextMut<'a, T> {
+    fn from(s: &'a mut Store<T>) -> Self {
+        s.as_context_mut()
+    }
+}
+
+impl<'a, T> From<&'a mut crate::Caller<'_, T>> for StoreContextMut<'a, T> {
+    fn from(c: &'a mut crate::Caller<'_, T>) -> Self {
+        c.as_context_mut()
     }
 }

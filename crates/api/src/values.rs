@@ -1,8 +1,9 @@
 //! [`Val`] and references.
 
 use crate::store::StoreInner;
+use crate::ValType;
 use crate::{AsContext, AsContextMut, Error, Func, Result};
-use kiln_environ::ValType;
+use kiln_environ::ValType as WasmType;
 use kiln_runtime::ValRaw;
 use std::any::Any;
 
@@ -26,29 +27,49 @@ pub enum Val {
 }
 
 impl Val {
-    /// The value's type.
-    pub fn ty(&self) -> ValType {
+    /// The value's type. (`store` is there for Wasmtime's signature, where
+    /// a reference's type can depend on the store; Kiln's never fails.)
+    pub fn ty(&self, store: impl AsContext) -> Result<ValType> {
+        let _ = store;
+        Ok(ValType::from_wasm(self.wasm_ty()))
+    }
+
+    /// Whether this value is of type `ty`.
+    pub fn matches_ty(&self, store: impl AsContext, ty: &ValType) -> Result<bool> {
+        let _ = store;
+        Ok(self.wasm_ty() == ty.to_wasm())
+    }
+
+    /// The value's type as the runtime sees it.
+    pub(crate) fn wasm_ty(&self) -> WasmType {
         match self {
-            Val::I32(_) => ValType::I32,
-            Val::I64(_) => ValType::I64,
-            Val::F32(_) => ValType::F32,
-            Val::F64(_) => ValType::F64,
-            Val::V128(_) => ValType::V128,
-            Val::FuncRef(_) => ValType::FuncRef,
-            Val::ExternRef(_) => ValType::ExternRef,
+            Val::I32(_) => WasmType::I32,
+            Val::I64(_) => WasmType::I64,
+            Val::F32(_) => WasmType::F32,
+            Val::F64(_) => WasmType::F64,
+            Val::V128(_) => WasmType::V128,
+            Val::FuncRef(_) => WasmType::FuncRef,
+            Val::ExternRef(_) => WasmType::ExternRef,
         }
     }
 
-    /// The zero (or null) value of `ty`.
-    pub fn default_for(ty: ValType) -> Val {
+    /// The zero (or null) value of `ty`; `None` for a type without a
+    /// default (a non-nullable reference, which Kiln's types cannot name
+    /// yet, so never).
+    pub fn default_for_ty(ty: &ValType) -> Option<Val> {
+        Some(Val::default_for(ty.to_wasm()))
+    }
+
+    /// The zero (or null) value of a runtime type.
+    pub(crate) fn default_for(ty: WasmType) -> Val {
         match ty {
-            ValType::I32 => Val::I32(0),
-            ValType::I64 => Val::I64(0),
-            ValType::F32 => Val::F32(0),
-            ValType::F64 => Val::F64(0),
-            ValType::V128 => Val::V128(0),
-            ValType::FuncRef => Val::FuncRef(None),
-            ValType::ExternRef => Val::ExternRef(None),
+            WasmType::I32 => Val::I32(0),
+            WasmType::I64 => Val::I64(0),
+            WasmType::F32 => Val::F32(0),
+            WasmType::F64 => Val::F64(0),
+            WasmType::V128 => Val::V128(0),
+            WasmType::FuncRef => Val::FuncRef(None),
+            WasmType::ExternRef => Val::ExternRef(None),
         }
     }
 
@@ -183,7 +204,7 @@ impl Val {
 
     #[cold]
     fn wrong(&self, expected: &str) -> ! {
-        panic!("expected {expected}, found {}", self.ty())
+        panic!("expected {expected}, found {}", self.wasm_ty())
     }
 
     pub(crate) fn to_raw<T>(&self, store: &mut StoreInner<T>) -> Result<ValRaw> {
@@ -204,18 +225,18 @@ impl Val {
         })
     }
 
-    pub(crate) fn from_raw<T>(store: &mut StoreInner<T>, raw: ValRaw, ty: ValType) -> Val {
+    pub(crate) fn from_raw<T>(store: &mut StoreInner<T>, raw: ValRaw, ty: WasmType) -> Val {
         match ty {
-            ValType::I32 => Val::I32(raw.get_i32()),
-            ValType::I64 => Val::I64(raw.get_i64()),
-            ValType::F32 => Val::F32(raw.get_f32()),
-            ValType::F64 => Val::F64(raw.get_f64()),
-            ValType::V128 => Val::V128(raw.get_u128()),
-            ValType::FuncRef => match raw.get_ptr() {
+            WasmType::I32 => Val::I32(raw.get_i32()),
+            WasmType::I64 => Val::I64(raw.get_i64()),
+            WasmType::F32 => Val::F32(raw.get_f32()),
+            WasmType::F64 => Val::F64(raw.get_f64()),
+            WasmType::V128 => Val::V128(raw.get_u128()),
+            WasmType::FuncRef => match raw.get_ptr() {
                 0 => Val::FuncRef(None),
                 p => Val::FuncRef(Some(store.func_from_raw(p as *const _))),
             },
-            ValType::ExternRef => match raw.get_ptr() {
+            WasmType::ExternRef => match raw.get_ptr() {
                 0 => Val::ExternRef(None),
                 p => Val::ExternRef(Some(ExternRef {
                     store: store.id,

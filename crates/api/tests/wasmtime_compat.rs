@@ -2,10 +2,11 @@
 //! Wasmtime's name (`use kiln as wasmtime`, what renaming the dependency
 //! does). Each test is ordinary Wasmtime-style code; it checks its output.
 //!
-//! This covers the parts of Wasmtime's API Kiln has so far (errors and
-//! traps, host state through `Caller`, memories, fuel, epochs, values);
-//! type constructors that take an engine (`FuncType::new(&engine, ..)`)
-//! and the rest of issue 14 are not in yet.
+//! This covers the parts of Wasmtime's API Kiln has so far: errors and
+//! traps, host state through `Caller`, memories, fuel, epochs, values,
+//! the type objects (`FuncType::new(&engine, ..)`, `ValType::Ref`, module
+//! imports and exports), dynamic host functions, and the `Linker`'s
+//! `module`, `alias`, `get_default` and `define_unknown_imports_as_traps`.
 
 use kiln as wasmtime;
 use wasmtime::*;
@@ -270,5 +271,190 @@ fn config_knobs_work_or_refuse_by_name() -> Result<()> {
     c.wasm_simd(false);
     let engine = Engine::new(&c)?;
     assert!(Module::new(&engine, r#"(module (func (param v128)))"#).is_err());
+    Ok(())
+}
+
+#[test]
+fn types_and_dynamic_host_functions() -> Result<()> {
+    let engine = Engine::default();
+    let mut store = Store::new(&engine, 0u32);
+    let ty = FuncType::new(&engine, [ValType::I32, ValType::I64], [ValType::I64]);
+    assert_eq!(ty.params().len(), 2);
+    assert_eq!(ty.results().next(), Some(ValType::I64));
+    let add = Func::new(&mut store, ty.clone(), |mut caller, params, results| {
+        *caller.data_mut() += 1;
+        results[0] = Val::I64(i64::from(params[0].unwrap_i32()) + params[1].unwrap_i64());
+        Ok(())
+    });
+    assert!(FuncType::eq(&add.ty(&store), &ty));
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (import "host" "add" (func $add (param i32 i64) (result i64)))
+             (import "host" "table" (table 1 funcref))
+             (global (export "g") (mut externref) (ref.null extern))
+             (func (export "run") (param i32) (result i64)
+               (call $add (local.get 0) (i64.const 40))))"#,
+    )?;
+    let imports: Vec<(String, String, ExternType)> = module
+        .imports()
+        .map(|i| (i.module().to_string(), i.name().to_string(), i.ty()))
+        .collect();
+    assert_eq!(imports.len(), 2);
+    assert!(imports[0].2.func().is_some_and(|f| f.matches(&ty)));
+    let table_ty = imports[1].2.unwrap_table();
+    assert_eq!(table_ty.element(), &RefType::FUNCREF);
+    assert!(table_ty.element().heap_type() == &HeapType::Func);
+    let g = module
+        .exports()
+        .find(|e| e.name() == "g")
+        .map(|e| e.ty())
+        .unwrap();
+    let g = g.unwrap_global();
+    assert_eq!(g.content(), &ValType::EXTERNREF);
+    assert_eq!(g.mutability(), Mutability::Var);
+
+    let table = Table::new(
+        &mut store,
+        TableType::new(RefType::FUNCREF, 1, None),
+        Val::FuncRef(None),
+    )?;
+    let instance = Instance::new(&mut store, &module, &[add.into(), table.into()])?;
+    let run = instance.get_typed_func::<i32, i64>(&mut store, "run")?;
+    assert_eq!(run.call(&mut store, 2)?, 42);
+    assert_eq!(*store.data(), 1);
+    let v = Val::I64(5);
+    assert_eq!(v.ty(&store)?, ValType::I64);
+    assert!(Val::FuncRef(None).matches_ty(&store, &ValType::FUNCREF)?);
+    assert!(Val::default_for_ty(&ValType::EXTERNREF).is_some_and(|v| v.externref() == Some(None)));
+    Ok(())
+}
+
+#[test]
+fn linker_modules_aliases_and_defaults() -> Result<()> {
+    let engine = Engine::default();
+    let mut linker = Linker::<Vec<i32>>::new(&engine);
+    linker.func_wrap("host", "log", |mut c: Caller<'_, Vec<i32>>, x: i32| {
+        c.data_mut().push(x)
+    })?;
+    linker.alias("host", "log", "env", "print")?;
+    linker.alias_module("host", "host2")?;
+    let mut store = Store::new(&engine, Vec::new());
+
+    // A reactor: instantiated once, `_initialize` first.
+    let reactor = Module::new(
+        &engine,
+        r#"(module
+             (import "env" "print" (func $print (param i32)))
+             (global $n (mut i32) (i32.const 0))
+             (func (export "_initialize") (global.set $n (i32.const 100)))
+             (func (export "next") (result i32)
+               (global.set $n (i32.add (global.get $n) (i32.const 1)))
+               (call $print (global.get $n))
+               (global.get $n)))"#,
+    )?;
+    linker.module(&mut store, "counter", &reactor)?;
+    // A command: a fresh instance for every call.
+    let command = Module::new(
+        &engine,
+        r#"(module
+             (import "host2" "log" (func $log (param i32)))
+             (global $n (mut i32) (i32.const 0))
+             (func (export "_start"))
+             (func (export "bump") (result i32)
+               (global.set $n (i32.add (global.get $n) (i32.const 1)))
+               (call $log (i32.const -1))
+               (global.get $n)))"#,
+    )?;
+    linker.module(&mut store, "cmd", &command)?;
+    let user = Module::new(
+        &engine,
+        r#"(module
+             (import "counter" "next" (func $next (result i32)))
+             (import "cmd" "bump" (func $bump (result i32)))
+             (func (export "") (result i32)
+               (drop (call $next))
+               (i32.add (i32.mul (call $next) (i32.const 10)) (i32.add (call $bump) (call $bump)))))"#,
+    )?;
+    linker.module(&mut store, "user", &user)?;
+    let run = linker.get_default(&mut store, "user")?;
+    let run = run.typed::<(), i32>(&store)?;
+    // 102 * 10 + 1 + 1: the command's global starts afresh each call.
+    assert_eq!(run.call(&mut store, ())?, 1022);
+    assert_eq!(store.data(), &[101, 102, -1, -1]);
+    // A module name without "" or `_start` has a do-nothing default.
+    linker
+        .get_default(&mut store, "nothing")?
+        .typed::<(), ()>(&store)?
+        .call(&mut store, ())?;
+    Ok(())
+}
+
+#[test]
+fn unknown_imports_become_traps() -> Result<()> {
+    let engine = Engine::default();
+    let mut linker = Linker::<()>::new(&engine);
+    linker.func_wrap("env", "known", || 7i32)?;
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (import "env" "known" (func $known (result i32)))
+             (import "env" "missing" (func $missing (param i32)))
+             (func (export "ok") (result i32) (call $known))
+             (func (export "bad") (call $missing (i32.const 1))))"#,
+    )?;
+    let mut store = Store::new(&engine, ());
+    assert!(linker.instantiate(&mut store, &module).is_err());
+    linker.define_unknown_imports_as_traps(&module)?;
+    let instance = linker.instantiate(&mut store, &module)?;
+    let ok = instance.get_typed_func::<(), i32>(&mut store, "ok")?;
+    assert_eq!(ok.call(&mut store, ())?, 7);
+    let bad = instance.get_typed_func::<(), ()>(&mut store, "bad")?;
+    let e = bad.call(&mut store, ()).unwrap_err();
+    assert!(format!("{e:?}").contains("env::missing"), "{e:?}");
+    // Only functions can be defined as traps.
+    let memory_import = Module::new(&engine, r#"(module (import "env" "mem" (memory 1)))"#)?;
+    let e = linker
+        .define_unknown_imports_as_traps(&memory_import)
+        .unwrap_err();
+    assert!(e.to_string().contains("env::mem"), "{e}");
+    Ok(())
+}
+
+#[test]
+fn call_hooks_see_every_crossing() -> Result<()> {
+    let engine = Engine::default();
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (import "host" "f" (func $f (param i32) (result i32)))
+             (func (export "run") (param i32) (result i32) (call $f (local.get 0))))"#,
+    )?;
+    let mut store = Store::new(&engine, Vec::<CallHook>::new());
+    store.call_hook(|mut cx, hook| {
+        cx.data_mut().push(hook);
+        if hook == CallHook::CallingHost && cx.data().len() > 5 {
+            bail!("hook refused");
+        }
+        Ok(())
+    });
+    let f = Func::wrap(&mut store, |x: i32| x + 1);
+    let instance = Instance::new(&mut store, &module, &[f.into()])?;
+    let run = instance.get_typed_func::<i32, i32>(&mut store, "run")?;
+    store.data_mut().clear();
+    assert_eq!(run.call(&mut store, 1)?, 2);
+    assert_eq!(
+        store.data(),
+        &[
+            CallHook::CallingWasm,
+            CallHook::CallingHost,
+            CallHook::ReturningFromHost,
+            CallHook::ReturningFromWasm
+        ]
+    );
+    assert!(CallHook::CallingHost.entering_host() && CallHook::CallingWasm.exiting_host());
+    // The hook's error fails the call, as a host function's error would.
+    let e = run.call(&mut store, 1).unwrap_err();
+    assert_eq!(e.root_cause().to_string(), "hook refused");
     Ok(())
 }

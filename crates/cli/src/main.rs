@@ -415,7 +415,7 @@ fn call(
 ) -> Result<(), CliError> {
     // Instantiation runs the start function, if any.
     let instance = linker.instantiate(&mut *store, module)?;
-    let exported = |n: &str| module.exports().any(|(e, _)| e == n);
+    let exported = |n: &str| module.get_export(n).is_some();
     let Some(name) = a.invoke.clone() else {
         if exported("_start") {
             let f = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
@@ -452,11 +452,13 @@ fn call(
     }
     let params = ty
         .params()
-        .iter()
         .zip(&a.args)
-        .map(|(t, a)| parse_arg(*t, a))
+        .map(|(t, a)| parse_arg(t, a))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut results: Vec<Val> = ty.results().iter().map(|t| Val::default_for(*t)).collect();
+    let mut results: Vec<Val> = ty
+        .results()
+        .map(|t| Val::default_for_ty(&t).unwrap_or(Val::I32(0)))
+        .collect();
     func.call(&mut *store, &params, &mut results)?;
     let mut out = std::io::stdout().lock();
     for r in results {
@@ -498,7 +500,7 @@ fn parse_arg(ty: ValType, a: &str) -> Result<Val, CliError> {
         ValType::F32 => Val::F32(a.parse::<f32>().map_err(|_| bad())?.to_bits()),
         ValType::F64 => Val::F64(a.parse::<f64>().map_err(|_| bad())?.to_bits()),
         ValType::V128 => Val::V128(a.parse::<u128>().map_err(|_| bad())?),
-        ValType::FuncRef | ValType::ExternRef => {
+        ValType::Ref(_) => {
             return Err(msg(format!(
                 "reference arguments ({ty}) cannot be given on the command line"
             )))

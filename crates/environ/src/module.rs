@@ -243,7 +243,7 @@ impl Exports {
     }
 
     /// The exports in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, EntityIndex)> + '_ {
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, EntityIndex)> + '_ {
         (0..self.entries.len()).map(|i| (self.name(i), self.entries[i].2))
     }
 

@@ -151,10 +151,7 @@ impl Stores {
 
         let kg = kiln::Global::new(
             &mut kiln,
-            kiln::GlobalType {
-                ty: kiln::ValType::I32,
-                mutable: true,
-            },
+            kiln::GlobalType::new(kiln::ValType::I32, kiln::Mutability::Var),
             kiln::Val::I32(100),
         )
         .expect("a host global");
@@ -175,11 +172,7 @@ impl Stores {
             .expect("a host memory");
         let kt = kiln::Table::new(
             &mut kiln,
-            kiln::TableType {
-                element: kiln::ValType::FuncRef,
-                minimum: 2,
-                maximum: Some(10),
-            },
+            kiln::TableType::new(kiln::RefType::FUNCREF, 2, Some(10)),
             kiln::Val::FuncRef(None),
         )
         .expect("a host table");
@@ -227,7 +220,11 @@ impl Stores {
         let w = oracle::wasmi_outcome(self.wasmi_linker.instantiate_and_start(&mut self.wasmi, wm));
         match (k, w) {
             (Outcome::Ok(ki), Outcome::Ok(wi)) => {
-                for (name, e) in ki.exports(&mut self.kiln) {
+                let exports: Vec<(String, kiln::Extern)> = ki
+                    .exports(&mut self.kiln)
+                    .map(|e| (e.name().to_string(), e.into_extern()))
+                    .collect();
+                for (name, e) in exports {
                     let we = wi.get_export(&self.wasmi, &name).expect("same exports");
                     match e {
                         kiln::Extern::Func(f) => {
@@ -260,11 +257,11 @@ impl Stores {
             return Ok(None);
         }
         let (kf, wf) = self.funcs[u.choose_index(self.funcs.len())?];
-        let ty = kf.ty(&self.kiln);
+        let ty = kf.ty(&self.kiln).to_wasm().clone();
         let mut args = Vec::new();
         for t in ty.params() {
             args.push(match t {
-                kiln::ValType::ExternRef => {
+                kiln_environ::ValType::ExternRef => {
                     Value::ExternRef(u.arbitrary::<Option<u8>>()?.map(u32::from))
                 }
                 t => oracle::arbitrary_arg(u, *t)?,
@@ -277,7 +274,7 @@ impl Stores {
         let mut kres: Vec<kiln::Val> = ty
             .results()
             .iter()
-            .map(|t| kiln::Val::default_for(*t))
+            .map(|t| oracle::kiln_default(*t))
             .collect();
         let k = oracle::kiln_outcome(kf.call(&mut self.kiln, &kargs, &mut kres)).map_vec(|| {
             kres.iter()
@@ -345,7 +342,7 @@ impl Stores {
             10 => {
                 let (kt, wt) = self.tables[u.choose_index(self.tables.len())?];
                 let delta = u.int_in_range(0..=3u32)?;
-                let is_func = kt.ty(&*ks).element == kiln::ValType::FuncRef;
+                let is_func = kt.ty(&*ks).element() == &kiln::RefType::FUNCREF;
                 let (kinit, winit) = if is_func {
                     (
                         kiln::Val::FuncRef(None),
@@ -370,7 +367,7 @@ impl Stores {
                 let (kt, wt) = self.tables[u.choose_index(self.tables.len())?];
                 let i = u.int_in_range(0..=12u32)?;
                 let set = u.arbitrary::<bool>()?;
-                let is_func = kt.ty(&*ks).element == kiln::ValType::FuncRef;
+                let is_func = kt.ty(&*ks).element() == &kiln::RefType::FUNCREF;
                 if set && is_func && !self.funcs.is_empty() {
                     let (kf, wf) = self.funcs[u.choose_index(self.funcs.len())?];
                     let k = oracle::kiln_outcome(kt.set(&mut *ks, i, kiln::Val::FuncRef(Some(kf))))
@@ -399,10 +396,10 @@ impl Stores {
             }
             _ => {
                 let (kg, wg) = self.globals[u.choose_index(self.globals.len())?];
-                let ty = kg.ty(&*ks);
+                let ty = kg.ty(&*ks).content().to_wasm();
                 if u.arbitrary::<bool>()? {
-                    let v = match ty.ty {
-                        kiln::ValType::ExternRef => {
+                    let v = match ty {
+                        kiln_environ::ValType::ExternRef => {
                             Value::ExternRef(u.arbitrary::<Option<u8>>()?.map(u32::from))
                         }
                         t => oracle::arbitrary_arg(u, t)?,
@@ -431,7 +428,8 @@ fn define_host_funcs(
 ) {
     use kiln::ValType as K;
     use wasmi::ValType as W;
-    let kty = |p: &[K], r: &[K]| kiln::FuncType::new(p.to_vec(), r.to_vec());
+    let engine = kl.engine().clone();
+    let kty = |p: &[K], r: &[K]| kiln::FuncType::new(&engine, p.to_vec(), r.to_vec());
     let wty = |p: &[W], r: &[W]| wasmi::FuncType::new(p.to_vec(), r.to_vec());
 
     kl.func_wrap("host", "inc", |x: i32| x.wrapping_mul(3).wrapping_add(1))
@@ -460,7 +458,7 @@ fn define_host_funcs(
     kl.func_new(
         "host",
         "ext",
-        kty(&[K::ExternRef], &[K::ExternRef]),
+        kty(&[K::EXTERNREF], &[K::EXTERNREF]),
         |_, p, r| {
             r[0] = p[0].clone();
             Ok(())
@@ -484,7 +482,7 @@ fn define_host_funcs(
     kl.func_new(
         "host",
         "is_func",
-        kty(&[K::FuncRef], &[K::I32]),
+        kty(&[K::FUNCREF], &[K::I32]),
         |_, p, r| {
             r[0] = kiln::Val::I32(matches!(p[0], kiln::Val::FuncRef(Some(_))) as i32);
             Ok(())
@@ -504,7 +502,7 @@ fn define_host_funcs(
     kl.func_new(
         "host",
         "make_ext",
-        kty(&[K::I32], &[K::ExternRef]),
+        kty(&[K::I32], &[K::EXTERNREF]),
         |mut c, p, r| {
             let x = p[0].i32().expect("an i32") as u32;
             r[0] = kiln::Val::ExternRef(Some(kiln::ExternRef::new(&mut c, x)));

@@ -142,12 +142,12 @@ fn corrupt(artifact: &[u8], u: &mut Unstructured<'_>) -> arbitrary::Result<Vec<u
 fn compare(engine: &kiln::Engine, reference: &kiln::Module, loaded: &kiln::Module) {
     let imports = |m: &kiln::Module| {
         m.imports()
-            .map(|(a, b, t)| (a.to_string(), b.to_string(), t))
+            .map(|i| (i.module().to_string(), i.name().to_string(), i.ty()))
             .collect::<Vec<_>>()
     };
     let exports = |m: &kiln::Module| {
         m.exports()
-            .map(|(a, t)| (a.to_string(), t))
+            .map(|e| (e.name().to_string(), e.ty()))
             .collect::<Vec<_>>()
     };
     assert_eq!(
@@ -181,16 +181,19 @@ fn compare(engine: &kiln::Engine, reference: &kiln::Module, loaded: &kiln::Modul
             }
         };
         let mut out = Vec::new();
-        for (name, e) in instance.exports(&mut store) {
+        let exports: Vec<(String, kiln::Extern)> = instance
+            .exports(&mut store)
+            .map(|e| (e.name().to_string(), e.into_extern()))
+            .collect();
+        for (name, e) in exports {
             if let Some(f) = e.into_func() {
                 let ty = f.ty(&store);
-                if !ty.params().is_empty() {
+                if ty.params().len() != 0 {
                     continue;
                 }
                 let mut results: Vec<kiln::Val> = ty
                     .results()
-                    .iter()
-                    .map(|t| kiln::Val::default_for(*t))
+                    .map(|t| kiln::Val::default_for_ty(&t).expect("Kiln types are nullable"))
                     .collect();
                 match f.call(&mut store, &[], &mut results) {
                     Err(e) if refused(&e) => return None,

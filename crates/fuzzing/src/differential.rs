@@ -91,7 +91,10 @@ fn run_module(wasm: &[u8], features: Features, kiln_fuel: bool, u: &mut Unstruct
         }
     };
 
-    let exports: Vec<(String, kiln::Extern)> = ki.exports(&mut ks);
+    let exports: Vec<(String, kiln::Extern)> = ki
+        .exports(&mut ks)
+        .map(|e| (e.name().to_string(), e.into_extern()))
+        .collect();
     let funcs: Vec<(String, kiln::Func)> = exports
         .iter()
         .filter_map(|(n, e)| e.clone().into_func().map(|f| (n.clone(), f)))
@@ -104,7 +107,7 @@ fn run_module(wasm: &[u8], features: Features, kiln_fuel: bool, u: &mut Unstruct
         .take(MAX_CALLS.min(funcs.len() * 3))
         .enumerate()
     {
-        let ty = kf.ty(&ks);
+        let ty = kf.ty(&ks).to_wasm().clone();
         let Ok(args) = ty
             .params()
             .iter()
@@ -117,7 +120,7 @@ fn run_module(wasm: &[u8], features: Features, kiln_fuel: bool, u: &mut Unstruct
         let mut kres: Vec<kiln::Val> = ty
             .results()
             .iter()
-            .map(|t| kiln::Val::default_for(*t))
+            .map(|t| oracle::kiln_default(*t))
             .collect();
         let kout = oracle::kiln_outcome(kf.call(&mut ks, &kargs, &mut kres)).map(|()| {
             kres.iter()

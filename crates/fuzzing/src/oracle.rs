@@ -258,16 +258,16 @@ pub(crate) fn wasmi_ref(r: &wasmi::Ref, store: &wasmi::Store<()>) -> Value {
 /// raw bits, so NaNs with payloads and signed zeros come up often.
 pub(crate) fn arbitrary_arg(
     u: &mut arbitrary::Unstructured<'_>,
-    ty: kiln::ValType,
+    ty: kiln_environ::ValType,
 ) -> arbitrary::Result<Value> {
     Ok(match ty {
-        kiln::ValType::I32 => Value::I32(u.arbitrary()?),
-        kiln::ValType::I64 => Value::I64(u.arbitrary()?),
-        kiln::ValType::F32 => Value::F32(u.arbitrary()?),
-        kiln::ValType::F64 => Value::F64(u.arbitrary()?),
-        kiln::ValType::V128 => Value::V128(u.arbitrary()?),
-        kiln::ValType::FuncRef => Value::FuncRef(false),
-        kiln::ValType::ExternRef => Value::ExternRef(None),
+        kiln_environ::ValType::I32 => Value::I32(u.arbitrary()?),
+        kiln_environ::ValType::I64 => Value::I64(u.arbitrary()?),
+        kiln_environ::ValType::F32 => Value::F32(u.arbitrary()?),
+        kiln_environ::ValType::F64 => Value::F64(u.arbitrary()?),
+        kiln_environ::ValType::V128 => Value::V128(u.arbitrary()?),
+        kiln_environ::ValType::FuncRef => Value::FuncRef(false),
+        kiln_environ::ValType::ExternRef => Value::ExternRef(None),
     })
 }
 
@@ -303,14 +303,19 @@ pub(crate) fn to_wasmi(v: &Value, store: &mut wasmi::Store<()>) -> wasmi::Val {
 }
 
 /// The zero value of `ty` in wasmi, for result slots.
-pub(crate) fn wasmi_default(ty: kiln::ValType) -> wasmi::Val {
+/// The zero (or null) Kiln value of `ty`.
+pub(crate) fn kiln_default(ty: kiln_environ::ValType) -> kiln::Val {
+    kiln::Val::default_for_ty(&kiln::ValType::from_wasm(ty)).expect("Kiln types are nullable")
+}
+
+pub(crate) fn wasmi_default(ty: kiln_environ::ValType) -> wasmi::Val {
     match ty {
-        kiln::ValType::I32 => wasmi::Val::I32(0),
-        kiln::ValType::I64 => wasmi::Val::I64(0),
-        kiln::ValType::F32 => wasmi::Val::F32(wasmi::F32::from_bits(0)),
-        kiln::ValType::F64 => wasmi::Val::F64(wasmi::F64::from_bits(0)),
-        kiln::ValType::V128 => wasmi::Val::V128(wasmi::V128::from(0u128)),
-        kiln::ValType::FuncRef => wasmi::Val::FuncRef(wasmi::Nullable::Null),
-        kiln::ValType::ExternRef => wasmi::Val::ExternRef(wasmi::Nullable::Null),
+        kiln_environ::ValType::I32 => wasmi::Val::I32(0),
+        kiln_environ::ValType::I64 => wasmi::Val::I64(0),
+        kiln_environ::ValType::F32 => wasmi::Val::F32(wasmi::F32::from_bits(0)),
+        kiln_environ::ValType::F64 => wasmi::Val::F64(wasmi::F64::from_bits(0)),
+        kiln_environ::ValType::V128 => wasmi::Val::V128(wasmi::V128::from(0u128)),
+        kiln_environ::ValType::FuncRef => wasmi::Val::FuncRef(wasmi::Nullable::Null),
+        kiln_environ::ValType::ExternRef => wasmi::Val::ExternRef(wasmi::Nullable::Null),
     }
 }

@@ -32,7 +32,7 @@
 
 use kiln::{
     Config, Engine, Error, ExternRef, Func, Global, GlobalType, Instance, Linker, Memory,
-    MemoryType, Module, Store, Table, TableType, Trap, Val, ValType,
+    MemoryType, Module, Mutability, RefType, Store, Table, TableType, Trap, Val, ValType,
 };
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -387,7 +387,10 @@ impl WastContext {
             args.push(self.arg(a).map_err(Error::msg)?);
         }
         let ty = func.ty(&self.store);
-        let mut results: Vec<Val> = ty.results().iter().map(|t| Val::default_for(*t)).collect();
+        let mut results: Vec<Val> = ty
+            .results()
+            .map(|t| Val::default_for_ty(&t).unwrap_or(Val::I32(0)))
+            .collect();
         func.call(&mut self.store, &args, &mut results)?;
         Ok(results)
     }
@@ -403,8 +406,8 @@ impl WastContext {
             WastArgCore::F64(v) => Val::F64(v.bits),
             WastArgCore::V128(v) => Val::V128(u128::from_le_bytes(v.to_le_bytes())),
             WastArgCore::RefNull(h) => match ref_kind(h) {
-                Some(ValType::FuncRef) => Val::FuncRef(None),
-                Some(ValType::ExternRef) => Val::ExternRef(None),
+                Some(ValType::FUNCREF) => Val::FuncRef(None),
+                Some(ValType::EXTERNREF) => Val::ExternRef(None),
                 _ => return Err(format!("unsupported null reference type {h:?}")),
             },
             WastArgCore::RefExtern(n) => Val::ExternRef(Some(ExternRef::new(&mut self.store, *n))),
@@ -449,10 +452,10 @@ impl WastContext {
             (WastRetCore::V128(e), Val::V128(v)) => v128_matches(e, *v),
             (WastRetCore::RefNull(h), Val::FuncRef(None)) => h
                 .as_ref()
-                .is_none_or(|h| ref_kind(h) == Some(ValType::FuncRef)),
+                .is_none_or(|h| ref_kind(h) == Some(ValType::FUNCREF)),
             (WastRetCore::RefNull(h), Val::ExternRef(None)) => h
                 .as_ref()
-                .is_none_or(|h| ref_kind(h) == Some(ValType::ExternRef)),
+                .is_none_or(|h| ref_kind(h) == Some(ValType::EXTERNREF)),
             (WastRetCore::RefExtern(None), Val::ExternRef(Some(_))) => true,
             (WastRetCore::RefExtern(Some(n)), Val::ExternRef(Some(r))) => match r.data(&self.store)
             {
@@ -489,18 +492,16 @@ impl WastContext {
 
 /// Registers the spec testsuite's `spectest` host module in `linker`.
 fn define_spectest(linker: &mut Linker<()>, store: &mut Store<()>) -> Result<(), Error> {
-    let g = |store: &mut Store<()>, ty, v| Global::new(store, GlobalType { ty, mutable: false }, v);
+    let g = |store: &mut Store<()>, ty, v| {
+        Global::new(store, GlobalType::new(ty, Mutability::Const), v)
+    };
     let global_i32 = g(store, ValType::I32, Val::I32(666))?;
     let global_i64 = g(store, ValType::I64, Val::I64(666))?;
     let global_f32 = g(store, ValType::F32, Val::F32(666.6f32.to_bits()))?;
     let global_f64 = g(store, ValType::F64, Val::F64(666.6f64.to_bits()))?;
     let table = Table::new(
         &mut *store,
-        TableType {
-            element: ValType::FuncRef,
-            minimum: 10,
-            maximum: Some(20),
-        },
+        TableType::new(RefType::FUNCREF, 10, Some(20)),
         Val::FuncRef(None),
     )?;
     let memory = Memory::new(
@@ -559,8 +560,8 @@ fn wast_err(mut e: wast::Error, text: &str) -> String {
 fn ref_kind(h: &HeapType<'_>) -> Option<ValType> {
     match h {
         HeapType::Abstract { ty, .. } => match ty {
-            AbstractHeapType::Func | AbstractHeapType::NoFunc => Some(ValType::FuncRef),
-            AbstractHeapType::Extern | AbstractHeapType::NoExtern => Some(ValType::ExternRef),
+            AbstractHeapType::Func | AbstractHeapType::NoFunc => Some(ValType::FUNCREF),
+            AbstractHeapType::Extern | AbstractHeapType::NoExtern => Some(ValType::EXTERNREF),
             _ => None,
         },
         _ => None,

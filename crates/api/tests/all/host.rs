@@ -84,7 +84,11 @@ fn dynamic_host_function_and_multi_value() {
         .func_new(
             "env",
             "divmod",
-            FuncType::new([ValType::I32, ValType::I32], [ValType::I32, ValType::I32]),
+            FuncType::new(
+                &engine,
+                [ValType::I32, ValType::I32],
+                [ValType::I32, ValType::I32],
+            ),
             |_c, args, results| {
                 let (a, b) = (args[0].i32().unwrap(), args[1].i32().unwrap());
                 results[0] = Val::I32(a / b);
@@ -267,8 +271,7 @@ fn all_value_types_in_every_direction() {
                 .to_bits(),
         );
         Ok(())
-    })
-    .unwrap();
+    });
     let i = Instance::new(&mut store, &module, &[typed.into(), dynamic.into()]).unwrap();
     let pass = i.get_func(&mut store, "pass").unwrap();
     let ext1 = ExternRef::new(&mut store, "first");
@@ -326,7 +329,10 @@ fn all_value_types_in_every_direction() {
         Val::I32(9),
         Val::I64(10),
     ];
-    let mut results: Vec<Val> = ty.results().iter().map(|t| Val::default_for(*t)).collect();
+    let mut results: Vec<Val> = ty
+        .results()
+        .map(|t| Val::default_for_ty(&t).unwrap())
+        .collect();
     pass.call(&mut store, &args, &mut results).unwrap();
     assert_eq!(results[0].i64(), Some(33));
     assert!(matches!(results[1], Val::V128(v) if v == 0xfeed_beef_u128 << 64));

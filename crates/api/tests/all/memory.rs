@@ -143,10 +143,7 @@ fn segments_depending_on_imports_or_out_of_bounds_still_work() {
     let mut store = Store::new(&engine, ());
     let g = Global::new(
         &mut store,
-        GlobalType {
-            ty: ValType::I32,
-            mutable: false,
-        },
+        GlobalType::new(ValType::I32, Mutability::Const),
         Val::I32(100),
     )
     .unwrap();
