@@ -8,7 +8,9 @@
 //!
 //! * `test-all [--skip-slow]` runs everything CI runs, in order, and stops
 //!   at the first failure: formatting, clippy, the tests (including the spec
-//!   testsuite), the docs with warnings denied, the layering check, and
+//!   testsuite, fetched into `target/testsuite` at the pinned commits when
+//!   it is not found, see `testsuite.rs`), the docs with warnings denied,
+//!   the layering check, and
 //!   finally the slow tests (`#[ignore]`d tests in `crates/api/tests/slow.rs`)
 //!   unless `--skip-slow` is given.
 //! * `bench [--quick] [--filter SUBSTR]... [--list]` runs the benchmarks
@@ -38,6 +40,7 @@
 mod cross;
 mod fuzz;
 mod sanitize;
+mod testsuite;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::env;
@@ -230,10 +233,19 @@ fn test_all(opts: &TestAllOptions) -> Result<(), Failure> {
         println!("\n==> [{n}/{total}] {name}");
     };
 
-    for step in [&FMT, &CLIPPY, &TEST, &DOC] {
+    for step in [&FMT, &CLIPPY] {
         next(&step.display());
         run(&root, step)?;
     }
+    next(&TEST.display());
+    // The spec testsuite: where the tests find it, or fetched (see
+    // `testsuite.rs`) and named to them through KILN_TESTSUITE.
+    match testsuite::ensure(&root, &target_dir(&root))? {
+        Some(dir) => run_with(&root, &TEST, &[("KILN_TESTSUITE", dir.as_os_str())])?,
+        None => run(&root, &TEST)?,
+    }
+    next(&DOC.display());
+    run(&root, &DOC)?;
 
     next("layering check (cargo xtask layering)");
     layering(&root)?;
@@ -254,10 +266,22 @@ fn test_all(opts: &TestAllOptions) -> Result<(), Failure> {
 /// Runs one step in `root`, turning a failure into a message that names
 /// the step and how to rerun it.
 fn run(root: &Path, step: &Step) -> Result<(), Failure> {
+    run_with(root, step, &[])
+}
+
+/// [`run`], with more environment variables.
+fn run_with(
+    root: &Path,
+    step: &Step,
+    extra_env: &[(&str, &std::ffi::OsStr)],
+) -> Result<(), Failure> {
     let started = Instant::now();
     let mut cmd = Command::new(cargo());
     cmd.args(step.args).current_dir(root);
     for (k, v) in step.env {
+        cmd.env(k, v);
+    }
+    for (k, v) in extra_env {
         cmd.env(k, v);
     }
     let status = cmd
