@@ -628,7 +628,7 @@ unsafe impl WasmTy for Option<Func> {
 }
 
 // SAFETY: an externref is a pointer (null for `None`).
-unsafe impl WasmTy for Option<crate::ExternRef> {
+unsafe impl WasmTy for Option<crate::Rooted<crate::ExternRef>> {
     type Abi = usize;
     fn valtype() -> ValType {
         ValType::ExternRef

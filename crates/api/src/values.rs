@@ -2,10 +2,9 @@
 
 use crate::store::StoreInner;
 use crate::ValType;
-use crate::{AsContext, AsContextMut, Error, Func, Result};
+use crate::{AsContext, ExternRef, Func, Result, Rooted};
 use kiln_environ::ValType as WasmType;
 use kiln_runtime::ValRaw;
-use std::any::Any;
 
 /// A WebAssembly value.
 #[derive(Clone, Debug)]
@@ -23,7 +22,7 @@ pub enum Val {
     /// A function reference (`None` is null).
     FuncRef(Option<Func>),
     /// An external reference (`None` is null).
-    ExternRef(Option<ExternRef>),
+    ExternRef(Option<Rooted<ExternRef>>),
 }
 
 impl Val {
@@ -122,7 +121,7 @@ impl Val {
     }
 
     /// The external reference (`Some(None)` for null), if this is one.
-    pub fn externref(&self) -> Option<Option<&ExternRef>> {
+    pub fn externref(&self) -> Option<Option<&Rooted<ExternRef>>> {
         match self {
             Val::ExternRef(e) => Some(e.as_ref()),
             _ => None,
@@ -198,7 +197,7 @@ impl Val {
     /// # Panics
     ///
     /// If this is not an `externref`.
-    pub fn unwrap_externref(&self) -> Option<&ExternRef> {
+    pub fn unwrap_externref(&self) -> Option<&Rooted<ExternRef>> {
         self.externref().unwrap_or_else(|| self.wrong("externref"))
     }
 
@@ -216,12 +215,7 @@ impl Val {
             Val::V128(v) => ValRaw::u128(*v),
             Val::FuncRef(None) | Val::ExternRef(None) => ValRaw::ptr(0),
             Val::FuncRef(Some(f)) => ValRaw::ptr(f.to_raw(store)? as usize),
-            Val::ExternRef(Some(e)) => {
-                if e.store != store.id {
-                    return Err(Error::msg("object used with the wrong store"));
-                }
-                ValRaw::ptr(e.ptr)
-            }
+            Val::ExternRef(Some(e)) => ValRaw::ptr(e.to_raw(store)?),
         })
     }
 
@@ -238,10 +232,7 @@ impl Val {
             },
             WasmType::ExternRef => match raw.get_ptr() {
                 0 => Val::ExternRef(None),
-                p => Val::ExternRef(Some(ExternRef {
-                    store: store.id,
-                    ptr: p,
-                })),
+                p => Val::ExternRef(Some(ExternRef::from_raw(store, p))),
             },
         }
     }
@@ -268,41 +259,6 @@ impl From<f64> for Val {
     }
 }
 
-/// A reference to host data that Wasm can hold but not look into. It lives
-/// as long as its store (Kiln has no garbage collector).
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct ExternRef {
-    store: u64,
-    ptr: usize,
-}
-
-impl ExternRef {
-    /// Wraps `value` in a new reference owned by `store`.
-    pub fn new<T>(
-        mut store: impl AsContextMut<Data = T>,
-        value: impl Any + Send + Sync,
-    ) -> ExternRef {
-        let s = store.as_context_mut().0;
-        s.opaque.externrefs.push(Box::new(Box::new(value)));
-        let ptr = &**s.opaque.externrefs.last().expect("pushed") as *const _ as usize;
-        ExternRef { store: s.id, ptr }
-    }
-
-    /// The host data.
-    pub fn data<'a, T: 'a>(
-        &self,
-        store: impl Into<StoreRef<'a, T>>,
-    ) -> Result<&'a (dyn Any + Send + Sync)> {
-        let s = store.into().0;
-        if s.id != self.store {
-            return Err(Error::msg("object used with the wrong store"));
-        }
-        // SAFETY: `ptr` is the address of a `Box<dyn Any>` owned by the
-        // store's `externrefs`, which is never shrunk while the store lives.
-        Ok(unsafe { &**(self.ptr as *const kiln_runtime::ExternData) })
-    }
-}
-
 /// A shared borrow of a store, accepted where only reading is needed.
 pub struct StoreRef<'a, T>(pub(crate) &'a StoreInner<T>);
 
@@ -315,5 +271,21 @@ impl<'a, T> From<&'a mut crate::Store<T>> for StoreRef<'a, T> {
     fn from(s: &'a mut crate::Store<T>) -> Self {
         let s: &'a crate::Store<T> = s;
         StoreRef(s.as_context().0)
+    }
+}
+impl<'a, T> From<&'a crate::Caller<'_, T>> for StoreRef<'a, T> {
+    fn from(c: &'a crate::Caller<'_, T>) -> Self {
+        StoreRef(c.as_context().0)
+    }
+}
+impl<'a, T> From<&'a mut crate::Caller<'_, T>> for StoreRef<'a, T> {
+    fn from(c: &'a mut crate::Caller<'_, T>) -> Self {
+        let c: &'a crate::Caller<'_, T> = c;
+        StoreRef(c.as_context().0)
+    }
+}
+impl<'a, T> From<crate::StoreContext<'a, T>> for StoreRef<'a, T> {
+    fn from(c: crate::StoreContext<'a, T>) -> Self {
+        StoreRef(c.0)
     }
 }

@@ -326,7 +326,8 @@ fn types_and_dynamic_host_functions() -> Result<()> {
     let v = Val::I64(5);
     assert_eq!(v.ty(&store)?, ValType::I64);
     assert!(Val::FuncRef(None).matches_ty(&store, &ValType::FUNCREF)?);
-    assert!(Val::default_for_ty(&ValType::EXTERNREF).is_some_and(|v| v.externref() == Some(None)));
+    assert!(Val::default_for_ty(&ValType::EXTERNREF)
+        .is_some_and(|v| matches!(v.externref(), Some(None))));
     Ok(())
 }
 
@@ -456,5 +457,82 @@ fn call_hooks_see_every_crossing() -> Result<()> {
     // The hook's error fails the call, as a host function's error would.
     let e = run.call(&mut store, 1).unwrap_err();
     assert_eq!(e.root_cause().to_string(), "hook refused");
+    Ok(())
+}
+
+/// Counts drops of the host values behind externrefs.
+struct Counted(std::sync::Arc<std::sync::atomic::AtomicUsize>, u32);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn externrefs_are_rooted_and_live_until_the_store_drops() -> Result<()> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let drops = std::sync::Arc::new(AtomicUsize::new(0));
+    let engine = Engine::default();
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (import "host" "bump" (func $bump (param externref) (result i32)))
+             (table $t 4 externref)
+             (func (export "bump") (result i32) (call $bump (table.get $t (i32.const 0))))
+             (func (export "keep") (param externref) (table.set $t (i32.const 0) (local.get 0)))
+             (func (export "get") (result externref) (table.get $t (i32.const 0))))"#,
+    )?;
+    let mut store = Store::new(&engine, ());
+    let mut linker = Linker::new(&engine);
+    linker.func_wrap(
+        "host",
+        "bump",
+        |mut caller: Caller<'_, ()>, r: Option<Rooted<ExternRef>>| -> Result<u32> {
+            let r = r.ok_or_else(|| format_err!("null"))?;
+            let c = r
+                .data_mut(&mut caller)?
+                .and_then(|d| d.downcast_mut::<Counted>())
+                .ok_or_else(|| format_err!("not a Counted"))?;
+            c.1 += 1;
+            Ok(c.1)
+        },
+    )?;
+    let instance = linker.instantiate(&mut store, &module)?;
+    let keep = instance.get_typed_func::<Option<Rooted<ExternRef>>, ()>(&mut store, "keep")?;
+    let get = instance.get_typed_func::<(), Option<Rooted<ExternRef>>>(&mut store, "get")?;
+    {
+        let mut scope = RootScope::new(&mut store);
+        let r = ExternRef::new(&mut scope, Counted(drops.clone(), 41))?;
+        keep.call(&mut scope, Some(r))?;
+        let manual = r.to_manually_rooted(&mut scope)?;
+        manual.unroot(&mut scope);
+        // The scope ends here: in Wasmtime that unroots `r`; the table
+        // still holds the reference either way.
+    }
+    for _ in 0..1000 {
+        // References nobody holds: they still live until the store drops.
+        ExternRef::new(&mut store, Counted(drops.clone(), 0))?;
+    }
+    assert_eq!(drops.load(Ordering::SeqCst), 0);
+    let bump = instance.get_typed_func::<(), u32>(&mut store, "bump")?;
+    assert_eq!(bump.call(&mut store, ())?, 42);
+    let back = get.call(&mut store, ())?.expect("the table keeps it");
+    let value = back
+        .data(&store)?
+        .and_then(|d| d.downcast_ref::<Counted>())
+        .map(|c| c.1);
+    assert_eq!(value, Some(42));
+    let other = ExternRef::new(&mut store, Counted(drops.clone(), 1))?;
+    assert!(Rooted::ref_eq(&store, &back, &back)?);
+    assert!(!Rooted::ref_eq(&store, &back, &other)?);
+    // A reference from another store is refused, not read.
+    let mut store2 = Store::new(&engine, ());
+    assert!(back.data(&store2).is_err());
+    assert!(back.data_mut(&mut store2).is_err());
+    drop(store2);
+    assert_eq!(drops.load(Ordering::SeqCst), 0);
+    drop(store);
+    assert_eq!(drops.load(Ordering::SeqCst), 1002);
     Ok(())
 }

@@ -505,7 +505,7 @@ fn define_host_funcs(
         kty(&[K::I32], &[K::EXTERNREF]),
         |mut c, p, r| {
             let x = p[0].i32().expect("an i32") as u32;
-            r[0] = kiln::Val::ExternRef(Some(kiln::ExternRef::new(&mut c, x)));
+            r[0] = kiln::Val::ExternRef(Some(kiln::ExternRef::new(&mut c, x)?));
             Ok(())
         },
     )

@@ -171,6 +171,7 @@ pub(crate) fn kiln_value(v: &kiln::Val, store: &kiln::Store<()>) -> Value {
         kiln::Val::ExternRef(Some(e)) => Value::ExternRef(Some(
             e.data(store)
                 .ok()
+                .flatten()
                 .and_then(|d| d.downcast_ref::<u32>().copied())
                 .expect("every externref the fuzzers make holds a u32 of this store"),
         )),
@@ -282,7 +283,9 @@ pub(crate) fn to_kiln(v: &Value, store: &mut kiln::Store<()>) -> kiln::Val {
         Value::V128(x) => kiln::Val::V128(*x),
         Value::FuncRef(_) => kiln::Val::FuncRef(None),
         Value::ExternRef(None) => kiln::Val::ExternRef(None),
-        Value::ExternRef(Some(x)) => kiln::Val::ExternRef(Some(kiln::ExternRef::new(store, *x))),
+        Value::ExternRef(Some(x)) => kiln::Val::ExternRef(Some(
+            kiln::ExternRef::new(store, *x).expect("Kiln's externrefs never run out"),
+        )),
     }
 }
 

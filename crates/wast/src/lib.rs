@@ -410,7 +410,9 @@ impl WastContext {
                 Some(ValType::EXTERNREF) => Val::ExternRef(None),
                 _ => return Err(format!("unsupported null reference type {h:?}")),
             },
-            WastArgCore::RefExtern(n) => Val::ExternRef(Some(ExternRef::new(&mut self.store, *n))),
+            WastArgCore::RefExtern(n) => Val::ExternRef(Some(
+                ExternRef::new(&mut self.store, *n).map_err(|e| e.to_string())?,
+            )),
             WastArgCore::RefHost(_) => return Err("unsupported argument ref.host".into()),
         })
     }
@@ -459,7 +461,7 @@ impl WastContext {
             (WastRetCore::RefExtern(None), Val::ExternRef(Some(_))) => true,
             (WastRetCore::RefExtern(Some(n)), Val::ExternRef(Some(r))) => match r.data(&self.store)
             {
-                Ok(d) => d.downcast_ref::<u32>() == Some(n),
+                Ok(d) => d.and_then(|d| d.downcast_ref::<u32>()) == Some(n),
                 Err(_) => false,
             },
             (WastRetCore::RefFunc(_), Val::FuncRef(Some(_))) => true,

@@ -188,19 +188,19 @@ fn all_value_types_in_every_direction() {
         f32,
         f64,
         V128,
-        Option<ExternRef>,
+        Option<Rooted<ExternRef>>,
         Option<Func>,
         i32,
         i64,
         f32,
         f64,
         V128,
-        Option<ExternRef>,
+        Option<Rooted<ExternRef>>,
         Option<Func>,
         i32,
         i64,
     );
-    type R = (i64, V128, Option<ExternRef>, Option<Func>, f64);
+    type R = (i64, V128, Option<Rooted<ExternRef>>, Option<Func>, f64);
     let sig = "(param i32 i64 f32 f64 v128 externref funcref i32 i64 f32 f64 v128 externref funcref i32 i64)
                (result i64 v128 externref funcref f64)";
     let wat = format!(
@@ -232,14 +232,14 @@ fn all_value_types_in_every_direction() {
          f1: f32,
          f2: f64,
          _v1: V128,
-         e1: Option<ExternRef>,
+         e1: Option<Rooted<ExternRef>>,
          _g1: Option<Func>,
          c2: i32,
          d: i64,
          f3: f32,
          f4: f64,
          v2: V128,
-         _e2: Option<ExternRef>,
+         _e2: Option<Rooted<ExternRef>>,
          g2: Option<Func>,
          e: i32,
          f: i64|
@@ -274,8 +274,8 @@ fn all_value_types_in_every_direction() {
     });
     let i = Instance::new(&mut store, &module, &[typed.into(), dynamic.into()]).unwrap();
     let pass = i.get_func(&mut store, "pass").unwrap();
-    let ext1 = ExternRef::new(&mut store, "first");
-    let ext2 = ExternRef::new(&mut store, "second");
+    let ext1 = ExternRef::new(&mut store, "first").unwrap();
+    let ext2 = ExternRef::new(&mut store, "second").unwrap();
     let params: P = (
         1,
         2,
@@ -299,7 +299,7 @@ fn all_value_types_in_every_direction() {
         assert_eq!(r.1, V128(0xfeed_beef_u128 << 64));
         let e = r.2.unwrap();
         assert_eq!(
-            e.data(&*store).unwrap().downcast_ref::<&str>(),
+            e.data(&*store).unwrap().unwrap().downcast_ref::<&str>(),
             Some(&"first")
         );
         assert_eq!(r.3, Some(pass));
