@@ -23,6 +23,19 @@
 //! be nothing: **Invariant:** a [`CompiledObject`]'s text section carries no
 //! relocations, so loading it never writes to code. A relocation the
 //! builder cannot resolve is a compile error, never a patch at load time.
+//!
+//! # Example
+//!
+//! ```
+//! use kiln_cranelift::{Compiler, CompilerConfig};
+//! let wasm = wat::parse_str(r#"(module (func (export "f") (result i32) i32.const 7))"#)?;
+//! let translation = kiln_environ::translate_module(&wasm, kiln_environ::default_features())?;
+//! let compiler = Compiler::new(CompilerConfig::default())?;
+//! let compiled = compiler.compile_module(translation, "")?;
+//! // An ELF object for `kiln-jit` to load (or to write to disk).
+//! assert_eq!(&compiled.object[..4], b"\x7fELF");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #![deny(missing_docs)]
 

@@ -17,6 +17,25 @@
 //! memory, or on the runtime. It names things (index spaces, types, trap
 //! codes, offsets) and leaves compiling and running them to the layers
 //! below it.
+//!
+//! # Example
+//!
+//! ```
+//! // (module (func (export "f") (result i32) i32.const 7)), in binary.
+//! let wasm = [
+//!     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic and version
+//!     0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7f, // types: [] -> [i32]
+//!     0x03, 0x02, 0x01, 0x00, // functions: one of type 0
+//!     0x07, 0x05, 0x01, 0x01, b'f', 0x00, 0x00, // export "f" = function 0
+//!     0x0a, 0x06, 0x01, 0x04, 0x00, 0x41, 0x07, 0x0b, // code: i32.const 7
+//! ];
+//! let t = kiln_environ::translate_module(&wasm, kiln_environ::default_features())?;
+//! assert_eq!(t.function_bodies.len(), 1);
+//! assert!(t.module.exports.get("f").is_some());
+//! // A malformed module is an error, never a panic.
+//! assert!(kiln_environ::translate_module(&wasm[..20], kiln_environ::default_features()).is_err());
+//! # Ok::<(), kiln_environ::WasmError>(())
+//! ```
 
 #![deny(missing_docs)]
 

@@ -23,6 +23,19 @@
 //! refuses an object that carries any, because applying them would mean
 //! writing to code; `kiln-cranelift` resolves every call when it lays out
 //! the text section.
+//!
+//! # Example
+//!
+//! ```
+//! let wasm = wat::parse_str(r#"(module (func (export "f") (result i32) i32.const 7))"#)?;
+//! let t = kiln_environ::translate_module(&wasm, kiln_environ::default_features())?;
+//! let compiled = kiln_cranelift::Compiler::new(Default::default())?.compile_module(t, "")?;
+//! let code = kiln_jit::CodeMemory::new(&compiled.object)?;
+//! assert!(!code.text().is_empty());
+//! // Bytes that are not such an object are refused.
+//! assert!(kiln_jit::CodeMemory::new(b"not an object").is_err());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #![deny(missing_docs)]
 

@@ -13,6 +13,22 @@
 //! It does not depend on Cranelift. The offsets it shares with generated
 //! code come from `kiln_environ::VMOffsets`, and tests in `vmcontext.rs`
 //! check them against the structs defined here.
+//!
+//! # Example
+//!
+//! A linear memory on its own (what `memory.grow` and the host API use):
+//!
+//! ```
+//! use kiln_environ::{MemoryType, Tunables};
+//! use kiln_runtime::LinearMemory;
+//! let mut m = LinearMemory::new(MemoryType::new(1, Some(3)), &Tunables::default())?;
+//! m.data_mut()[..4].copy_from_slice(b"kiln");
+//! assert_eq!(m.grow(1), Some(1)); // the old size, in pages
+//! assert_eq!(m.pages(), 2);
+//! assert_eq!(m.grow(5), None); // past the maximum
+//! assert_eq!(&m.data()[..4], b"kiln");
+//! # Ok::<(), kiln_runtime::MemoryError>(())
+//! ```
 
 #![deny(missing_docs)]
 

@@ -19,8 +19,9 @@
 //!   function body uses it, and so does every Wasm-to-Wasm call; `tail`
 //!   keeps `return_call` possible.
 //! * **native** ([`native_signature`]): the platform C ABI,
-//!   `(callee_vmctx, caller_vmctx, params...) -> result`, with results past
-//!   the first written through a trailing pointer (see [`native_retptr`]).
+//!   `(callee_vmctx, caller_vmctx, params...) -> result`; a function with
+//!   two or more results returns none and writes them all through a
+//!   trailing pointer instead (see [`native_retptr`]).
 //!   A Rust `extern "C" fn` with matching scalar types *is* such a function,
 //!   which is how `Func::wrap` provides one without a compiler and how
 //!   `TypedFunc::call` calls one without marshalling.
@@ -32,6 +33,26 @@
 //! A trampoline converts one convention into another, and a caller always
 //! picks the entry point that matches its own convention, so no call ever
 //! goes through two trampolines.
+//!
+//! # Example
+//!
+//! ```
+//! use cranelift_codegen::settings::{self, Configurable};
+//! use kiln_environ::{FuncType, ValType};
+//! let mut flags = settings::builder();
+//! flags.set("preserve_frame_pointers", "true")?;
+//! let isa = cranelift_codegen::isa::lookup_by_name("x86_64-unknown-linux-gnu")?
+//!     .finish(settings::Flags::new(flags))?;
+//! let ty = FuncType::new([ValType::I32], [ValType::I64, ValType::F64]);
+//! // Two contexts, then the parameters; with two results, both go
+//! // through a trailing return pointer.
+//! let sig = kiln_trampolines::native_signature(&*isa, &ty);
+//! assert!(kiln_trampolines::native_retptr(&ty));
+//! assert_eq!(sig.params.len(), 2 + 1 + 1);
+//! assert_eq!(sig.returns.len(), 0);
+//! assert_eq!(kiln_trampolines::array_signature(&*isa).params.len(), 4);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #![deny(missing_docs)]
 
