@@ -46,16 +46,24 @@ use std::fmt;
 #[derive(Debug, Clone)]
 pub struct WasmBacktrace {
     frames: Vec<FrameInfo>,
+    truncated: bool,
 }
 
 impl WasmBacktrace {
-    pub(crate) fn new(frames: Vec<FrameInfo>) -> WasmBacktrace {
-        WasmBacktrace { frames }
+    pub(crate) fn new(frames: Vec<FrameInfo>, truncated: bool) -> WasmBacktrace {
+        WasmBacktrace { frames, truncated }
     }
 
     /// The frames, innermost first.
     pub fn frames(&self) -> &[FrameInfo] {
         &self.frames
+    }
+
+    /// Whether the trap unwound through more Wasm frames than a backtrace
+    /// records (`kiln_runtime::FRAME_CAPACITY`): [`frames`](Self::frames)
+    /// then holds the innermost ones only.
+    pub fn truncated(&self) -> bool {
+        self.truncated
     }
 }
 
@@ -75,6 +83,13 @@ impl fmt::Display for WasmBacktrace {
                 Some(o) => write!(f, "  {i:>3}: {o:#8x} - {module}!{name}")?,
                 None => write!(f, "  {i:>3}: {module}!{name}")?,
             }
+        }
+        if self.truncated {
+            write!(
+                f,
+                "\n  ...: older frames not recorded (the backtrace keeps the innermost {})",
+                self.frames.len()
+            )?;
         }
         Ok(())
     }
@@ -99,15 +114,16 @@ impl std::error::Error for HostError {
 
 /// The error for a trap with `frames`: the [`Trap`], with a
 /// [`WasmBacktrace`] as context when there are frames.
-pub(crate) fn trap_error(trap: Trap, frames: Vec<FrameInfo>) -> Error {
-    with_backtrace(Error::new(trap), frames)
+pub(crate) fn trap_error(trap: Trap, frames: Vec<FrameInfo>, truncated: bool) -> Error {
+    with_backtrace(Error::new(trap), frames, truncated)
 }
 
-/// `err` with a [`WasmBacktrace`] of `frames` as context, if any.
-pub(crate) fn with_backtrace(err: Error, frames: Vec<FrameInfo>) -> Error {
+/// `err` with a [`WasmBacktrace`] of `frames` as context, if any;
+/// `truncated` when older frames were not recorded.
+pub(crate) fn with_backtrace(err: Error, frames: Vec<FrameInfo>, truncated: bool) -> Error {
     if frames.is_empty() {
         err
     } else {
-        err.context(WasmBacktrace::new(frames))
+        err.context(WasmBacktrace::new(frames, truncated))
     }
 }

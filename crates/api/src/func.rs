@@ -168,17 +168,19 @@ impl HostFunc {
 )]
 pub(crate) fn trap_to_error(t: Box<TrapRecord>) -> Error {
     let TrapRecord {
-        reason, backtrace, ..
+        reason,
+        backtrace,
+        backtrace_truncated,
     } = *t;
     match reason {
-        TrapReason::Wasm(code) => crate::error::trap_error(code, backtrace),
+        TrapReason::Wasm(code) => crate::error::trap_error(code, backtrace, backtrace_truncated),
         TrapReason::Panic(p) => std::panic::resume_unwind(p),
         TrapReason::Host(e) => {
             let e = match e.downcast::<HostError>() {
                 Ok(h) => h.0,
                 Err(e) => Error::from_boxed(e),
             };
-            crate::error::with_backtrace(e, backtrace)
+            crate::error::with_backtrace(e, backtrace, backtrace_truncated)
         }
     }
 }

@@ -277,7 +277,7 @@ pub(crate) fn instantiate<T>(
         .opaque
         .instantiate(&module.compiled, rt)
         .map_err(|e| match e {
-            InstantiationError::Trap(t) => crate::error::trap_error(t, Vec::new()),
+            InstantiationError::Trap(t) => crate::error::trap_error(t, Vec::new(), false),
             InstantiationError::Resource(r) => Error::msg(r),
             InstantiationError::Artifact(a) => Error::new(a),
         })?;

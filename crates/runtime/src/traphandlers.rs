@@ -49,12 +49,15 @@
 //! thread it only reads thread-locals (const-initialised, without
 //! destructors: plain loads from the thread's TLS block) and the store's
 //! lock-free code list, and forwards everything else untouched. Once it
-//! knows the faulting pc is Wasm code of this thread, the thread is
-//! executing Wasm, which never holds a lock, so allocating the trap record
-//! and the raw frames of the backtrace (pc and module per frame) is safe.
-//! It parses nothing: the trap table and frame table are read in place,
-//! and frames are symbolized (function names, Wasm offsets, a lazily
-//! verified address map) by the host side in [`call_wasm`], after the
+//! knows the faulting pc is Wasm code of this thread, it still allocates
+//! and frees nothing: it writes the trap code and the raw frames of the
+//! backtrace (pc and module per frame) into the thread's `FaultSlot`,
+//! allocated by the thread's first [`call_wasm`], outside any handler,
+//! with room for [`FRAME_CAPACITY`] frames (a deeper backtrace keeps the
+//! innermost frames and is marked truncated). It parses nothing: the trap
+//! table and frame table are read in place, and frames are symbolized
+//! (function names, Wasm offsets, a lazily verified address map) and the
+//! `TrapRecord` allocated by the host side in [`call_wasm`], after the
 //! handler has returned. Only kernel-generated signals (`si_code > 0`)
 //! are considered; a signal sent with `kill` or `tgkill` is forwarded.
 //!
@@ -112,18 +115,86 @@ pub struct TrapRecord {
     pub reason: TrapReason,
     /// The Wasm backtrace (empty for a panic, which resumes as it was).
     pub backtrace: Vec<FrameInfo>,
-    /// The frames as the signal handler recorded them, symbolized into
-    /// `backtrace` on the host side.
-    raw: Vec<RawFrame>,
+    /// The trap unwound through more than [`FRAME_CAPACITY`] Wasm frames:
+    /// `backtrace` holds the innermost of them only.
+    pub backtrace_truncated: bool,
 }
+
+/// Wasm frames a backtrace records at most; a deeper one keeps the
+/// innermost frames and says it is truncated. 32 Ki frames of 16 bytes
+/// (512 KiB of address space per thread that runs Wasm, of which pages
+/// are touched only as deep as backtraces go) cover the default 512 KiB
+/// Wasm stack, whose frames take at least 16 bytes each.
+pub const FRAME_CAPACITY: usize = 32 * 1024;
 
 /// One frame as the signal handler records it: no names, no lookups.
 #[derive(Debug, Clone, Copy)]
 struct RawFrame {
     module: *const CompiledModule,
     pc: usize,
-    /// `pc` is the faulting instruction, not a return address.
-    exact: bool,
+}
+
+/// What the signal handler records about a trap, allocated once per
+/// thread by its first [`call_wasm`] (outside any handler), so that the
+/// handler itself allocates and frees nothing.
+struct FaultSlot {
+    /// The Wasm trap the handler recorded and no [`call_wasm`] has taken
+    /// yet (`PENDING` is then [`HANDLER_TRAP`] or a stale record).
+    trap: Option<Trap>,
+    /// The raw frames of the last trap, innermost first. Its capacity is
+    /// [`FRAME_CAPACITY`] and the handler never grows it.
+    frames: Vec<RawFrame>,
+    /// `frames[0].pc` is the faulting instruction, not a return address.
+    first_exact: bool,
+    /// The walk met more Wasm frames than `frames` has room for.
+    truncated: bool,
+}
+
+impl FaultSlot {
+    fn new() -> FaultSlot {
+        FaultSlot {
+            trap: None,
+            frames: Vec::with_capacity(FRAME_CAPACITY),
+            first_exact: false,
+            truncated: false,
+        }
+    }
+
+    /// Forgets the recorded frames, keeping their storage.
+    fn clear_frames(&mut self) {
+        self.frames.clear();
+        self.first_exact = false;
+        self.truncated = false;
+    }
+
+    /// Records a frame if there is room, without ever allocating.
+    fn push_frame(&mut self, frame: RawFrame) {
+        if self.frames.len() < self.frames.capacity() {
+            // Below capacity, `push` writes in place.
+            self.frames.push(frame);
+        } else {
+            self.truncated = true;
+        }
+    }
+}
+
+/// The value of `PENDING` that says "the trap is in this thread's
+/// `FaultSlot`"; never the address of a `TrapRecord` (1 is not aligned
+/// for one).
+const HANDLER_TRAP: *mut TrapRecord = ptr::without_provenance_mut(1);
+
+/// Owns this thread's [`FaultSlot`] and frees it at thread exit, after
+/// clearing the pointer the handler reads.
+struct FaultSlotOwner(*mut FaultSlot);
+
+impl Drop for FaultSlotOwner {
+    fn drop(&mut self) {
+        FAULT.with(|f| f.set(ptr::null_mut()));
+        // SAFETY: the pointer came from `Box::into_raw` in
+        // `prepare_thread`, and with `FAULT` cleared nothing else can
+        // reach it.
+        drop(unsafe { Box::from_raw(self.0) });
+    }
 }
 
 thread_local! {
@@ -132,8 +203,16 @@ thread_local! {
     /// marker the signal handler checks before anything else.
     static ACTIVE: Cell<*const VMRuntimeLimits> = const { Cell::new(ptr::null()) };
     /// The trap being reported to the innermost [`call_wasm`] of this
-    /// thread (a `Box<TrapRecord>`), or null.
+    /// thread: a `Box<TrapRecord>` (a failing host function's, set outside
+    /// the handler), [`HANDLER_TRAP`], or null.
     static PENDING: Cell<*mut TrapRecord> = const { Cell::new(ptr::null_mut()) };
+    /// This thread's `FaultSlot`, or null before its first [`call_wasm`]
+    /// (and after the thread's destructors freed it). A plain cell
+    /// without destructor, so the handler reads it with one TLS load.
+    static FAULT: Cell<*mut FaultSlot> = const { Cell::new(ptr::null_mut()) };
+    /// Frees `FAULT`'s slot at thread exit.
+    static FAULT_OWNER: std::cell::RefCell<Option<FaultSlotOwner>> =
+        const { std::cell::RefCell::new(None) };
     /// The return address into Wasm that [`host_call_failed`] replaced
     /// with the trap stub, or 0.
     static RAISE_PC: Cell<usize> = const { Cell::new(0) };
@@ -212,7 +291,9 @@ pub unsafe fn call_wasm<R>(
     limits: *const VMRuntimeLimits,
     f: impl FnOnce() -> R,
 ) -> Result<R, Box<TrapRecord>> {
-    sys::ensure_alt_stack();
+    if FAULT.with(|s| s.get()).is_null() {
+        prepare_thread();
+    }
     // SAFETY: the caller guarantees `limits` is valid.
     let l = unsafe { &*limits };
     let depth_ptr = l.depth.get();
@@ -252,27 +333,82 @@ pub unsafe fn call_wasm<R>(
     Ok(r)
 }
 
+/// What a thread needs before it first runs Wasm, set up outside any
+/// signal handler: an alternate signal stack and the [`FaultSlot`] the
+/// handler writes traps into.
+#[cold]
+#[inline(never)]
+fn prepare_thread() {
+    sys::ensure_alt_stack();
+    let slot = Box::into_raw(Box::new(FaultSlot::new()));
+    FAULT.with(|f| f.set(slot));
+    let owned = FAULT_OWNER.try_with(|o| *o.borrow_mut() = Some(FaultSlotOwner(slot)));
+    // Wasm run by another thread-local's destructor after ours has run:
+    // the slot has no owner left and lives until the process ends, which
+    // at thread exit is a small, bounded leak.
+    let _ = owned;
+}
+
+/// This thread's `FaultSlot`.
+///
+/// # Safety
+///
+/// Only outside the signal handler, after this thread's [`call_wasm`]
+/// prepared it, and with no other reference to the slot alive.
+unsafe fn fault_slot<'a>() -> Option<&'a mut FaultSlot> {
+    let p = FAULT.with(|f| f.get());
+    // SAFETY: non-null `FAULT` points at this thread's live slot, and the
+    // caller holds no other reference; the handler only writes it while
+    // this thread runs Wasm, which is not now.
+    unsafe { p.as_mut() }
+}
+
 /// Takes this thread's pending trap, telling an interrupt from a stack
 /// overflow by the sentinel, consuming the interrupt in the outermost
 /// entry, and symbolizing the frames the handler recorded.
 ///
-/// Post-invariant: the thread's trap slot is empty.
+/// Post-invariant: the thread's trap slot is empty and its `FaultSlot`
+/// holds no trap and no frames.
 #[cold]
 #[inline(never)]
 fn take_pending(l: &VMRuntimeLimits, outermost: bool) -> Box<TrapRecord> {
     let p = PENDING.with(|p| p.replace(ptr::null_mut()));
-    // SAFETY: the slot only ever holds pointers from `Box::into_raw`, and
-    // replacing it with null transfers ownership here.
-    let mut rec = unsafe { Box::from_raw(p) };
+    // SAFETY: we are in `call_wasm`, after `f` returned: outside the
+    // handler, with the slot prepared and no reference to it alive.
+    let slot = unsafe { fault_slot() }.expect("call_wasm prepares the fault slot");
+    let host = if p.is_null() || p == HANDLER_TRAP {
+        None
+    } else {
+        // SAFETY: besides `HANDLER_TRAP`, `PENDING` only ever holds
+        // pointers from `Box::into_raw`, and replacing it with null
+        // transferred ownership here.
+        Some(unsafe { Box::from_raw(p) })
+    };
+    // A trap the handler recorded is the one that ended the call; a host
+    // record beside it can only be stale, and is dropped.
+    let mut rec = match (slot.trap.take(), host) {
+        (Some(t), _) => Box::new(TrapRecord {
+            reason: TrapReason::Wasm(t),
+            backtrace: Vec::new(),
+            backtrace_truncated: false,
+        }),
+        (None, Some(h)) => h,
+        (None, None) => unreachable!("HANDLER_TRAP is set only with the slot's trap"),
+    };
     if !matches!(rec.reason, TrapReason::Panic(_)) {
-        let raw = std::mem::take(&mut rec.raw);
-        rec.backtrace = raw
+        rec.backtrace = slot
+            .frames
             .iter()
+            .enumerate()
             // SAFETY: the frames were recorded during this call, from
             // modules of this store, which it keeps alive.
-            .filter_map(|f| unsafe { (*f.module).frame_info(f.pc, f.exact) })
+            .filter_map(|(i, f)| unsafe {
+                (*f.module).frame_info(f.pc, i == 0 && slot.first_exact)
+            })
             .collect();
+        rec.backtrace_truncated = slot.truncated;
     }
+    slot.clear_frames();
     let sentinel = l.stack_limit.load(Ordering::SeqCst) == INTERRUPT_SENTINEL;
     if sentinel && matches!(rec.reason, TrapReason::Wasm(Trap::StackOverflow)) {
         rec.reason = TrapReason::Wasm(Trap::Interrupt);
@@ -290,9 +426,16 @@ fn take_pending(l: &VMRuntimeLimits, outermost: bool) -> Box<TrapRecord> {
 }
 
 /// Stores `rec` as this thread's pending trap, dropping any stale one.
+/// Never called by the signal handler.
 fn set_pending(rec: Box<TrapRecord>) {
     let old = PENDING.with(|p| p.replace(Box::into_raw(rec)));
-    if !old.is_null() {
+    // SAFETY: host functions run inside `call_wasm`, outside the handler,
+    // and hold no reference to the slot.
+    if let Some(slot) = unsafe { fault_slot() } {
+        slot.trap = None;
+        slot.clear_frames();
+    }
+    if !old.is_null() && old != HANDLER_TRAP {
         // SAFETY: see `take_pending`.
         drop(unsafe { Box::from_raw(old) });
     }
@@ -312,7 +455,7 @@ pub unsafe fn host_call_failed(caller_vmctx: *mut VMContext, reason: TrapReason)
     set_pending(Box::new(TrapRecord {
         reason,
         backtrace: Vec::new(),
-        raw: Vec::new(),
+        backtrace_truncated: false,
     }));
     let base = caller_vmctx.cast::<u8>();
     // SAFETY: every context (instance or store) has the fixed header; only
@@ -350,12 +493,11 @@ struct Resume {
 
 /// Frames a walk visits at most, against a corrupted (cyclic) chain.
 const MAX_FRAMES: usize = 10_000_000;
-/// Frames a backtrace keeps at most.
-const MAX_BACKTRACE: usize = 100_000;
 
 /// Walks from the frame of `pc` (with frame pointer `fp`) to the entry
 /// trampoline, reloading into `regs` the callee-saved registers each
-/// skipped frame saved and recording the Wasm frames into `backtrace`.
+/// skipped frame saved and recording the Wasm frames into `slot`, whose
+/// frames must be empty (it allocates nothing: see [`FaultSlot`]).
 /// `trap` is the trap code when `pc` is the faulting instruction itself,
 /// `None` when it is a return address (a failing host function's caller).
 /// `None` if the chain leaves the store's code first.
@@ -371,9 +513,10 @@ unsafe fn unwind_to_entry(
     mut fp: usize,
     trap: Option<Trap>,
     regs: &mut sys::CalleeSaved,
-    backtrace: &mut Vec<RawFrame>,
+    slot: &mut FaultSlot,
 ) -> Option<Resume> {
     let mut exact = trap.is_some();
+    slot.first_exact = exact;
     for _ in 0..MAX_FRAMES {
         let m = code.lookup(pc)?;
         let off = u32::try_from(pc - m.text_start()).ok()?;
@@ -384,13 +527,7 @@ unsafe fn unwind_to_entry(
         if !fp.is_multiple_of(16) {
             return None;
         }
-        if backtrace.len() < MAX_BACKTRACE {
-            backtrace.push(RawFrame {
-                module: m,
-                pc,
-                exact,
-            });
-        }
+        slot.push_frame(RawFrame { module: m, pc });
         // The prologue's stack check is the only trap with this code, and
         // it fires before the prologue saves anything (see
         // `kiln_environ::frames`): that frame has nothing to restore.
@@ -470,28 +607,34 @@ unsafe fn handle_trap(ctx: *mut libc::c_void) -> bool {
         (Some(trap), pc)
     };
     // From here on the fault is a trap of Wasm code this thread runs.
+    // Nothing below allocates, frees or locks.
+    let slot = FAULT.with(|f| f.get());
+    // SAFETY: `call_wasm` prepared this thread's slot before it set
+    // `ACTIVE` (it is null only after the thread's destructors freed it,
+    // when no `call_wasm` can have set `ACTIVE` without preparing a new
+    // one). This thread is executing Wasm, so no host code of this thread
+    // holds a reference to the slot: the host only touches it before and
+    // after its calls into Wasm, never across one.
+    let Some(slot) = (unsafe { slot.as_mut() }) else {
+        return false;
+    };
+    slot.clear_frames();
     // SAFETY: forwarded contract.
     let mut regs = unsafe { sys::CalleeSaved::read(ctx) };
-    let mut backtrace = Vec::new();
     // SAFETY: `fp` is the faulting frame's (or, at the stub, the Wasm
     // caller's) frame pointer; Kiln code keeps frame pointers; `code` is
     // the running store's.
-    let Some(resume) =
-        (unsafe { unwind_to_entry(code, start, fp, trap, &mut regs, &mut backtrace) })
-    else {
+    let Some(resume) = (unsafe { unwind_to_entry(code, start, fp, trap, &mut regs, slot) }) else {
+        // Not resumable: the fault is forwarded, and leaves no frames.
+        slot.clear_frames();
         return false;
     };
-    match trap {
-        Some(t) => set_pending(Box::new(TrapRecord {
-            reason: TrapReason::Wasm(t),
-            backtrace: Vec::new(),
-            raw: backtrace,
-        })),
-        None => {
-            let p = PENDING.with(|p| p.get());
-            // SAFETY: checked non-null above; the slot owns the record and
-            // nothing else touches it while this thread is in the handler.
-            unsafe { (*p).raw = backtrace };
+    if let Some(t) = trap {
+        // A stale host record in `PENDING` stays for `take_pending` to
+        // free; the handler frees nothing.
+        slot.trap = Some(t);
+        if PENDING.with(|p| p.get()).is_null() {
+            PENDING.with(|p| p.set(HANDLER_TRAP));
         }
     }
     // SAFETY: forwarded contract.
@@ -823,9 +966,7 @@ mod sys {
     }
 
     /// Gives this thread an alternate signal stack if it has none, so a
-    /// handler can run when the thread's own stack is exhausted. The check
-    /// is inlined into every entry; the setup is not.
-    #[inline(always)]
+    /// handler can run when the thread's own stack is exhausted.
     pub(super) fn ensure_alt_stack() {
         if !ALT.with(|a| a.get()) {
             install_alt_stack();

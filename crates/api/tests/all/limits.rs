@@ -423,3 +423,41 @@ fn max_wasm_stack_larger_than_the_thread_still_traps_cleanly() {
         .unwrap();
     t.join().unwrap();
 }
+
+#[test]
+fn a_backtrace_deeper_than_its_capacity_is_truncated_and_says_so() {
+    // The handler records at most `kiln_runtime::FRAME_CAPACITY` (32 Ki)
+    // raw frames into a buffer allocated before the call; a 4 MiB Wasm
+    // stack holds far more frames of `$r`. The trap still resumes the
+    // host, and the backtrace keeps the innermost frames and says so.
+    let t = std::thread::Builder::new()
+        .stack_size(8 << 20)
+        .spawn(|| {
+            let mut c = Config::new();
+            c.max_wasm_stack(4 << 20);
+            let (mut store, i) = with_config(&c, RECURSE);
+            let r = i.get_typed_func::<i32, i32>(&mut store, "r").unwrap();
+            for _ in 0..2 {
+                let e = r.call(&mut store, 0).unwrap_err();
+                assert_eq!(e.downcast_ref::<Trap>().copied(), Some(Trap::StackOverflow));
+                let bt = e.downcast_ref::<WasmBacktrace>().expect("a backtrace");
+                assert!(bt.truncated());
+                assert_eq!(bt.frames().len(), 32 * 1024);
+                assert!(bt.frames().iter().all(|f| f.func_index == 0));
+                assert!(bt.to_string().contains("older frames not recorded"), "{bt}");
+            }
+            // A shallow trap right after is complete again.
+            let (mut store, i) = with_config(
+                &c,
+                r#"(module (func $a (export "a") call $b) (func $b unreachable))"#,
+            );
+            let a = i.get_typed_func::<(), ()>(&mut store, "a").unwrap();
+            let e = a.call(&mut store, ()).unwrap_err();
+            let bt = e.downcast_ref::<WasmBacktrace>().expect("a backtrace");
+            assert!(!bt.truncated());
+            assert_eq!(bt.frames().len(), 2);
+            assert!(!bt.to_string().contains("older frames"), "{bt}");
+        })
+        .unwrap();
+    t.join().unwrap();
+}
