@@ -669,7 +669,10 @@ fn c_programs_see_dirs_env_and_exit_like_under_wasmtime() {
     assert_eq!(code, 3, "{err}");
     assert_eq!(
         out,
-        format!("arg={a}\narg=x\narg=-y\nenv=A=1\nenv=PATH={host_path}\nenv=UNSET_HERE=\n")
+        // argv[0] is FILE's last component, as under `wasmtime run`.
+        format!(
+            "arg=args_env.wasm\narg=x\narg=-y\nenv=A=1\nenv=PATH={host_path}\nenv=UNSET_HERE=\n"
+        )
     );
     let dir_arg = format!("{}::/sb", sb.display());
     let (code, out, err) = kiln_status(&["run", "--dir", &dir_arg, files.to_str().unwrap()], &[]);
