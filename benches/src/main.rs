@@ -14,7 +14,12 @@
 //! count is chosen so that one sample takes about 50 ms (10 ms with
 //! `--quick`; at least one iteration). Then 15 samples (5 with `--quick`)
 //! are taken, interleaved (Kiln, Wasmtime, wasmi, Kiln, ...) so that drift
-//! in the machine's speed hits every runtime alike. Each sample gives a time
+//! in the machine's speed hits every runtime alike; a runtime that needs
+//! more than a second for one iteration takes only 3 samples, the first
+//! from the calibration (Wasmtime's
+//! preview1 `fd_readdir` lists and stats the whole directory again on
+//! every call, so `wasi/readdir-10k-files` takes it many seconds). Each
+//! sample gives a time
 //! per iteration; the report shows their median, minimum and maximum, and
 //! the ratio of medians to Wasmtime's.
 //!
@@ -350,10 +355,22 @@ fn run_workload(
 
     // Warm up and calibrate each runtime on its own.
     let mut iters = vec![0u64; runtimes.len()];
+    let mut samples = vec![settings.samples; runtimes.len()];
     for i in 0..runtimes.len() {
         if let Some(run) = runners[i].as_mut() {
             match guarded("calibration", || calibrate(run, settings.target)) {
-                Ok(n) => iters[i] = n,
+                Ok((n, per_iter)) => {
+                    iters[i] = n;
+                    if per_iter > SLOW {
+                        // The calibration's single iteration is the first
+                        // sample.
+                        if let Outcome::Times { per_iter_ns, iters } = &mut outcomes[i] {
+                            per_iter_ns.push(per_iter * 1e9);
+                            *iters = 1;
+                        }
+                        samples[i] = samples[i].min(SLOW_SAMPLES - 1);
+                    }
+                }
                 Err(e) => {
                     outcomes[i] = Outcome::Failed(e);
                     runners[i] = None;
@@ -363,8 +380,11 @@ fn run_workload(
     }
 
     // Interleaved samples.
-    for _ in 0..settings.samples {
+    for k in 0..settings.samples {
         for i in 0..runtimes.len() {
+            if k >= samples[i] {
+                continue;
+            }
             let Some(run) = runners[i].as_mut() else {
                 continue;
             };
@@ -392,9 +412,16 @@ fn run_workload(
     }
 }
 
+/// A runtime whose one iteration of a workload takes longer than this...
+const SLOW: f64 = 1.0;
+/// ... takes only this many samples of it (each one iteration, the first
+/// from the calibration).
+const SLOW_SAMPLES: usize = 3;
+
 /// Warms `run` up and picks the iteration count for samples of about
-/// `target` each (at least one iteration).
-fn calibrate(run: &mut Runner, target: Duration) -> Result<u64, String> {
+/// `target` each (at least one iteration); returns it and the time of one
+/// iteration, in seconds.
+fn calibrate(run: &mut Runner, target: Duration) -> Result<(u64, f64), String> {
     // First run: lazy initialisation, page faults, lazy translation.
     let first = run(1)?;
     let mut n = 1u64;
@@ -412,5 +439,5 @@ fn calibrate(run: &mut Runner, target: Duration) -> Result<u64, String> {
     if per_iter < target.as_secs_f64() {
         run(iters)?;
     }
-    Ok(iters)
+    Ok((iters, per_iter))
 }

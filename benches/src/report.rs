@@ -134,8 +134,19 @@ pub fn ratio(a: &Outcome, b: &Outcome) -> Option<f64> {
     }
 }
 
+/// Two decimals; three significant digits below 0.01 (so a tiny ratio
+/// does not read as 0).
 fn ratio_text(r: Option<f64>) -> String {
-    r.map_or_else(|| "-".into(), |r| format!("{r:.2}"))
+    r.map_or_else(
+        || "-".into(),
+        |r| {
+            if r > 0.0 && r < 0.01 {
+                format!("{r:.2e}")
+            } else {
+                format!("{r:.2}")
+            }
+        },
+    )
 }
 
 /// The index of Wasmtime, the baseline.

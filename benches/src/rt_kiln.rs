@@ -3,9 +3,12 @@
 use crate::elf;
 use crate::runtime::{expect_count, expect_same, loop_count, OrMsg, Prepared, Runtime};
 use crate::workloads::Budget;
-use crate::workloads::{self, Kind, SizePart};
+use crate::workloads::{self, Kind, ScratchDir, SizePart};
 use kiln::{Engine, FuncType, Linker, Module, Store, Val, ValType};
+use kiln_wasi::pipe::MemoryOutputPipe;
+use kiln_wasi::{DirPerms, FilePerms, WasiCtxBuilder};
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Instant;
 
 pub struct Kiln {
@@ -291,6 +294,12 @@ impl Runtime for Kiln {
                     }),
                 })
             }
+            Kind::Wasi {
+                wasm,
+                dir,
+                end_to_end,
+                stdout,
+            } => prepare_wasi(engine, wasm, dir.clone(), *end_to_end, *stdout),
             Kind::Size { wasm, part } => {
                 let module = Module::new(engine, &wasm[..]).msg("compile")?;
                 let n = match part {
@@ -317,4 +326,90 @@ impl Runtime for Kiln {
             }
         }
     }
+}
+
+/// The store data of a WASI workload.
+struct WasiState {
+    wasi: kiln_wasi::WasiCtx,
+}
+
+/// `Kind::Wasi` on Kiln: `kiln-wasi` through its public API.
+fn prepare_wasi(
+    engine: &Engine,
+    wasm: &workloads::Wasm,
+    dir: Option<Arc<ScratchDir>>,
+    end_to_end: bool,
+    stdout: Option<&'static str>,
+) -> Result<Prepared, String> {
+    let serialized = Module::new(engine, &wasm[..])
+        .msg("compile")?
+        .serialize()
+        .msg("serialize")?;
+    let path = std::env::temp_dir().join(format!(
+        "kiln-bench-{}-kiln-wasi-{}.cwasm",
+        std::process::id(),
+        serialized.len()
+    ));
+    std::fs::write(&path, &serialized).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    let engine = engine.clone();
+    let load = move |engine: &Engine| -> Result<Module, String> {
+        // SAFETY: the file holds what `serialize` wrote just above, for
+        // this engine's configuration.
+        unsafe { Module::deserialize_file(engine, &path) }.msg("deserialize")
+    };
+    let link = |engine: &Engine| -> Result<Linker<WasiState>, String> {
+        let mut linker = Linker::new(engine);
+        kiln_wasi::add_to_linker(&mut linker, |s: &mut WasiState| &mut s.wasi)
+            .msg("add_to_linker")?;
+        Ok(linker)
+    };
+    // One run: context, store, instantiation, `_start`; returns stdout.
+    let run_once = move |engine: &Engine,
+                         linker: &Linker<WasiState>,
+                         module: &Module|
+          -> Result<Vec<u8>, String> {
+        let out = MemoryOutputPipe::new(1 << 20);
+        let mut b = WasiCtxBuilder::new();
+        b.arg("prog").stdout(out.clone());
+        if let Some(d) = &dir {
+            b.preopened_dir(&d.0, "/sandbox", DirPerms::all(), FilePerms::all())
+                .msg("preopen")?;
+        }
+        let mut store = Store::new(engine, WasiState { wasi: b.build() });
+        let instance = linker.instantiate(&mut store, module).msg("instantiate")?;
+        let start = instance
+            .get_typed_func::<(), ()>(&mut store, "_start")
+            .msg("_start")?;
+        match start.call(&mut store, ()) {
+            Ok(()) => {}
+            Err(e) => match kiln_wasi::exit_code(&e) {
+                Some(0) => {}
+                Some(code) => return Err(format!("exit status {code}")),
+                None => return Err(format!("_start: {e:#}")),
+            },
+        }
+        Ok(out.contents())
+    };
+    let module = load(&engine)?;
+    let linker = link(&engine)?;
+    let check = workloads::wasi_check(&run_once(&engine, &linker, &module)?, stdout)?;
+    Ok(Prepared::Timed {
+        check: Some(check),
+        run: Box::new(move |iters| {
+            let mut last = Vec::new();
+            let start = Instant::now();
+            for _ in 0..iters {
+                last = if end_to_end {
+                    let module = load(&engine)?;
+                    let linker = link(&engine)?;
+                    run_once(&engine, &linker, &module)?
+                } else {
+                    run_once(&engine, &linker, &module)?
+                };
+            }
+            let t = start.elapsed();
+            expect_same(workloads::wasi_check(&last, stdout)?, check)?;
+            Ok(t)
+        }),
+    })
 }

@@ -196,7 +196,8 @@ impl Runtime for Wasmi {
             Kind::Compile { .. }
             | Kind::Load { .. }
             | Kind::Instantiate { .. }
-            | Kind::Size { .. } => Ok(Prepared::NotApplicable),
+            | Kind::Size { .. }
+            | Kind::Wasi { .. } => Ok(Prepared::NotApplicable),
         }
     }
 }

@@ -5,14 +5,18 @@
 use crate::elf;
 use crate::runtime::{expect_count, expect_same, loop_count, OrMsg, Prepared, Runtime};
 use crate::workloads::Budget;
-use crate::workloads::{self, Kind, SizePart};
+use crate::workloads::{self, Kind, ScratchDir, SizePart};
 use std::hint::black_box;
+use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::Instant;
 use wasmtime::{
     Config, Engine, FuncType, InstanceAllocationStrategy, Linker, Module, PoolingAllocationConfig,
     Store, Val, ValType,
 };
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 pub struct Wasmtime {
     engine: Engine,
@@ -318,6 +322,12 @@ impl Runtime for Wasmtime {
                     }),
                 })
             }
+            Kind::Wasi {
+                wasm,
+                dir,
+                end_to_end,
+                stdout,
+            } => prepare_wasi(engine, wasm, dir.clone(), *end_to_end, *stdout),
             Kind::Size { wasm, part } => {
                 let module = Module::new(engine, &wasm[..]).msg("compile")?;
                 let n = match part {
@@ -334,4 +344,86 @@ impl Runtime for Wasmtime {
             }
         }
     }
+}
+
+/// `Kind::Wasi` on Wasmtime: `wasmtime-wasi`'s preview1
+/// (`p1::add_to_linker_sync` with a `WasiP1Ctx`), as `wasmtime run` uses it.
+fn prepare_wasi(
+    engine: &Engine,
+    wasm: &workloads::Wasm,
+    dir: Option<Arc<ScratchDir>>,
+    end_to_end: bool,
+    stdout: Option<&'static str>,
+) -> Result<Prepared, String> {
+    let serialized = Module::new(engine, &wasm[..])
+        .msg("compile")?
+        .serialize()
+        .msg("serialize")?;
+    let path = std::env::temp_dir().join(format!(
+        "kiln-bench-{}-wasmtime-wasi-{}.cwasm",
+        std::process::id(),
+        serialized.len()
+    ));
+    std::fs::write(&path, &serialized).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    let engine = engine.clone();
+    let load = move |engine: &Engine| -> Result<Module, String> {
+        // SAFETY: the file holds what `serialize` wrote just above, for
+        // this engine's configuration.
+        unsafe { Module::deserialize_file(engine, &path) }.msg("deserialize")
+    };
+    let link = |engine: &Engine| -> Result<Linker<WasiP1Ctx>, String> {
+        let mut linker = Linker::new(engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut WasiP1Ctx| s)
+            .msg("add_to_linker_sync")?;
+        Ok(linker)
+    };
+    let run_once = move |engine: &Engine,
+                         linker: &Linker<WasiP1Ctx>,
+                         module: &Module|
+          -> Result<Vec<u8>, String> {
+        let out = MemoryOutputPipe::new(1 << 20);
+        let mut b = WasiCtxBuilder::new();
+        b.args(&["prog"]).stdout(out.clone());
+        if let Some(d) = &dir {
+            b.preopened_dir(&d.0, "/sandbox", FsPerms::ReadWrite)
+                .msg("preopen")?;
+        }
+        let mut store = Store::new(engine, b.build_p1());
+        let instance = linker.instantiate(&mut store, module).msg("instantiate")?;
+        let start = instance
+            .get_typed_func::<(), ()>(&mut store, "_start")
+            .msg("_start")?;
+        match start.call(&mut store, ()) {
+            Ok(()) => {}
+            Err(e) => match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                Some(wasmtime_wasi::I32Exit(0)) => {}
+                Some(wasmtime_wasi::I32Exit(code)) => return Err(format!("exit status {code}")),
+                None => return Err(format!("_start: {e:#}")),
+            },
+        }
+        drop(store);
+        Ok(out.contents().to_vec())
+    };
+    let module = load(&engine)?;
+    let linker = link(&engine)?;
+    let check = workloads::wasi_check(&run_once(&engine, &linker, &module)?, stdout)?;
+    Ok(Prepared::Timed {
+        check: Some(check),
+        run: Box::new(move |iters| {
+            let mut last = Vec::new();
+            let start = Instant::now();
+            for _ in 0..iters {
+                last = if end_to_end {
+                    let module = load(&engine)?;
+                    let linker = link(&engine)?;
+                    run_once(&engine, &linker, &module)?
+                } else {
+                    run_once(&engine, &linker, &module)?
+                };
+            }
+            let t = start.elapsed();
+            expect_same(workloads::wasi_check(&last, stdout)?, check)?;
+            Ok(t)
+        }),
+    })
 }

@@ -4,7 +4,7 @@
 //! at bench time.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
@@ -54,6 +54,54 @@ pub enum Kind {
     },
     /// The size of one part of the compiled artifact, in bytes.
     Size { wasm: Wasm, part: SizePart },
+    /// A WASI preview1 command (Kiln: `kiln-wasi`; Wasmtime:
+    /// `wasmtime-wasi`'s preview1 with a `WasiP1Ctx`), argv `["prog"]`,
+    /// stdout captured in memory, `dir` (if any) preopened as `/sandbox`
+    /// with every permission. One iteration builds a WASI context and a
+    /// store, instantiates and runs `_start`, which must exit with 0. With
+    /// `end_to_end`, it also loads the module from its serialized file (what
+    /// a compile-cache hit does) and builds the linker with every WASI
+    /// function, as a `run` command does; otherwise both are made once.
+    /// The check value is the number the program prints, or with `stdout`
+    /// the length of what it prints, which must be exactly `stdout`.
+    Wasi {
+        wasm: Wasm,
+        dir: Option<Arc<ScratchDir>>,
+        end_to_end: bool,
+        stdout: Option<&'static str>,
+    },
+}
+
+/// A host directory for a workload, removed when the last user drops it.
+pub struct ScratchDir(pub PathBuf);
+
+impl ScratchDir {
+    /// A fresh, empty directory under the system's temporary directory.
+    pub fn new(name: &str) -> Result<ScratchDir, String> {
+        let path = std::env::temp_dir().join(format!("kiln-bench-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(ScratchDir(path))
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What a WASI workload printed, as its check value.
+pub fn wasi_check(out: &[u8], stdout: Option<&str>) -> Result<i64, String> {
+    let text = String::from_utf8_lossy(out);
+    match stdout {
+        Some(want) if text == want => Ok(out.len() as i64),
+        Some(want) => Err(format!("printed {text:?}, expected {want:?}")),
+        None => text
+            .trim()
+            .parse()
+            .map_err(|_| format!("printed {text:?}, expected a number")),
+    }
 }
 
 /// An execution budget a compute workload runs under.
@@ -285,6 +333,36 @@ pub fn compile_c(c_dir: &Path, out_dir: &Path, name: &str) -> Result<Wasm, Strin
     Ok(Arc::new(bytes))
 }
 
+/// Compiles `c_dir/NAME.c` to `out_dir/NAME.wasm` for `wasm32-wasi`, with
+/// wasi-libc (Debian's `wasi-libc` package).
+pub fn compile_wasi_c(c_dir: &Path, out_dir: &Path, name: &str) -> Result<Wasm, String> {
+    let src = c_dir.join(format!("{name}.c"));
+    let out = out_dir.join(format!("{name}.wasm"));
+    std::fs::create_dir_all(out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
+    let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang".to_string());
+    let output = Command::new(&clang)
+        .args(["--target=wasm32-wasi", "-O2", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .output()
+        .map_err(|e| {
+            format!(
+                "cannot run `{clang}` ({e}); `cargo xtask bench` installs clang, lld and wasi-libc"
+            )
+        })?;
+    if !output.status.success() {
+        let err = String::from_utf8_lossy(&output.stderr);
+        let first = err.lines().take(3).collect::<Vec<_>>().join(" | ");
+        return Err(format!(
+            "`{clang} --target=wasm32-wasi {}` failed: {first} \
+             (needs Debian's wasi-libc and libclang-rt-14-dev-wasm32)",
+            src.display()
+        ));
+    }
+    let bytes = std::fs::read(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(Arc::new(bytes))
+}
+
 /// Every workload, in report order.
 pub fn all(c_dir: &Path, c_out: &Path) -> Vec<Workload> {
     let mut v: Vec<Workload> = Vec::new();
@@ -378,6 +456,55 @@ pub fn all(c_dir: &Path, c_out: &Path) -> Vec<Workload> {
         (n, b)
     }) {
         add(name, build);
+    }
+
+    // WASI preview1, kiln-wasi against wasmtime-wasi.
+    {
+        let (c_dir, c_out) = (c_dir.to_path_buf(), c_out.to_path_buf());
+        add(
+            "wasi/hello-end-to-end",
+            Box::new(move || {
+                Ok(Kind::Wasi {
+                    wasm: compile_wasi_c(&c_dir, &c_out, "wasi_hello")?,
+                    dir: None,
+                    end_to_end: true,
+                    stdout: Some("Hello, world!\n"),
+                })
+            }),
+        );
+    }
+    {
+        let (c_dir, c_out) = (c_dir.to_path_buf(), c_out.to_path_buf());
+        add(
+            "wasi/file-write-read-64MiB",
+            Box::new(move || {
+                Ok(Kind::Wasi {
+                    wasm: compile_wasi_c(&c_dir, &c_out, "wasi_file_io")?,
+                    dir: Some(Arc::new(ScratchDir::new("file-io")?)),
+                    end_to_end: false,
+                    stdout: None,
+                })
+            }),
+        );
+    }
+    {
+        let (c_dir, c_out) = (c_dir.to_path_buf(), c_out.to_path_buf());
+        add(
+            "wasi/readdir-10k-files",
+            Box::new(move || {
+                let dir = ScratchDir::new("readdir")?;
+                for i in 0..10_000 {
+                    let f = dir.0.join(format!("f{i}"));
+                    std::fs::write(&f, b"").map_err(|e| format!("{}: {e}", f.display()))?;
+                }
+                Ok(Kind::Wasi {
+                    wasm: compile_wasi_c(&c_dir, &c_out, "wasi_readdir")?,
+                    dir: Some(Arc::new(dir)),
+                    end_to_end: false,
+                    stdout: None,
+                })
+            }),
+        );
     }
 
     add(

@@ -394,15 +394,38 @@ fn is_root() -> bool {
     })
 }
 
-/// The C benchmark programs need clang with the wasm32 target and wasm-ld.
-/// Installs Debian's `clang` and `lld` when one is missing and we are root;
-/// otherwise says why the C programs will be skipped.
+/// Whether clang can build a wasm32-wasi program (clang, wasm-ld,
+/// wasi-libc and the wasm32 compiler runtime are all there).
+fn wasi_clang_works() -> bool {
+    let probe = std::env::temp_dir().join(format!("kiln-xtask-probe-{}.c", std::process::id()));
+    let out = probe.with_extension("wasm");
+    let ok = fs::write(&probe, "int main(void) { return 0; }\n").is_ok()
+        && Command::new("clang")
+            .args(["--target=wasm32-wasi", "-O2", "-o"])
+            .arg(&out)
+            .arg(&probe)
+            .output()
+            .is_ok_and(|o| o.status.success());
+    let _ = fs::remove_file(&probe);
+    let _ = fs::remove_file(&out);
+    ok
+}
+
+/// The C benchmark programs need clang with the wasm32 target and wasm-ld,
+/// and the WASI ones wasi-libc and the wasm32 compiler runtime. Installs
+/// Debian's packages when one is missing and we are root; otherwise says
+/// why the C programs will be skipped.
 fn ensure_c_toolchain() {
-    let missing: Vec<&str> = [("clang", "clang"), ("wasm-ld", "lld")]
+    let mut missing: Vec<&str> = [("clang", "clang"), ("wasm-ld", "lld")]
         .into_iter()
         .filter(|(program, _)| !runs(program))
         .map(|(_, package)| package)
         .collect();
+    if !wasi_clang_works() {
+        missing.extend(["clang", "lld", "wasi-libc", "libclang-rt-14-dev-wasm32"]);
+        missing.sort_unstable();
+        missing.dedup();
+    }
     if missing.is_empty() {
         return;
     }
@@ -415,7 +438,7 @@ fn ensure_c_toolchain() {
         return;
     }
     println!(
-        "==> installing {packages} for the C benchmark programs (clang --target=wasm32, wasm-ld)"
+        "==> installing {packages} for the C benchmark programs (clang --target=wasm32 and wasm32-wasi)"
     );
     for apt_args in [vec!["update"], {
         let mut v = vec!["install", "-y"];

@@ -8,14 +8,24 @@
 //!
 //! `kiln run` takes `wasmtime run`'s spellings, so a command line written
 //! for one works with the other: options come before FILE, and everything
-//! after FILE is the guest's (its `argv`, or with `--invoke` the
+//! after FILE is the guest's (its `argv`, and with `--invoke` also the
 //! function's arguments).
+//!
+//! # What runs
+//!
+//! As `wasmtime run`: each `--preload` is instantiated (and its
+//! `_initialize` called); then FILE is instantiated (its start function
+//! runs), its `_initialize` export is called if it has one, and then the
+//! `--invoke`d export, or else the export named `""` or `_start`; a module
+//! with neither has run once instantiated.
 //!
 //! # Exit status
 //!
 //! As `wasmtime run`: the guest's `proc_exit` status; 0 when `_start`
 //! returns; 134 (128 + SIGABRT, what a C program that aborts reports) when
-//! the guest traps, after printing the trap and its Wasm backtrace; 1 for
+//! the guest traps, after printing the trap and its Wasm backtrace, and
+//! when the wall-clock timeout passes (even while the guest is blocked in
+//! a host call, e.g. sleeping in `poll_oneoff`); 1 for
 //! any other error (bad module, missing import, ...), printed as one line
 //! with its cause chain; 2 for a command line clap cannot parse. The
 //! guest's stdout and stderr are written unbuffered, and Kiln's own
@@ -83,7 +93,8 @@ struct RunArgs {
     envs: Vec<String>,
 
     /// Call this export instead of `_start` (after `_initialize`, if the
-    /// module has one); ARGS are its arguments and its results are printed
+    /// module has one); ARGS are its arguments (and still the guest's
+    /// argv) and its results are printed
     #[arg(long, value_name = "NAME")]
     invoke: Option<String>,
 
@@ -92,7 +103,7 @@ struct RunArgs {
     #[arg(long = "preload", value_name = "NAME=PATH")]
     preloads: Vec<String>,
 
-    /// The guest's argv[0] (default: FILE as given)
+    /// The guest's argv[0] (default: FILE's last path component)
     #[arg(long, value_name = "NAME")]
     argv0: Option<String>,
 
@@ -105,14 +116,23 @@ struct RunArgs {
     #[arg(long, value_name = "DURATION")]
     timeout: Option<String>,
 
-    /// Wasmtime-style Wasm option: timeout=DURATION, fuel=N, or a proposal
-    /// with an optional =y/=n (tail-call, multi-memory, extended-const)
+    /// Wasmtime-style Wasm options, comma-separated or repeated:
+    /// timeout=DURATION, fuel=N, or a proposal with an optional =y/=n
+    /// (tail-call, multi-memory, extended-const)
     #[arg(short = 'W', value_name = "OPT[=VAL]")]
     wasm_opts: Vec<String>,
 
-    /// Wasmtime-style WASI option: inherit-env[=y|n], tcplisten=ADDR
+    /// Wasmtime-style WASI options, comma-separated or repeated:
+    /// cli[=y|n] (n: no WASI imports), inherit-env, inherit-stdin,
+    /// inherit-stdout, inherit-stderr (=n: the stream is empty or
+    /// discarded), tcplisten=ADDR, preview2[=y]
     #[arg(short = 'S', value_name = "OPT[=VAL]")]
     wasi_opts: Vec<String>,
+
+    /// Accepted for `wasmtime run` command lines: Kiln runs a compiled
+    /// artifact without it (its version, target and checksums are checked)
+    #[arg(long)]
+    allow_precompiled: bool,
 
     /// Do not read or write the compile cache ($XDG_CACHE_HOME/kiln or
     /// ~/.cache/kiln)
@@ -286,16 +306,61 @@ struct Host {
     wasi: WasiCtx,
 }
 
+/// Splits Wasmtime's `-W`/`-S` values: `a=1,b,c=n` into `(name, value)`
+/// pairs, in order (an option may be repeated: `-W a=1 -W b`).
+fn options(values: &[String]) -> impl Iterator<Item = (&str, Option<&str>)> {
+    values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .filter(|o| !o.is_empty())
+        .map(|o| match o.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (o, None),
+        })
+}
+
+/// `--dir` as Wasmtime 48 splits it: HOST, or HOST::GUEST (anything after
+/// a second `::` is ignored, as there).
+fn parse_dir(d: &str) -> (&str, &str) {
+    let mut parts = d.split("::");
+    let host = parts.next().unwrap_or(d);
+    let guest = parts.next().unwrap_or(host);
+    (host, guest)
+}
+
+/// The guest's `argv[0]` when `--argv0` is not given: FILE's last path
+/// component, as `wasmtime run` does (so no host path leaks in).
+fn default_argv0(file: &Path) -> String {
+    file.components()
+        .next_back()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .unwrap_or_else(|| file.to_string_lossy().into_owned())
+}
+
+/// Who ends the process once the wall-clock timeout has passed: the main
+/// thread (the guest returned, trapped on the interrupt, or exited) or the
+/// timer thread (the guest is blocked in a host call, e.g. `poll_oneoff`
+/// sleeping, and never reaches the interrupt check).
+struct Finish(std::sync::Mutex<bool>);
+
+impl Finish {
+    /// Claims the right to end the process; false if someone already has.
+    fn claim(&self) -> bool {
+        let mut done = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        !std::mem::replace(&mut *done, true)
+    }
+}
+
+/// How long the timer thread waits, after interrupting the guest, for the
+/// interrupt trap to end the run before it ends the process itself.
+const TIMEOUT_GRACE: Duration = Duration::from_millis(100);
+
 fn run(a: RunArgs) -> Result<i32, CliError> {
     let mut config = kiln::Config::new();
     a.features.apply(&mut config)?;
     let mut timeout = a.timeout.as_deref().map(parse_duration).transpose()?;
     let mut fuel = a.fuel;
-    for opt in &a.wasm_opts {
-        let (k, v) = match opt.split_once('=') {
-            Some((k, v)) => (k, Some(v)),
-            None => (opt.as_str(), None),
-        };
+    for (k, v) in options(&a.wasm_opts) {
         match k {
             "timeout" => {
                 timeout = Some(parse_duration(
@@ -304,7 +369,8 @@ fn run(a: RunArgs) -> Result<i32, CliError> {
             }
             "fuel" => {
                 let v = v.ok_or_else(|| msg("-W fuel needs a value"))?;
-                fuel = Some(v.parse().map_err(|_| msg(format!("invalid fuel `{v}`")))?);
+                let n = v.replace('_', "");
+                fuel = Some(n.parse().map_err(|_| msg(format!("invalid fuel `{v}`")))?);
             }
             p => enable(&mut config, p, yes(v, p)?)?,
         }
@@ -319,58 +385,80 @@ fn run(a: RunArgs) -> Result<i32, CliError> {
         }
     }
     let engine = Engine::new(&config)?;
+    // `--allow-precompiled` changes nothing: an artifact is checked anyway.
+    let _ = a.allow_precompiled;
     let module = load(&engine, &a.file)?;
 
     let mut wasi = WasiCtxBuilder::new();
-    wasi.inherit_stdio();
-    let argv0 = a
-        .argv0
-        .clone()
-        .unwrap_or_else(|| a.file.to_string_lossy().into_owned());
+    let (mut stdin, mut stdout, mut stderr, mut cli) = (true, true, true, true);
+    // As `wasmtime run`: argv[0], then every argument after FILE (also
+    // with --invoke, where they are the function's arguments too).
+    let argv0 = a.argv0.clone().unwrap_or_else(|| default_argv0(&a.file));
     wasi.arg(argv0);
-    if a.invoke.is_none() {
-        wasi.args(&a.args);
-    }
-    for opt in &a.wasi_opts {
-        let (k, v) = match opt.split_once('=') {
-            Some((k, v)) => (k, Some(v)),
-            None => (opt.as_str(), None),
-        };
+    wasi.args(&a.args);
+    for (k, v) in options(&a.wasi_opts) {
         match k {
             "inherit-env" => {
                 if yes(v, k)? {
                     wasi.inherit_env();
                 }
             }
+            "inherit-stdin" => stdin = yes(v, k)?,
+            "inherit-stdout" => stdout = yes(v, k)?,
+            "inherit-stderr" => stderr = yes(v, k)?,
+            "cli" | "common" => cli = yes(v, k)?,
+            "preview2" => {
+                if !yes(v, k)? {
+                    return Err(msg("the `-Spreview2=n` flag is no longer supported"));
+                }
+            }
             "tcplisten" => {
                 let addr = v.ok_or_else(|| msg("-S tcplisten needs an address"))?;
                 let l = std::net::TcpListener::bind(addr)
-                    .map_err(|e| msg(format!("listening on {addr}: {e}")))?;
+                    .map_err(|e| msg(format!("failed to bind to address '{addr}': {e}")))?;
                 wasi.preopened_socket(l);
             }
             other => {
                 return Err(msg(format!(
-                    "unknown WASI option `{other}` (known: inherit-env, tcplisten)"
+                    "unknown WASI option `{other}` (known: cli, common, inherit-env, \
+                     inherit-stdin, inherit-stdout, inherit-stderr, preview2, tcplisten)"
                 )))
             }
         }
+    }
+    if stdin {
+        wasi.inherit_stdin();
+    }
+    if stdout {
+        wasi.inherit_stdout();
+    }
+    if stderr {
+        wasi.inherit_stderr();
     }
     for e in &a.envs {
         match e.split_once('=') {
             Some((n, v)) => {
                 wasi.env(n, v);
             }
-            None => {
-                if let Ok(v) = std::env::var(e) {
+            // A bare NAME inherits the host's value; an unset one stays
+            // unset in the guest.
+            None => match std::env::var(e) {
+                Ok(v) => {
                     wasi.env(e, v);
                 }
-            }
+                Err(std::env::VarError::NotPresent) => {}
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    return Err(msg(format!("environment variable `{e}` not valid utf-8")))
+                }
+            },
         }
     }
+    // Wasmtime 48's `--dir` grants read and write (it has no read-only
+    // spelling for preview1), and so does ours.
     for d in &a.dirs {
-        let (host, guest) = d.split_once("::").unwrap_or((d, d));
+        let (host, guest) = parse_dir(d);
         wasi.preopened_dir(host, guest, DirPerms::all(), FilePerms::all())
-            .map_err(|e| msg(format!("opening directory {host}: {e}")))?;
+            .map_err(|e| msg(format!("failed to open directory `{host}`: {e}")))?;
     }
 
     let mut store = Store::new(&engine, Host { wasi: wasi.build() });
@@ -378,83 +466,109 @@ fn run(a: RunArgs) -> Result<i32, CliError> {
         store.set_fuel(f)?;
     }
     let mut linker: Linker<Host> = Linker::new(&engine);
-    kiln_wasi::add_to_linker(&mut linker, |h: &mut Host| &mut h.wasi)?;
-    for p in &a.preloads {
-        let (name, path) = p
-            .split_once('=')
-            .ok_or_else(|| msg(format!("--preload `{p}`: expected NAME=PATH")))?;
-        let m = load(&engine, Path::new(path))?;
-        let inst = linker.instantiate(&mut store, &m)?;
-        linker.instance(&mut store, name, inst)?;
+    if cli {
+        kiln_wasi::add_to_linker(&mut linker, |h: &mut Host| &mut h.wasi)?;
     }
+
+    // The timeout covers the preloads too, as in `wasmtime run`.
+    let finish = std::sync::Arc::new(Finish(std::sync::Mutex::new(false)));
     if let Some(t) = timeout {
         let handle = store.interrupt_handle();
+        let finish = finish.clone();
         std::thread::spawn(move || {
             std::thread::sleep(t);
             handle.interrupt();
+            std::thread::sleep(TIMEOUT_GRACE);
+            if finish.claim() {
+                let _ = std::io::stdout().flush();
+                eprintln!("error: timed out after {t:?}: wasm trap: interrupt");
+                exit(TRAP_EXIT);
+            }
         });
     }
-
-    let result = call(&a, &module, &linker, &mut store);
+    let result = preload(&a, &engine, &mut linker, &mut store)
+        .and_then(|()| call(&a, &module, &linker, &mut store));
+    if !finish.claim() {
+        // The timer thread is ending the process.
+        loop {
+            std::thread::park();
+        }
+    }
     match result {
         Ok(()) => Ok(0),
         Err(CliError::Kiln(e)) => match kiln_wasi::exit_code(&e) {
-            Some(code) => Ok(code),
-            None => Err(CliError::Kiln(e)),
+            Some(code) if cli => Ok(code),
+            _ => Err(CliError::Kiln(e)),
         },
         Err(e) => Err(e),
     }
 }
 
-/// Instantiates and calls what `kiln run` runs.
+/// Instantiates each `--preload NAME=PATH` and defines its exports as
+/// module NAME; a reactor's `_initialize` runs first.
+fn preload(
+    a: &RunArgs,
+    engine: &Engine,
+    linker: &mut Linker<Host>,
+    store: &mut Store<Host>,
+) -> Result<(), CliError> {
+    for p in &a.preloads {
+        let (name, path) = p.split_once('=').ok_or_else(|| {
+            msg(format!(
+                "invalid value '{p}' for '--preload <NAME=MODULE_PATH>': must contain exactly one equals character ('=')"
+            ))
+        })?;
+        let m = load(engine, Path::new(path))?;
+        let inst = linker.instantiate(&mut *store, &m)?;
+        if let Some(init) = inst.get_func(&mut *store, "_initialize") {
+            init.typed::<(), ()>(&*store)?.call(&mut *store, ())?;
+        }
+        linker.instance(&mut *store, name, inst)?;
+    }
+    Ok(())
+}
+
+/// Instantiates and calls what `kiln run` runs, as `wasmtime run`: the
+/// start function (instantiation), `_initialize` if exported, then the
+/// `--invoke`d export, or else the export named `""` or `_start`, if any.
 fn call(
     a: &RunArgs,
     module: &Module,
     linker: &Linker<Host>,
     store: &mut Store<Host>,
 ) -> Result<(), CliError> {
-    // Instantiation runs the start function, if any.
     let instance = linker.instantiate(&mut *store, module)?;
-    let exported = |n: &str| module.get_export(n).is_some();
-    let Some(name) = a.invoke.clone() else {
-        if exported("_start") {
-            let f = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
-            f.call(&mut *store, ())?;
-            return Ok(());
-        }
-        if exported("_initialize") {
-            let f = instance.get_typed_func::<(), ()>(&mut *store, "_initialize")?;
-            f.call(&mut *store, ())?;
-            return Ok(());
-        }
-        if module.has_start() {
-            return Ok(());
-        }
-        return Err(msg(format!(
-            "{} has no `_start` export and no start function; name one with --invoke",
-            a.file.display()
-        )));
+    if let Some(init) = instance.get_func(&mut *store, "_initialize") {
+        init.typed::<(), ()>(&*store)?.call(&mut *store, ())?;
+    }
+    let func: Func = match &a.invoke {
+        Some(name) => instance
+            .get_func(&mut *store, name)
+            .ok_or_else(|| msg(format!("no func export named `{name}` found")))?,
+        None => match instance
+            .get_func(&mut *store, "")
+            .or_else(|| instance.get_func(&mut *store, "_start"))
+        {
+            Some(f) => f,
+            // A module with neither (a reactor, or one that only has a
+            // start function) has run once instantiated.
+            None => return Ok(()),
+        },
     };
-    if exported("_initialize") && name != "_initialize" {
-        let f = instance.get_typed_func::<(), ()>(&mut *store, "_initialize")?;
-        f.call(&mut *store, ())?;
-    }
-    let func: Func = instance
-        .get_func(&mut *store, &name)
-        .ok_or_else(|| msg(format!("failed to find function export `{name}`")))?;
+    let what = match &a.invoke {
+        Some(name) => format!("`{name}`"),
+        None => "command default".to_string(),
+    };
     let ty = func.ty(&*store);
-    if a.args.len() != ty.params().len() {
-        return Err(msg(format!(
-            "`{name}` takes {} arguments, {} given",
-            ty.params().len(),
-            a.args.len()
-        )));
+    // Arguments after FILE, in order; extra ones are only the guest's argv.
+    let mut args = a.args.iter();
+    let mut params = Vec::new();
+    for t in ty.params() {
+        let arg = args
+            .next()
+            .ok_or_else(|| msg(format!("not enough arguments for {what}")))?;
+        params.push(parse_arg(t, arg)?);
     }
-    let params = ty
-        .params()
-        .zip(&a.args)
-        .map(|(t, a)| parse_arg(t, a))
-        .collect::<Result<Vec<_>, _>>()?;
     let mut results: Vec<Val> = ty
         .results()
         .map(|t| Val::default_for_ty(&t).unwrap_or(Val::I32(0)))
@@ -464,6 +578,7 @@ fn call(
     for r in results {
         let _ = writeln!(out, "{}", show(&r));
     }
+    let _ = out.flush();
     Ok(())
 }
 
@@ -487,15 +602,25 @@ fn load(engine: &Engine, file: &Path) -> Result<Module, CliError> {
 fn parse_arg(ty: ValType, a: &str) -> Result<Val, CliError> {
     let bad = || msg(format!("cannot parse `{a}` as {ty}"));
     Ok(match ty {
+        // Decimal, or hexadecimal with 0x (as `wasmtime run`); unsigned
+        // values past the signed range wrap.
         ValType::I32 => Val::I32(
-            a.parse::<i32>()
-                .or_else(|_| a.parse::<u32>().map(|v| v as i32))
-                .map_err(|_| bad())?,
+            match hex(a) {
+                Some(h) => u32::from_str_radix(h, 16).map(|v| v as i32),
+                None => a
+                    .parse::<i32>()
+                    .or_else(|_| a.parse::<u32>().map(|v| v as i32)),
+            }
+            .map_err(|_| bad())?,
         ),
         ValType::I64 => Val::I64(
-            a.parse::<i64>()
-                .or_else(|_| a.parse::<u64>().map(|v| v as i64))
-                .map_err(|_| bad())?,
+            match hex(a) {
+                Some(h) => u64::from_str_radix(h, 16).map(|v| v as i64),
+                None => a
+                    .parse::<i64>()
+                    .or_else(|_| a.parse::<u64>().map(|v| v as i64)),
+            }
+            .map_err(|_| bad())?,
         ),
         ValType::F32 => Val::F32(a.parse::<f32>().map_err(|_| bad())?.to_bits()),
         ValType::F64 => Val::F64(a.parse::<f64>().map_err(|_| bad())?.to_bits()),
@@ -508,14 +633,21 @@ fn parse_arg(ty: ValType, a: &str) -> Result<Val, CliError> {
     })
 }
 
+/// The digits of a `0x`/`0X` number.
+fn hex(a: &str) -> Option<&str> {
+    a.strip_prefix("0x").or_else(|| a.strip_prefix("0X"))
+}
+
+/// A result as `wasmtime run --invoke` prints it.
 fn show(v: &Val) -> String {
     match v {
         Val::I32(x) => x.to_string(),
         Val::I64(x) => x.to_string(),
         Val::F32(b) => f32::from_bits(*b).to_string(),
         Val::F64(b) => f64::from_bits(*b).to_string(),
-        Val::V128(x) => format!("{x:#034x}"),
-        Val::FuncRef(None) | Val::ExternRef(None) => "null".into(),
+        Val::V128(x) => x.to_string(),
+        Val::FuncRef(None) => "<null funcref>".into(),
+        Val::ExternRef(None) => "<null externref>".into(),
         Val::FuncRef(Some(_)) => "<funcref>".into(),
         Val::ExternRef(Some(_)) => "<externref>".into(),
     }

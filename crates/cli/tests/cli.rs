@@ -114,7 +114,6 @@ fn bad_input_is_a_one_line_error() {
         &["run", "--invoke", "nope", "fib.wat"],
         &["run", "--invoke", "fib", "fib.wat", "x"],
         &["run", "--invoke", "fib", "fib.wat"],
-        &["run", "fib.wat"],
     ] {
         let (ok, out, err) = kiln(args);
         assert!(!ok, "{args:?} must fail");
@@ -251,6 +250,10 @@ const PROBE: &str = r#"
     (drop (call $write (i32.const 1) (i32.const 8) (i32.const 1) (i32.const 100)))
     (call $exit (i32.load (i32.const 0))))
   (func (export "answer") (result i32) (i32.const 42))
+  ;; argc plus the argument.
+  (func (export "argc") (param i32) (result i32)
+    (drop (call $asz (i32.const 0) (i32.const 4)))
+    (i32.add (i32.load (i32.const 0)) (local.get 0)))
   (global $inited (mut i32) (i32.const 0))
   (func (export "_initialize") (global.set $inited (i32.const 7)))
   (func (export "inited") (result i32) (global.get $inited)))
@@ -262,10 +265,11 @@ fn exit_status_argv0_and_invoke() {
     let probe = dir.join("probe.wat");
     std::fs::write(&probe, PROBE).unwrap();
     let p = probe.to_str().unwrap();
-    // `_start` runs (not `_initialize`), sees argv, exits with argc.
+    // `_start` runs (after `_initialize`), sees argv, exits with argc;
+    // argv[0] is FILE's last component, as under `wasmtime run`.
     let (code, out, err) = kiln_status(&["run", p, "a", "--b"], &[]);
     assert_eq!(code, 3, "{err}");
-    assert_eq!(out, format!("{p}\0a\0--b\0"));
+    assert_eq!(out, "probe.wat\0a\0--b\0");
     let (code, out, _) = kiln_status(&["run", "--argv0", "prog", p], &[]);
     assert_eq!(code, 1);
     assert_eq!(out, "prog\0");
@@ -274,7 +278,163 @@ fn exit_status_argv0_and_invoke() {
     assert_eq!((code, out.as_str()), (0, "7\n"), "{err}");
     let (code, out, _) = kiln_status(&["run", "--invoke", "answer", p], &[]);
     assert_eq!((code, out.as_str()), (0, "42\n"));
+    // With --invoke the arguments are the function's and still the
+    // guest's argv (3 here: probe.wat, 100, extra); extra ones are only
+    // argv; 0x is hexadecimal.
+    let (code, out, err) = kiln_status(&["run", "--invoke", "argc", p, "100", "extra"], &[]);
+    assert_eq!((code, out.as_str()), (0, "103\n"), "{err}");
+    let (code, out, err) = kiln_status(&["run", "--invoke", "argc", p, "0x10"], &[]);
+    assert_eq!((code, out.as_str()), (0, "18\n"), "{err}");
+    let (code, _, err) = kiln_status(&["run", "--invoke", "argc", p], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not enough arguments for `argc`"), "{err}");
+    let (code, _, err) = kiln_status(&["run", "--invoke", "nope", p], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no func export named `nope` found"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn what_runs_is_what_wasmtime_runs() {
+    let dir = scratch("what");
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    // `_initialize` runs before `_start`.
+    let both = write(
+        "both.wat",
+        r#"(module
+          (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+          (memory (export "memory") 1)
+          (global $g (mut i32) (i32.const 0))
+          (func (export "_initialize") (global.set $g (i32.const 7)))
+          (func (export "_start") (call $exit (global.get $g))))"#,
+    );
+    assert_eq!(kiln_status(&["run", &both], &[]).0, 7);
+    // The export named "" is the command default too.
+    let empty = write(
+        "empty.wat",
+        r#"(module
+          (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+          (memory (export "memory") 1)
+          (func (export "") (call $exit (i32.const 5))))"#,
+    );
+    assert_eq!(kiln_status(&["run", &empty], &[]).0, 5);
+    // Neither: instantiating is running (the start function, if any).
+    let (code, out, err) = kiln_status(&["run", "fib.wat"], &[]);
+    assert_eq!((code, out.as_str(), err.as_str()), (0, "", ""));
+    let start = write("start.wat", r#"(module (func $s unreachable) (start $s))"#);
+    assert_eq!(kiln_status(&["run", &start], &[]).0, 134);
+    // Results print as under `wasmtime run --invoke`.
+    let results = write(
+        "results.wat",
+        r#"(module
+          (func (export "v") (result v128) (v128.const i64x2 1 0))
+          (func (export "r") (result funcref) (ref.null func))
+          (func (export "e") (result externref) (ref.null extern))
+          (func (export "f") (result f64) (f64.const 2.5)))"#,
+    );
+    for (f, want) in [
+        ("v", "1\n"),
+        ("r", "<null funcref>\n"),
+        ("e", "<null externref>\n"),
+        ("f", "2.5\n"),
+    ] {
+        let (code, out, err) = kiln_status(&["run", "--invoke", f, &results], &[]);
+        assert_eq!((code, out.as_str()), (0, want), "{f}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Prints the name of preopen 3 (or "none").
+const PRESTAT: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "fd_prestat_get" (func $get (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_prestat_dir_name" (func $name (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 200) "none")
+  (func (export "_start")
+    (i32.store (i32.const 100) (i32.const 200))
+    (i32.store (i32.const 104) (i32.const 4))
+    (if (i32.eqz (call $get (i32.const 3) (i32.const 0)))
+      (then
+        (drop (call $name (i32.const 3) (i32.const 200) (i32.load (i32.const 4))))
+        (i32.store (i32.const 104) (i32.load (i32.const 4)))))
+    (drop (call $write (i32.const 1) (i32.const 100) (i32.const 1) (i32.const 108)))))
+"#;
+
+#[test]
+fn dir_and_wasi_options_use_wasmtimes_spellings() {
+    let dir = scratch("dirs");
+    let prestat = dir.join("prestat.wat");
+    std::fs::write(&prestat, PRESTAT).unwrap();
+    let p = prestat.to_str().unwrap();
+    let host = dir.to_str().unwrap();
+    for (d, want) in [
+        (host.to_string(), host.to_string()),
+        (format!("{host}::/g"), "/g".to_string()),
+        // As Wasmtime 48: a second `::` and what follows are ignored.
+        (format!("{host}::/g::x"), "/g".to_string()),
+    ] {
+        let (code, out, err) = kiln_status(&["run", "--dir", &d, p], &[]);
+        assert_eq!((code, out), (0, want), "{d}: {err}");
+    }
+    let (code, out, _) = kiln_status(&["run", p], &[]);
+    assert_eq!((code, out.as_str()), (0, "none"));
+    let (code, _, err) = kiln_status(&["run", "--dir", "/no/such/dir", p], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("/no/such/dir"), "{err}");
+
+    // -S: comma-separated or repeated.
+    let (code, out, err) = kiln_status(&["run", "-S", "inherit-stdout=n", "hello-wasi.wat"], &[]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    let (code, out, err) = kiln_status(
+        &[
+            "run",
+            "-S",
+            "inherit-env,inherit-stdout=y",
+            "hello-wasi.wat",
+        ],
+        &[],
+    );
+    assert_eq!((code, out.as_str()), (0, "Hello, world!\n"), "{err}");
+    // -S cli=n: no WASI at all.
+    let (code, _, err) = kiln_status(&["run", "-S", "cli=n", "hello-wasi.wat"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown import"), "{err}");
+    for (opt, what) in [
+        ("preview2=n", "-Spreview2=n"),
+        ("bogus", "unknown WASI option `bogus`"),
+        ("inherit-env=maybe", "expected y or n"),
+    ] {
+        let (code, _, err) = kiln_status(&["run", "-S", opt, "hello-wasi.wat"], &[]);
+        assert_eq!(code, 1, "{opt}");
+        assert!(
+            err.starts_with("error: ") && err.contains(what),
+            "{opt}: {err}"
+        );
+    }
+    // --allow-precompiled is accepted.
+    let (code, out, err) = kiln_status(&["run", "--allow-precompiled", "hello-wasi.wat"], &[]);
+    assert_eq!((code, out.as_str()), (0, "Hello, world!\n"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn env_name_inherits_and_refuses_non_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["run", "--no-cache", "--env", "KILN_BAD", "hello-wasi.wat"])
+        .current_dir(examples())
+        .env("KILN_BAD", std::ffi::OsStr::from_bytes(b"\xff"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`KILN_BAD` not valid utf-8"), "{err}");
 }
 
 #[test]
@@ -290,8 +450,10 @@ fn fuel_and_timeout_stop_a_loop_with_the_trap_status() {
     for args in [
         &["run", "--fuel", "10000", s][..],
         &["run", "-W", "fuel=10000", s],
+        &["run", "-W", "fuel=10_000", s],
         &["run", "--timeout", "200ms", s],
         &["run", "-W", "timeout=0.2s", s],
+        &["run", "-W", "tail-call,timeout=200ms", s],
     ] {
         let (code, _, err) = kiln_status(args, &[]);
         assert_eq!(code, 134, "{args:?}: {err}");
@@ -300,6 +462,69 @@ fn fuel_and_timeout_stop_a_loop_with_the_trap_status() {
     let (code, _, err) = kiln_status(&["run", "--timeout", "soon", s], &[]);
     assert_eq!(code, 1);
     assert!(err.contains("invalid duration"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Writes "out\n" to stdout and "err\n" to stderr, then ends as its
+/// export says: `exit` (proc_exit 7), `trap` (unreachable), `spin` (a
+/// loop) or `sleep` (poll_oneoff on a 60 s clock).
+const ENDINGS: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 1000) "out\n")
+  (data (i32.const 1004) "err\n")
+  (func $say
+    (i32.store (i32.const 900) (i32.const 1000))
+    (i32.store (i32.const 904) (i32.const 4))
+    (drop (call $write (i32.const 1) (i32.const 900) (i32.const 1) (i32.const 950)))
+    (i32.store (i32.const 900) (i32.const 1004))
+    (drop (call $write (i32.const 2) (i32.const 900) (i32.const 1) (i32.const 950))))
+  (func (export "exit") (call $say) (call $exit (i32.const 7)))
+  (func (export "trap") (call $say) unreachable)
+  (func (export "spin") (call $say) (loop $l (br $l)))
+  (func (export "sleep")
+    (call $say)
+    ;; One clock subscription: tag 0 at 8, clock id 1 (monotonic) at 16,
+    ;; timeout 60 s at 24.
+    (i32.store8 (i32.const 8) (i32.const 0))
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const 60000000000))
+    (drop (call $poll (i32.const 0) (i32.const 100) (i32.const 1) (i32.const 200)))))
+"#;
+
+#[test]
+fn output_is_complete_on_every_exit_path() {
+    let dir = scratch("endings");
+    let m = dir.join("endings.wat");
+    std::fs::write(&m, ENDINGS).unwrap();
+    let m = m.to_str().unwrap();
+    for (func, extra, code) in [
+        ("exit", &[][..], 7),
+        ("trap", &[], 134),
+        ("spin", &["-W", "timeout=200ms"], 134),
+        // Blocked in a host call: the timeout still ends the run on time.
+        ("sleep", &["-W", "timeout=300ms"], 134),
+    ] {
+        let mut args = vec!["run"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--invoke", func, m]);
+        let t = std::time::Instant::now();
+        let (got, out, err) = kiln_status(&args, &[]);
+        assert_eq!(got, code, "{func}: {err}");
+        assert_eq!(out, "out\n", "{func}");
+        assert!(err.starts_with("err\n"), "{func}: {err}");
+        if code == 134 {
+            assert!(err.contains("error: "), "{func}: {err}");
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(20),
+            "{func} took {:?}",
+            t.elapsed()
+        );
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -330,6 +555,29 @@ fn preload_satisfies_imports() {
     );
     assert_eq!(code, 1);
     assert!(err.contains("unknown import"), "{err}");
+    // A preloaded reactor is initialized before its exports are used.
+    let reactor = dir.join("reactor.wat");
+    std::fs::write(&reactor, r#"(module
+        (global $g (mut i32) (i32.const 0))
+        (func (export "_initialize") (global.set $g (i32.const 3)))
+        (func (export "triple") (param i32) (result i32) (i32.mul (local.get 0) (global.get $g))))"#).unwrap();
+    let preload = format!("lib={}", reactor.display());
+    let (code, out, err) = kiln_status(
+        &[
+            "run",
+            "--preload",
+            &preload,
+            "--invoke",
+            "run",
+            main.to_str().unwrap(),
+            "5",
+        ],
+        &[],
+    );
+    assert_eq!((code, out.as_str()), (0, "15\n"), "{err}");
+    let (code, _, err) = kiln_status(&["run", "--preload", "nonsense", "fib.wat"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("exactly one equals"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -421,7 +669,10 @@ fn c_programs_see_dirs_env_and_exit_like_under_wasmtime() {
     assert_eq!(code, 3, "{err}");
     assert_eq!(
         out,
-        format!("arg={a}\narg=x\narg=-y\nenv=A=1\nenv=PATH={host_path}\nenv=UNSET_HERE=\n")
+        // argv[0] is FILE's last component, as under `wasmtime run`.
+        format!(
+            "arg=args_env.wasm\narg=x\narg=-y\nenv=A=1\nenv=PATH={host_path}\nenv=UNSET_HERE=\n"
+        )
     );
     let dir_arg = format!("{}::/sb", sb.display());
     let (code, out, err) = kiln_status(&["run", "--dir", &dir_arg, files.to_str().unwrap()], &[]);
