@@ -44,6 +44,8 @@ pub struct StoreInner<T> {
     pub(crate) instances: Vec<crate::instance::InstanceData>,
     /// Argument and result storage reused by `Func::new` host functions.
     pub(crate) hostcall_vals: Vec<crate::Val>,
+    /// The resource limiter and its counts (`limits.rs`).
+    pub(crate) limiter: crate::limits::StoreLimiter<T>,
     pub(crate) data: T,
 }
 
@@ -73,6 +75,7 @@ impl<T> Store<T> {
             trampoline_modules: Vec::new(),
             instances: Vec::new(),
             hostcall_vals: Vec::new(),
+            limiter: Default::default(),
             data,
         });
         let p: *mut StoreInner<T> = &mut *inner;

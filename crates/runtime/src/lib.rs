@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 mod instance;
+mod limits;
 mod memory;
 mod module;
 mod table;
@@ -24,6 +25,7 @@ mod traphandlers;
 mod vmcontext;
 
 pub use instance::*;
+pub use limits::*;
 pub use memory::*;
 pub use module::*;
 pub use table::*;

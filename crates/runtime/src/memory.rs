@@ -12,6 +12,7 @@
 //! and writable; every byte after them, up to the end of the reservation,
 //! faults.
 
+use crate::limits::{BoxError, GrowFailure, Limiter};
 use crate::vmcontext::VMMemoryDefinition;
 use kiln_environ::{MemoryType, Tunables, WASM_PAGE_SIZE};
 use std::sync::atomic::Ordering;
@@ -25,6 +26,12 @@ pub enum MemoryError {
     /// The minimum exceeds what Kiln supports.
     #[error("memory minimum of {0} pages is too large")]
     TooLarge(u64),
+    /// The store's limiter refused the memory's minimum size.
+    #[error("memory minimum size of {0} pages exceeds memory limits")]
+    Denied(u64),
+    /// The store's limiter failed.
+    #[error("{0}")]
+    Limiter(BoxError),
 }
 
 /// A linear memory.
@@ -43,8 +50,13 @@ pub struct LinearMemory {
 unsafe impl Send for LinearMemory {}
 
 impl LinearMemory {
-    /// Reserves and initialises a memory of type `ty`.
-    pub fn new(ty: MemoryType, tunables: &Tunables) -> Result<LinearMemory, MemoryError> {
+    /// Reserves and initialises a memory of type `ty`, once `limiter` (if
+    /// any) allowed its minimum size.
+    pub fn new(
+        ty: MemoryType,
+        tunables: &Tunables,
+        limiter: Option<&mut dyn Limiter>,
+    ) -> Result<LinearMemory, MemoryError> {
         let absolute_max = if ty.memory64 {
             // Without 64-bit bounds checks against a reservation, a 64-bit
             // memory reserves its maximum (capped) and checks dynamically.
@@ -55,6 +67,17 @@ impl LinearMemory {
         let maximum_pages = ty.maximum.unwrap_or(absolute_max).min(absolute_max);
         if ty.minimum > maximum_pages {
             return Err(MemoryError::TooLarge(ty.minimum));
+        }
+        if let Some(l) = limiter {
+            let min = usize::try_from(ty.minimum * WASM_PAGE_SIZE)
+                .map_err(|_| MemoryError::TooLarge(ty.minimum))?;
+            let max = declared_max_bytes(&ty);
+            if !l
+                .memory_growing(0, min, max)
+                .map_err(MemoryError::Limiter)?
+            {
+                return Err(MemoryError::Denied(ty.minimum));
+            }
         }
         let reservation =
             (tunables.static_memory_reservation + tunables.memory_guard_size) as usize;
@@ -112,32 +135,79 @@ impl LinearMemory {
         &*self.def as *const VMMemoryDefinition as *mut VMMemoryDefinition
     }
 
-    /// Grows by `delta` pages; returns the old size in pages, or `None` if
-    /// the maximum would be exceeded.
+    /// Grows by `delta` pages without asking a limiter; returns the old
+    /// size in pages, or `None` if the memory cannot grow that far.
     pub fn grow(&mut self, delta: u64) -> Option<u64> {
-        let old = self.pages();
-        let new = old.checked_add(delta)?;
-        if new > self.maximum_pages {
-            return None;
+        self.grow_limited(delta, None).ok().flatten()
+    }
+
+    /// The largest size in bytes this memory may reach, as the limiter is
+    /// told: the declared maximum, or `None` without one.
+    pub fn maximum_byte_size(&self) -> Option<usize> {
+        declared_max_bytes(&self.ty)
+    }
+
+    /// Grows by `delta` pages, asking `limiter` first (see `limits.rs` for
+    /// the order of questions): the old size in pages, `Ok(None)` if the
+    /// memory did not grow, `Err` if the limiter wants a trap.
+    pub fn grow_limited(
+        &mut self,
+        delta: u64,
+        mut limiter: Option<&mut dyn Limiter>,
+    ) -> Result<Option<u64>, BoxError> {
+        let old_pages = self.pages();
+        if delta == 0 {
+            return Ok(Some(old_pages));
         }
-        let new_bytes = usize::try_from(new.checked_mul(WASM_PAGE_SIZE)?).ok()?;
-        if new_bytes > self.reservation {
-            return None;
+        let old = self.byte_size();
+        let new = delta
+            .checked_mul(WASM_PAGE_SIZE)
+            .and_then(|d| d.checked_add(old as u64))
+            .and_then(|n| usize::try_from(n).ok());
+        let Some(new) = new else {
+            if let Some(l) = limiter {
+                l.memory_grow_failed(GrowFailure::Overflow.into())?;
+            }
+            return Ok(None);
+        };
+        if let Some(l) = limiter.as_deref_mut() {
+            if !l.memory_growing(old, new, self.maximum_byte_size())? {
+                return Ok(None);
+            }
         }
-        let old_bytes = self.byte_size();
-        if new_bytes > old_bytes {
-            // SAFETY: the range lies inside our reservation.
-            let r = unsafe {
-                rustix::mm::mprotect(
-                    self.def.base.add(old_bytes).cast(),
-                    new_bytes - old_bytes,
-                    rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::WRITE,
-                )
-            };
-            r.ok()?;
+        match self.grow_to(new) {
+            Ok(()) => Ok(Some(old_pages)),
+            Err(f) => {
+                if let Some(l) = limiter {
+                    l.memory_grow_failed(f.into())?;
+                }
+                Ok(None)
+            }
         }
-        self.def.current_length.store(new_bytes, Ordering::Relaxed);
-        Some(old)
+    }
+
+    /// Makes the first `new` bytes accessible (`new` above the current size).
+    fn grow_to(&mut self, new: usize) -> Result<(), GrowFailure> {
+        let max_bytes = self.maximum_pages.saturating_mul(WASM_PAGE_SIZE);
+        if new as u64 > max_bytes {
+            return Err(GrowFailure::MemoryMaximum);
+        }
+        if new > self.reservation {
+            return Err(GrowFailure::MemoryMaximum);
+        }
+        let old = self.byte_size();
+        // SAFETY: the range lies inside our reservation, past every byte
+        // anything may have a reference to (they are all below `old`).
+        unsafe {
+            rustix::mm::mprotect(
+                self.def.base.add(old).cast(),
+                new - old,
+                rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::WRITE,
+            )
+        }
+        .map_err(|e| GrowFailure::Protect(e.into()))?;
+        self.def.current_length.store(new, Ordering::Relaxed);
+        Ok(())
     }
 
     /// The accessible bytes.
@@ -151,6 +221,14 @@ impl LinearMemory {
         // SAFETY: as in `data`, and `&mut self` gives exclusive access.
         unsafe { std::slice::from_raw_parts_mut(self.def.base, self.byte_size()) }
     }
+}
+
+/// The declared maximum of `ty` in bytes, `None` without one (or past the
+/// address space).
+fn declared_max_bytes(ty: &MemoryType) -> Option<usize> {
+    ty.maximum
+        .and_then(|p| p.checked_mul(WASM_PAGE_SIZE))
+        .and_then(|b| usize::try_from(b).ok())
 }
 
 impl Drop for LinearMemory {
