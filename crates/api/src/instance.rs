@@ -283,6 +283,7 @@ pub(crate) fn instantiate<T>(
             InstantiationError::Trap(t) => crate::error::trap_error(t, Vec::new()),
             InstantiationError::Resource(r) => Error::msg(r),
             InstantiationError::Limiter(e) => crate::limits::from_box(e),
+            InstantiationError::Pool(e) => Error::new(e),
             InstantiationError::Artifact(a) => Error::new(a),
         })?;
     let vmctx = s.opaque.instances[rt_index].vmctx();

@@ -47,6 +47,7 @@ mod instance;
 mod limits;
 mod linker;
 mod module;
+mod pooling;
 mod store;
 mod values;
 
@@ -59,6 +60,7 @@ pub use instance::*;
 pub use limits::*;
 pub use linker::*;
 pub use module::*;
+pub use pooling::*;
 pub use store::*;
 pub use values::*;
 

@@ -80,6 +80,7 @@ impl<T> Store<T> {
         });
         let p: *mut StoreInner<T> = &mut *inner;
         inner.opaque.set_store_ptr(p.cast());
+        inner.opaque.set_pool(engine.inner.pool.clone());
         Store { inner }
     }
 

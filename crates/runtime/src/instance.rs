@@ -11,6 +11,7 @@
 use crate::limits::{BoxError, Limiter, LimiterHook};
 use crate::memory::{LinearMemory, MemoryError};
 use crate::module::CompiledModule;
+use crate::pool::{Pool, PoolError, Slot};
 use crate::table::{Table, TableError};
 use crate::vmcontext::*;
 use kiln_environ::*;
@@ -26,6 +27,9 @@ pub enum InstantiationError {
     /// A segment did not fit (the spec's instantiation trap).
     #[error(transparent)]
     Trap(#[from] Trap),
+    /// The pooling allocator refused the instance (a pool limit).
+    #[error(transparent)]
+    Pool(#[from] PoolError),
     /// The store's resource limiter failed (its own error, as it gave it).
     #[error("{0}")]
     Limiter(BoxError),
@@ -54,6 +58,9 @@ pub struct Instance {
     offsets: VMOffsets,
     vmctx: *mut u8,
     layout: Layout,
+    /// The pool slot holding the context, or `None` for a heap allocation
+    /// of `layout`.
+    vmctx_slot: Option<Slot>,
     memories: Vec<*mut LinearMemory>,
     tables: Vec<*mut Table>,
     dropped_data: Vec<bool>,
@@ -71,8 +78,13 @@ unsafe impl Send for Instance {}
 
 impl Drop for Instance {
     fn drop(&mut self) {
-        // SAFETY: allocated in `StoreOpaque::instantiate` with this layout.
-        unsafe { std::alloc::dealloc(self.vmctx, self.layout) }
+        match self.vmctx_slot.take() {
+            // The pool zeroes what the context used (see `pool.rs`).
+            Some(s) => s.pool.put_instance(s.index, self.layout.size()),
+            // SAFETY: allocated in `StoreOpaque::instantiate` with this
+            // layout.
+            None => unsafe { std::alloc::dealloc(self.vmctx, self.layout) },
+        }
     }
 }
 
@@ -356,12 +368,15 @@ pub struct StoreOpaque {
     pub tunables: Tunables,
     /// How the grow libcalls reach the embedder's limiter, if it has one.
     limiter_hook: Option<LimiterHook>,
+    /// The engine's pooling allocator, or `None` to allocate on demand.
+    pool: Option<Arc<Pool>>,
 }
 
 impl From<MemoryError> for InstantiationError {
     fn from(e: MemoryError) -> InstantiationError {
         match e {
             MemoryError::Limiter(e) => InstantiationError::Limiter(e),
+            MemoryError::Pool(e) => InstantiationError::Pool(e),
             e => InstantiationError::Resource(e.to_string()),
         }
     }
@@ -371,6 +386,7 @@ impl From<TableError> for InstantiationError {
     fn from(e: TableError) -> InstantiationError {
         match e {
             TableError::Limiter(e) => InstantiationError::Limiter(e),
+            TableError::Pool(e) => InstantiationError::Pool(e),
             e => InstantiationError::Resource(e.to_string()),
         }
     }
@@ -406,6 +422,7 @@ impl StoreOpaque {
             store_vmctx: Box::new([0; (VMOffsets::HEADER_SIZE / 8) as usize]),
             tunables,
             limiter_hook: None,
+            pool: None,
         };
         s.store_vmctx[0] = u64::from(VMCONTEXT_MAGIC);
         s.store_vmctx[(VMOffsets::RUNTIME_LIMITS / 8) as usize] = Arc::as_ptr(&s.limits) as u64;
@@ -431,6 +448,12 @@ impl StoreOpaque {
         for i in &mut self.instances {
             i.limiter_hook = Some(hook);
         }
+    }
+
+    /// Makes later instantiations take their contexts, memories and tables
+    /// from `pool` (the engine's) instead of allocating them on demand.
+    pub fn set_pool(&mut self, pool: Option<Arc<Pool>>) {
+        self.pool = pool;
     }
 
     /// The context passed as `caller_vmctx` for calls from the host.
@@ -467,12 +490,19 @@ impl StoreOpaque {
         }
         let m = module.module();
         let offsets = VMOffsets::new(m);
+        let layout = Layout::from_size_align(offsets.size().max(16) as usize, 16)
+            .map_err(|e| InstantiationError::Resource(e.to_string()))?;
+        let pool = self.pool.clone();
+        if let Some(p) = &pool {
+            // Every pool limit of the module, before anything is taken.
+            p.check_module(m, layout.size())?;
+        }
 
         let mut memories = imports.memories.clone();
         let mut imaged = vec![false; m.memories.len()];
         for (mi, ty) in m.memories.iter().skip(m.num_imported_memories) {
-            let mem =
-                LinearMemory::new(*ty, &self.tunables, crate::limits::reborrow(&mut limiter))?;
+            let lim = crate::limits::reborrow(&mut limiter);
+            let mem = LinearMemory::allocate(*ty, &self.tunables, lim, pool.as_ref())?;
             let d = m.defined_memory_index(mi).expect("defined");
             // Mapped once every segment is applied (see `MemoryImage`).
             if self.tunables.memory_images && module.memory_image(d).is_some() {
@@ -483,23 +513,37 @@ impl StoreOpaque {
         }
         let mut tables = imports.tables.clone();
         for (_, ty) in m.tables.iter().skip(m.num_imported_tables) {
-            let t = Table::new(*ty, 0, crate::limits::reborrow(&mut limiter))?;
+            let lim = crate::limits::reborrow(&mut limiter);
+            let t = Table::allocate(*ty, 0, lim, pool.as_ref())?;
             self.tables.push(Box::new(t));
             tables.push(&mut **self.tables.last_mut().expect("pushed") as *mut Table);
         }
 
-        let layout = Layout::from_size_align(offsets.size().max(16) as usize, 16)
-            .map_err(|e| InstantiationError::Resource(e.to_string()))?;
-        // SAFETY: the layout has a non-zero size.
-        let vmctx = unsafe { std::alloc::alloc_zeroed(layout) };
-        if vmctx.is_null() {
-            std::alloc::handle_alloc_error(layout);
-        }
+        let (vmctx, vmctx_slot) = match &pool {
+            Some(p) => {
+                // Zeroed, 64-byte aligned, and large enough (`check_module`).
+                let (index, ptr) = p.take_instance()?;
+                let slot = Slot {
+                    pool: p.clone(),
+                    index,
+                };
+                (ptr, Some(slot))
+            }
+            None => {
+                // SAFETY: the layout has a non-zero size.
+                let vmctx = unsafe { std::alloc::alloc_zeroed(layout) };
+                if vmctx.is_null() {
+                    std::alloc::handle_alloc_error(layout);
+                }
+                (vmctx, None)
+            }
+        };
         let mut inst = Box::new(Instance {
             module: module.clone(),
             offsets,
             vmctx,
             layout,
+            vmctx_slot,
             memories,
             tables,
             dropped_data: vec![false; m.data.len()],

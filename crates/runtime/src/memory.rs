@@ -13,6 +13,7 @@
 //! faults.
 
 use crate::limits::{BoxError, GrowFailure, Limiter};
+use crate::pool::{Pool, PoolError, Slot};
 use crate::vmcontext::VMMemoryDefinition;
 use kiln_environ::{MemoryType, Tunables, WASM_PAGE_SIZE};
 use std::sync::atomic::Ordering;
@@ -32,14 +33,24 @@ pub enum MemoryError {
     /// The store's limiter failed.
     #[error("{0}")]
     Limiter(BoxError),
+    /// The pooling allocator could not serve the memory.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
 }
 
 /// A linear memory.
 pub struct LinearMemory {
     def: Box<VMMemoryDefinition>,
+    /// Bytes from `base` that may ever become accessible.
     reservation: usize,
     maximum_pages: u64,
     ty: MemoryType,
+    /// The pool slot this memory lives in, or `None` for its own mapping
+    /// (of `mapping` bytes).
+    slot: Option<Slot>,
+    mapping: usize,
+    /// Bytes at the start mapped from a memory image.
+    image_len: usize,
 }
 
 // SAFETY: the raw base names this memory's own reservation, a process-wide
@@ -57,6 +68,18 @@ impl LinearMemory {
         tunables: &Tunables,
         limiter: Option<&mut dyn Limiter>,
     ) -> Result<LinearMemory, MemoryError> {
+        LinearMemory::allocate(ty, tunables, limiter, None)
+    }
+
+    /// As [`LinearMemory::new`], in a slot of `pool` when one is given:
+    /// the memory may then grow to the pool's `max_memory_size` at most,
+    /// and its slot goes back to the pool, reset, when it drops.
+    pub fn allocate(
+        ty: MemoryType,
+        tunables: &Tunables,
+        limiter: Option<&mut dyn Limiter>,
+        pool: Option<&std::sync::Arc<Pool>>,
+    ) -> Result<LinearMemory, MemoryError> {
         let absolute_max = if ty.memory64 {
             // Without 64-bit bounds checks against a reservation, a 64-bit
             // memory reserves its maximum (capped) and checks dynamically.
@@ -68,16 +91,39 @@ impl LinearMemory {
         if ty.minimum > maximum_pages {
             return Err(MemoryError::TooLarge(ty.minimum));
         }
+        let min = usize::try_from(ty.minimum * WASM_PAGE_SIZE)
+            .map_err(|_| MemoryError::TooLarge(ty.minimum))?;
+        let pool_max = pool.map(|p| p.memory_max());
         if let Some(l) = limiter {
-            let min = usize::try_from(ty.minimum * WASM_PAGE_SIZE)
-                .map_err(|_| MemoryError::TooLarge(ty.minimum))?;
-            let max = declared_max_bytes(&ty);
+            let max = max_bytes(&ty, pool_max);
             if !l
                 .memory_growing(0, min, max)
                 .map_err(MemoryError::Limiter)?
             {
                 return Err(MemoryError::Denied(ty.minimum));
             }
+        }
+        if let Some(pool) = pool {
+            let max = pool.memory_max();
+            if min > max {
+                return Err(PoolError::MemorySize(ty.minimum, max).into());
+            }
+            let (index, base) = pool.take_memory(min)?;
+            return Ok(LinearMemory {
+                def: Box::new(VMMemoryDefinition {
+                    base,
+                    current_length: min.into(),
+                }),
+                reservation: max,
+                maximum_pages,
+                ty,
+                slot: Some(Slot {
+                    pool: pool.clone(),
+                    index,
+                }),
+                mapping: 0,
+                image_len: 0,
+            });
         }
         let reservation =
             (tunables.static_memory_reservation + tunables.memory_guard_size) as usize;
@@ -100,6 +146,9 @@ impl LinearMemory {
             reservation,
             maximum_pages,
             ty,
+            slot: None,
+            mapping: reservation,
+            image_len: 0,
         };
         if ty.minimum > 0 && m.grow(ty.minimum).is_none() {
             return Err(MemoryError::TooLarge(ty.minimum));
@@ -142,9 +191,10 @@ impl LinearMemory {
     }
 
     /// The largest size in bytes this memory may reach, as the limiter is
-    /// told: the declared maximum, or `None` without one.
+    /// told: the declared maximum, or the pool's if smaller; `None` if
+    /// neither bounds it.
     pub fn maximum_byte_size(&self) -> Option<usize> {
-        declared_max_bytes(&self.ty)
+        max_bytes(&self.ty, self.slot.as_ref().map(|_| self.reservation))
     }
 
     /// Grows by `delta` pages, asking `limiter` first (see `limits.rs` for
@@ -223,19 +273,29 @@ impl LinearMemory {
     }
 }
 
-/// The declared maximum of `ty` in bytes, `None` without one (or past the
-/// address space).
-fn declared_max_bytes(ty: &MemoryType) -> Option<usize> {
-    ty.maximum
+/// The maximum of `ty` in bytes, lowered to `pool_max` if given; `None`
+/// if unbounded.
+fn max_bytes(ty: &MemoryType, pool_max: Option<usize>) -> Option<usize> {
+    let declared = ty
+        .maximum
         .and_then(|p| p.checked_mul(WASM_PAGE_SIZE))
-        .and_then(|b| usize::try_from(b).ok())
+        .and_then(|b| usize::try_from(b).ok());
+    match (declared, pool_max) {
+        (Some(d), Some(p)) => Some(d.min(p)),
+        (d, p) => d.or(p),
+    }
 }
 
 impl Drop for LinearMemory {
     fn drop(&mut self) {
-        // SAFETY: the reservation belongs to this memory.
-        unsafe {
-            let _ = rustix::mm::munmap(self.def.base.cast(), self.reservation);
+        match self.slot.take() {
+            // The pool resets the slot (see `pool.rs`): nothing refers to
+            // the memory any more.
+            Some(s) => s.pool.put_memory(s.index, self.byte_size(), self.image_len),
+            // SAFETY: the mapping belongs to this memory.
+            None => unsafe {
+                let _ = rustix::mm::munmap(self.def.base.cast(), self.mapping);
+            },
         }
     }
 }
@@ -346,6 +406,7 @@ impl LinearMemory {
             )
         }
         .map_err(|e| MemoryError::Reserve(image.len, e.into()))?;
+        self.image_len = image.len;
         Ok(())
     }
 }

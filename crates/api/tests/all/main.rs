@@ -8,6 +8,7 @@ mod limits;
 mod memory;
 #[cfg(target_arch = "x86_64")]
 mod overflow;
+mod pooling;
 mod resource_limits;
 mod resume;
 mod segments;
