@@ -54,6 +54,7 @@ pub struct Config {
     /// Proposals asked for that Kiln does not implement.
     unsupported: Vec<&'static str>,
     pub(crate) cache: Option<crate::Cache>,
+    pub(crate) allocation: crate::pooling::InstanceAllocationStrategy,
 }
 
 impl Default for Config {
@@ -69,6 +70,7 @@ impl Default for Config {
             coredump_on_trap: false,
             unsupported: Vec::new(),
             cache: None,
+            allocation: Default::default(),
         }
     }
 }
@@ -268,6 +270,18 @@ impl Config {
         self
     }
 
+    /// How instances, their memories and tables are allocated (default
+    /// [`InstanceAllocationStrategy::OnDemand`](crate::InstanceAllocationStrategy)):
+    /// on demand, or from a pool reserved once when the engine is created
+    /// (see [`PoolingAllocationConfig`](crate::PoolingAllocationConfig)).
+    pub fn allocation_strategy(
+        &mut self,
+        strategy: impl Into<crate::InstanceAllocationStrategy>,
+    ) -> &mut Self {
+        self.allocation = strategy.into();
+        self
+    }
+
     /// Enables the tail-call proposal (`return_call`).
     pub fn wasm_tail_call(&mut self, on: bool) -> &mut Self {
         self.features.set(wasmparser::WasmFeatures::TAIL_CALL, on);
@@ -386,6 +400,7 @@ impl Config {
                  compiled for a guard of {MEMORY_GUARD_SIZE} bytes"
             );
         }
+        self.allocation.check()?;
         if self.coredump_on_trap {
             bail!("coredump_on_trap is not supported by Kiln yet");
         }
@@ -418,6 +433,8 @@ pub(crate) struct EngineInner {
     /// is compared at every load, and formatting the settings costs more
     /// than the rest of loading a small module.
     artifact_header: std::sync::OnceLock<String>,
+    /// The pooling allocator, with `InstanceAllocationStrategy::Pooling`.
+    pub(crate) pool: Option<Arc<kiln_runtime::Pool>>,
 }
 
 /// Compiles modules and owns what modules and stores of it share. Cheap
@@ -446,6 +463,7 @@ impl Engine {
         kiln_runtime::init_traps();
         let compiler =
             Compiler::new(config.compiler.clone()).map_err(|e| Error::msg(e.to_string()))?;
+        let pool = config.allocation.pool(&config.compiler.tunables)?;
         let engine = Engine {
             inner: Arc::new(EngineInner {
                 compiler,
@@ -454,6 +472,7 @@ impl Engine {
                 epoch: AtomicU64::new(0),
                 host_trampolines: Mutex::new(HashMap::new()),
                 artifact_header: std::sync::OnceLock::new(),
+                pool,
             }),
         };
         // Code for the host must run on the host: the check that loading

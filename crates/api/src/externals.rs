@@ -1,10 +1,11 @@
 //! [`Memory`], [`Table`], [`Global`] and [`Extern`].
 
+use crate::limits::from_box;
 use crate::store::StoreInner;
 use crate::{AsContext, AsContextMut, Error, Func, Result, Val};
 use crate::{GlobalType, MemoryType, TableType};
 use kiln_environ::ValType as WasmType;
-use kiln_runtime::{LinearMemory, Table as RtTable, VMGlobalDefinition};
+use kiln_runtime::{LinearMemory, MemoryError, Table as RtTable, TableError, VMGlobalDefinition};
 
 /// Anything an instance can import or export.
 #[derive(Clone, Debug)]
@@ -91,7 +92,14 @@ impl Memory {
     /// A new memory of type `ty` owned by the host.
     pub fn new(mut store: impl AsContextMut, ty: MemoryType) -> Result<Memory> {
         let s = store.as_context_mut().0;
-        let m = LinearMemory::new(ty, &s.opaque.tunables).map_err(|e| Error::msg(e.to_string()))?;
+        let (opaque, mut limiter) = s.opaque_and_limiter();
+        let lim = limiter
+            .as_mut()
+            .map(|l| l as &mut dyn kiln_runtime::Limiter);
+        let m = LinearMemory::new(ty, &opaque.tunables, lim).map_err(|e| match e {
+            MemoryError::Limiter(e) => from_box(e),
+            e => Error::msg(e.to_string()),
+        })?;
         s.opaque.memories.push(Box::new(m));
         let ptr =
             &mut **s.opaque.memories.last_mut().expect("pushed") as *mut LinearMemory as usize;
@@ -155,10 +163,24 @@ impl Memory {
     }
 
     /// Grows by `delta` pages, returning the old size in pages.
+    ///
+    /// The store's [`ResourceLimiter`](crate::ResourceLimiter) is asked
+    /// first; a denied or failed growth is an error.
     pub fn grow(&self, mut store: impl AsContextMut, delta: u64) -> Result<u64> {
-        self.get_mut(store.as_context_mut().0)
-            .grow(delta)
-            .ok_or_else(|| Error::msg(format!("failed to grow memory by {delta} pages")))
+        let s = store.as_context_mut().0;
+        assert_eq!(self.store, s.id, "memory used with the wrong store");
+        let (_, mut limiter) = s.opaque_and_limiter();
+        // SAFETY: as in `get_mut`; the memory lives in its own box, apart
+        // from the embedder's data and the limiter borrowed alongside.
+        let m = unsafe { &mut *(self.ptr as *mut LinearMemory) };
+        m.grow_limited(
+            delta,
+            limiter
+                .as_mut()
+                .map(|l| l as &mut dyn kiln_runtime::Limiter),
+        )
+        .map_err(from_box)?
+        .ok_or_else(|| Error::msg(format!("failed to grow memory by {delta} pages")))
     }
 
     /// Reads `buf.len()` bytes at `offset`.
@@ -197,7 +219,14 @@ impl Table {
         let s = store.as_context_mut().0;
         let ty = ty.inner;
         let raw = ref_to_raw(s, &init, ty.element)?;
-        let t = RtTable::new(ty, raw).ok_or_else(|| Error::msg("table too large"))?;
+        let (_, mut limiter) = s.opaque_and_limiter();
+        let lim = limiter
+            .as_mut()
+            .map(|l| l as &mut dyn kiln_runtime::Limiter);
+        let t = RtTable::new(ty, raw, lim).map_err(|e| match e {
+            TableError::Limiter(e) => from_box(e),
+            e => Error::msg(e.to_string()),
+        })?;
         s.opaque.tables.push(Box::new(t));
         let ptr = &mut **s.opaque.tables.last_mut().expect("pushed") as *mut RtTable as usize;
         Ok(Table { store: s.id, ptr })
@@ -245,13 +274,27 @@ impl Table {
     }
 
     /// Grows by `delta` elements of `init`, returning the old size.
+    ///
+    /// The store's [`ResourceLimiter`](crate::ResourceLimiter) is asked
+    /// first; a denied or failed growth is an error.
     pub fn grow(&self, mut store: impl AsContextMut, delta: u32, init: Val) -> Result<u32> {
         let s = store.as_context_mut().0;
         let ty = self.get_rt(s).declared_ty().element;
         let raw = ref_to_raw(s, &init, ty)?;
-        self.get_rt_mut(s)
-            .grow(delta, raw)
-            .ok_or_else(|| Error::msg(format!("failed to grow table by {delta}")))
+        assert_eq!(self.store, s.id, "table used with the wrong store");
+        let (_, mut limiter) = s.opaque_and_limiter();
+        // SAFETY: as in `get_rt_mut`; the table lives in its own box, apart
+        // from the embedder's data and the limiter borrowed alongside.
+        let t = unsafe { &mut *(self.ptr as *mut RtTable) };
+        t.grow_limited(
+            delta,
+            raw,
+            limiter
+                .as_mut()
+                .map(|l| l as &mut dyn kiln_runtime::Limiter),
+        )
+        .map_err(from_box)?
+        .ok_or_else(|| Error::msg(format!("failed to grow table by {delta}")))
     }
 }
 

@@ -273,12 +273,21 @@ pub(crate) fn instantiate<T>(
             _ => unreachable!("kinds were checked by check_import"),
         }
     }
-    let rt_index = s
-        .opaque
-        .instantiate(&module.compiled, rt)
+    s.bump_resource_counts(m)?;
+    let (opaque, mut limiter) = s.opaque_and_limiter();
+    let rt_index = opaque
+        .instantiate(
+            &module.compiled,
+            rt,
+            limiter
+                .as_mut()
+                .map(|l| l as &mut dyn kiln_runtime::Limiter),
+        )
         .map_err(|e| match e {
             InstantiationError::Trap(t) => crate::error::trap_error(t, Vec::new(), false),
             InstantiationError::Resource(r) => Error::msg(r),
+            InstantiationError::Limiter(e) => crate::limits::from_box(e),
+            InstantiationError::Pool(e) => Error::new(e),
             InstantiationError::Artifact(a) => Error::new(a),
         })?;
     let vmctx = s.opaque.instances[rt_index].vmctx();

@@ -46,6 +46,8 @@ pub struct StoreInner<T> {
     pub(crate) hostcall_vals: Vec<crate::Val>,
     /// The embedder's hook for calls between host and Wasm, if any.
     call_hook: Option<CallHookFn<T>>,
+    /// The resource limiter and its counts (`limits.rs`).
+    pub(crate) limiter: crate::limits::StoreLimiter<T>,
     pub(crate) data: T,
 }
 
@@ -105,10 +107,12 @@ impl<T> Store<T> {
             instances: Vec::new(),
             hostcall_vals: Vec::new(),
             call_hook: None,
+            limiter: Default::default(),
             data,
         });
         let p: *mut StoreInner<T> = &mut *inner;
         inner.opaque.set_store_ptr(p.cast());
+        inner.opaque.set_pool(engine.inner.pool.clone());
         Store { inner }
     }
 

@@ -732,6 +732,14 @@ impl FuncEnvironment for FuncEnv<'_> {
         let r = self
             .call_builtin(&mut pos, BuiltinFunction::memory_grow, &[mem, delta])
             .expect("memory_grow returns");
+        // A limiter's error (or `trap_on_grow_failure`): the runtime has
+        // recorded the reason, the trap code here is never reported.
+        let must_trap = pos.ins().icmp_imm(
+            ir::condcodes::IntCC::Equal,
+            r,
+            kiln_environ::MEMORY_GROW_TRAP as i64,
+        );
+        pos.ins().trapnz(must_trap, ir::TrapCode::HeapOutOfBounds);
         Ok(if self.is_memory64(m) {
             r
         } else {
@@ -882,13 +890,21 @@ impl FuncEnvironment for FuncEnv<'_> {
         init_value: ir::Value,
     ) -> WasmResult<ir::Value> {
         let t = pos.ins().iconst(I32, i64::from(table_index.as_u32()));
-        Ok(self
+        let r = self
             .call_builtin(
                 &mut pos,
                 BuiltinFunction::table_grow,
                 &[t, delta, init_value],
             )
-            .expect("table_grow returns"))
+            .expect("table_grow returns");
+        // As in `translate_memory_grow`.
+        let must_trap = pos.ins().icmp_imm(
+            ir::condcodes::IntCC::Equal,
+            r,
+            i64::from(kiln_environ::TABLE_GROW_TRAP),
+        );
+        pos.ins().trapnz(must_trap, ir::TrapCode::TableOutOfBounds);
+        Ok(r)
     }
 
     fn translate_table_get(

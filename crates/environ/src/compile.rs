@@ -371,7 +371,9 @@ macro_rules! builtins {
 }
 
 builtins! {
-    /// `memory.grow(mem, delta_pages) -> old_pages or u64::MAX`.
+    /// `memory.grow(mem, delta_pages) -> old_pages`, `u64::MAX` when the
+    /// memory did not grow, or [`MEMORY_GROW_TRAP`] when the caller must
+    /// trap (the runtime has recorded why).
     memory_grow(I32, I64) -> I64;
     /// `memory.fill(mem, dst, byte, len) -> status`.
     memory_fill(I32, I64, I32, I64) -> I32;
@@ -381,7 +383,9 @@ builtins! {
     memory_init(I32, I32, I64, I32, I32) -> I32;
     /// `data.drop(data)`.
     data_drop(I32);
-    /// `table.grow(table, delta, init) -> old_size or u32::MAX`.
+    /// `table.grow(table, delta, init) -> old_size`, `u32::MAX` when the
+    /// table did not grow, or [`TABLE_GROW_TRAP`] when the caller must trap
+    /// (the runtime has recorded why).
     table_grow(I32, I32, Pointer) -> I32;
     /// `table.fill(table, dst, val, len) -> status`.
     table_fill(I32, I32, Pointer, I32) -> I32;
@@ -392,6 +396,15 @@ builtins! {
     /// `elem.drop(elem)`.
     elem_drop(I32);
 }
+
+/// What the `memory_grow` builtin returns when the grow must trap instead
+/// of returning -1 (a resource limiter's error, or
+/// `trap_on_grow_failure`). No memory's old size in pages comes near it.
+pub const MEMORY_GROW_TRAP: u64 = u64::MAX - 1;
+
+/// What the `table_grow` builtin returns when the grow must trap (see
+/// [`MEMORY_GROW_TRAP`]); tables never hold that many elements.
+pub const TABLE_GROW_TRAP: u32 = u32::MAX - 1;
 
 /// Settings that both the code generator and the runtime must agree on,
 /// because generated code bakes them in.

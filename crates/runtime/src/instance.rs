@@ -8,9 +8,11 @@
 //! raw pointers in the context valid: **Invariant:** nothing a `VMContext`
 //! points at is freed before the store is dropped.
 
-use crate::memory::LinearMemory;
+use crate::limits::{BoxError, Limiter, LimiterHook};
+use crate::memory::{LinearMemory, MemoryError};
 use crate::module::CompiledModule;
-use crate::table::Table;
+use crate::pool::{Pool, PoolError, Slot};
+use crate::table::{Table, TableError};
 use crate::vmcontext::*;
 use kiln_environ::*;
 use std::alloc::Layout;
@@ -25,6 +27,12 @@ pub enum InstantiationError {
     /// A segment did not fit (the spec's instantiation trap).
     #[error(transparent)]
     Trap(#[from] Trap),
+    /// The pooling allocator refused the instance (a pool limit).
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    /// The store's resource limiter failed (its own error, as it gave it).
+    #[error("{0}")]
+    Limiter(BoxError),
     /// The loaded artifact's frame table is damaged (see
     /// [`CompiledModule::verify_frames`]), so none of its code may run.
     #[error(transparent)]
@@ -50,10 +58,15 @@ pub struct Instance {
     offsets: VMOffsets,
     vmctx: *mut u8,
     layout: Layout,
+    /// The pool slot holding the context, or `None` for a heap allocation
+    /// of `layout`.
+    vmctx_slot: Option<Slot>,
     memories: Vec<*mut LinearMemory>,
     tables: Vec<*mut Table>,
     dropped_data: Vec<bool>,
     dropped_elems: Vec<bool>,
+    /// How the grow libcalls reach the store's limiter.
+    limiter_hook: Option<LimiterHook>,
 }
 
 // SAFETY: the context allocation is this instance's own, and its other
@@ -65,8 +78,13 @@ unsafe impl Send for Instance {}
 
 impl Drop for Instance {
     fn drop(&mut self) {
-        // SAFETY: allocated in `StoreOpaque::instantiate` with this layout.
-        unsafe { std::alloc::dealloc(self.vmctx, self.layout) }
+        match self.vmctx_slot.take() {
+            // The pool zeroes what the context used (see `pool.rs`).
+            Some(s) => s.pool.put_instance(s.index, self.layout.size()),
+            // SAFETY: allocated in `StoreOpaque::instantiate` with this
+            // layout.
+            None => unsafe { std::alloc::dealloc(self.vmctx, self.layout) },
+        }
     }
 }
 
@@ -348,6 +366,30 @@ pub struct StoreOpaque {
     store_vmctx: Box<[u64; (VMOffsets::HEADER_SIZE / 8) as usize]>,
     /// Settings baked into code.
     pub tunables: Tunables,
+    /// How the grow libcalls reach the embedder's limiter, if it has one.
+    limiter_hook: Option<LimiterHook>,
+    /// The engine's pooling allocator, or `None` to allocate on demand.
+    pool: Option<Arc<Pool>>,
+}
+
+impl From<MemoryError> for InstantiationError {
+    fn from(e: MemoryError) -> InstantiationError {
+        match e {
+            MemoryError::Limiter(e) => InstantiationError::Limiter(e),
+            MemoryError::Pool(e) => InstantiationError::Pool(e),
+            e => InstantiationError::Resource(e.to_string()),
+        }
+    }
+}
+
+impl From<TableError> for InstantiationError {
+    fn from(e: TableError) -> InstantiationError {
+        match e {
+            TableError::Limiter(e) => InstantiationError::Limiter(e),
+            TableError::Pool(e) => InstantiationError::Pool(e),
+            e => InstantiationError::Resource(e.to_string()),
+        }
+    }
 }
 
 // SAFETY: every raw pointer inside names data this store owns (instances,
@@ -379,6 +421,8 @@ impl StoreOpaque {
             modules: Vec::new(),
             store_vmctx: Box::new([0; (VMOffsets::HEADER_SIZE / 8) as usize]),
             tunables,
+            limiter_hook: None,
+            pool: None,
         };
         s.store_vmctx[0] = u64::from(VMCONTEXT_MAGIC);
         s.store_vmctx[(VMOffsets::RUNTIME_LIMITS / 8) as usize] = Arc::as_ptr(&s.limits) as u64;
@@ -394,6 +438,22 @@ impl StoreOpaque {
             // SAFETY: STORE is within every context's header.
             unsafe { *i.at::<*mut ()>(VMOffsets::STORE) = p };
         }
+    }
+
+    /// Makes `memory.grow` and `table.grow` in this store's instances, the
+    /// current ones and those to come, consult the limiter through `hook`
+    /// (called with the address given to [`StoreOpaque::set_store_ptr`]).
+    pub fn set_limiter_hook(&mut self, hook: LimiterHook) {
+        self.limiter_hook = Some(hook);
+        for i in &mut self.instances {
+            i.limiter_hook = Some(hook);
+        }
+    }
+
+    /// Makes later instantiations take their contexts, memories and tables
+    /// from `pool` (the engine's) instead of allocating them on demand.
+    pub fn set_pool(&mut self, pool: Option<Arc<Pool>>) {
+        self.pool = pool;
     }
 
     /// The context passed as `caller_vmctx` for calls from the host.
@@ -414,11 +474,13 @@ impl StoreOpaque {
     /// Instantiates `module` with `imports`. Segments are applied in
     /// order; on a segment trap the writes before it stay visible (as the
     /// spec requires for imported tables and memories) and the instance
-    /// stays owned by the store, unreachable.
+    /// stays owned by the store, unreachable. `limiter`, if any, is asked
+    /// for each defined memory's and table's minimum size.
     pub fn instantiate(
         &mut self,
         module: &Arc<CompiledModule>,
         imports: Imports,
+        mut limiter: Option<&mut dyn Limiter>,
     ) -> Result<usize, InstantiationError> {
         module.verify_frames()?;
         // Before any of its code can run (the start function, or a
@@ -428,12 +490,19 @@ impl StoreOpaque {
         }
         let m = module.module();
         let offsets = VMOffsets::new(m);
+        let layout = Layout::from_size_align(offsets.size().max(16) as usize, 16)
+            .map_err(|e| InstantiationError::Resource(e.to_string()))?;
+        let pool = self.pool.clone();
+        if let Some(p) = &pool {
+            // Every pool limit of the module, before anything is taken.
+            p.check_module(m, layout.size())?;
+        }
 
         let mut memories = imports.memories.clone();
         let mut imaged = vec![false; m.memories.len()];
         for (mi, ty) in m.memories.iter().skip(m.num_imported_memories) {
-            let mem = LinearMemory::new(*ty, &self.tunables)
-                .map_err(|e| InstantiationError::Resource(e.to_string()))?;
+            let lim = crate::limits::reborrow(&mut limiter);
+            let mem = LinearMemory::allocate(*ty, &self.tunables, lim, pool.as_ref())?;
             let d = m.defined_memory_index(mi).expect("defined");
             // Mapped once every segment is applied (see `MemoryImage`).
             if self.tunables.memory_images && module.memory_image(d).is_some() {
@@ -444,29 +513,42 @@ impl StoreOpaque {
         }
         let mut tables = imports.tables.clone();
         for (_, ty) in m.tables.iter().skip(m.num_imported_tables) {
-            let t = Table::new(*ty, 0).ok_or_else(|| {
-                InstantiationError::Resource(format!("table of {} elements", ty.minimum))
-            })?;
+            let lim = crate::limits::reborrow(&mut limiter);
+            let t = Table::allocate(*ty, 0, lim, pool.as_ref())?;
             self.tables.push(Box::new(t));
             tables.push(&mut **self.tables.last_mut().expect("pushed") as *mut Table);
         }
 
-        let layout = Layout::from_size_align(offsets.size().max(16) as usize, 16)
-            .map_err(|e| InstantiationError::Resource(e.to_string()))?;
-        // SAFETY: the layout has a non-zero size.
-        let vmctx = unsafe { std::alloc::alloc_zeroed(layout) };
-        if vmctx.is_null() {
-            std::alloc::handle_alloc_error(layout);
-        }
+        let (vmctx, vmctx_slot) = match &pool {
+            Some(p) => {
+                // Zeroed, 64-byte aligned, and large enough (`check_module`).
+                let (index, ptr) = p.take_instance()?;
+                let slot = Slot {
+                    pool: p.clone(),
+                    index,
+                };
+                (ptr, Some(slot))
+            }
+            None => {
+                // SAFETY: the layout has a non-zero size.
+                let vmctx = unsafe { std::alloc::alloc_zeroed(layout) };
+                if vmctx.is_null() {
+                    std::alloc::handle_alloc_error(layout);
+                }
+                (vmctx, None)
+            }
+        };
         let mut inst = Box::new(Instance {
             module: module.clone(),
             offsets,
             vmctx,
             layout,
+            vmctx_slot,
             memories,
             tables,
             dropped_data: vec![false; m.data.len()],
             dropped_elems: vec![false; m.elems.len()],
+            limiter_hook: self.limiter_hook,
         });
         let inst_ptr: *mut Instance = &mut *inst;
         let o = &inst.offsets;
@@ -623,16 +705,60 @@ mod libcalls {
         u32::from(r.is_err())
     }
 
+    /// Runs `grow` with the store's limiter (see `limits.rs`), catching a
+    /// panic of the limiter. A growth that must trap is recorded for the
+    /// caller's trap (see `raise_from_libcall`) and gives `None`.
+    ///
+    /// # Safety
+    ///
+    /// `vmctx` is the live context of the calling Wasm, and `grow` touches
+    /// only the memory or table being grown: the hook may hand out the
+    /// embedder's data, which no context points into.
+    unsafe fn grow_with_limiter<R>(
+        vmctx: *mut VMContext,
+        grow: impl FnOnce(Option<&mut dyn Limiter>) -> Result<R, BoxError>,
+    ) -> Option<R> {
+        // SAFETY: see `inst`.
+        let hook = unsafe { inst(vmctx) }.limiter_hook;
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match hook {
+            None => grow(None),
+            Some(hook) => {
+                let mut grow = Some(grow);
+                let mut out = None;
+                // SAFETY: a libcall of this store's Wasm; the store pointer
+                // in every context header is the one the hook expects.
+                unsafe {
+                    hook(StoreOpaque::store_ptr_from_vmctx(vmctx), &mut |l| {
+                        if let Some(g) = grow.take() {
+                            out = Some(g(l));
+                        }
+                    })
+                };
+                out.unwrap_or_else(|| Err("the limiter hook did not call back".into()))
+            }
+        }));
+        let reason = match r {
+            Ok(Ok(v)) => return Some(v),
+            Ok(Err(e)) => crate::traphandlers::TrapReason::Host(e),
+            Err(p) => crate::traphandlers::TrapReason::Panic(p),
+        };
+        // SAFETY: called from a libcall, which returns the trap value next.
+        unsafe { crate::traphandlers::raise_from_libcall(reason) };
+        None
+    }
+
     pub(super) unsafe extern "C" fn memory_grow(
         vmctx: *mut VMContext,
         mem: u32,
         delta: u64,
     ) -> u64 {
-        // SAFETY: see `inst`; the memory belongs to the store.
-        unsafe {
-            let i = inst(vmctx);
-            let m = &mut *i.memory(MemoryIndex::from_u32(mem));
-            m.grow(delta).unwrap_or(u64::MAX)
+        // SAFETY: see `inst`; the memory belongs to the store, and nothing
+        // else refers to it during the call.
+        let m = unsafe { &mut *inst(vmctx).memory(MemoryIndex::from_u32(mem)) };
+        // SAFETY: `grow` touches only the memory.
+        match unsafe { grow_with_limiter(vmctx, |l| m.grow_limited(delta, l)) } {
+            Some(r) => r.unwrap_or(u64::MAX),
+            None => kiln_environ::MEMORY_GROW_TRAP,
         }
     }
 
@@ -697,10 +823,13 @@ mod libcalls {
         delta: u32,
         init: *mut u8,
     ) -> u32 {
-        // SAFETY: see `inst`; the table belongs to the store.
-        unsafe {
-            let t = &mut *inst(vmctx).table(TableIndex::from_u32(table));
-            t.grow(delta, init as usize).unwrap_or(u32::MAX)
+        // SAFETY: see `inst`; the table belongs to the store, and nothing
+        // else refers to it during the call.
+        let t = unsafe { &mut *inst(vmctx).table(TableIndex::from_u32(table)) };
+        // SAFETY: `grow` touches only the table.
+        match unsafe { grow_with_limiter(vmctx, |l| t.grow_limited(delta, init as usize, l)) } {
+            Some(r) => r.unwrap_or(u32::MAX),
+            None => kiln_environ::TABLE_GROW_TRAP,
         }
     }
 

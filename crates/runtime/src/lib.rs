@@ -33,15 +33,19 @@
 #![deny(missing_docs)]
 
 mod instance;
+mod limits;
 mod memory;
 mod module;
+mod pool;
 mod table;
 mod traphandlers;
 mod vmcontext;
 
 pub use instance::*;
+pub use limits::*;
 pub use memory::*;
 pub use module::*;
+pub use pool::{Pool, PoolError, PoolingConfig};
 pub use table::*;
 pub use traphandlers::*;
 pub use vmcontext::*;

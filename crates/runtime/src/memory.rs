@@ -12,6 +12,8 @@
 //! and writable; every byte after them, up to the end of the reservation,
 //! faults.
 
+use crate::limits::{BoxError, GrowFailure, Limiter};
+use crate::pool::{Pool, PoolError, Slot};
 use crate::vmcontext::VMMemoryDefinition;
 use kiln_environ::{MemoryType, Tunables, WASM_PAGE_SIZE};
 use std::sync::atomic::Ordering;
@@ -25,14 +27,30 @@ pub enum MemoryError {
     /// The minimum exceeds what Kiln supports.
     #[error("memory minimum of {0} pages is too large")]
     TooLarge(u64),
+    /// The store's limiter refused the memory's minimum size.
+    #[error("memory minimum size of {0} pages exceeds memory limits")]
+    Denied(u64),
+    /// The store's limiter failed.
+    #[error("{0}")]
+    Limiter(BoxError),
+    /// The pooling allocator could not serve the memory.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
 }
 
 /// A linear memory.
 pub struct LinearMemory {
     def: Box<VMMemoryDefinition>,
+    /// Bytes from `base` that may ever become accessible.
     reservation: usize,
     maximum_pages: u64,
     ty: MemoryType,
+    /// The pool slot this memory lives in, or `None` for its own mapping
+    /// (of `mapping` bytes).
+    slot: Option<Slot>,
+    mapping: usize,
+    /// Bytes at the start mapped from a memory image.
+    image_len: usize,
 }
 
 // SAFETY: the raw base names this memory's own reservation, a process-wide
@@ -43,8 +61,25 @@ pub struct LinearMemory {
 unsafe impl Send for LinearMemory {}
 
 impl LinearMemory {
-    /// Reserves and initialises a memory of type `ty`.
-    pub fn new(ty: MemoryType, tunables: &Tunables) -> Result<LinearMemory, MemoryError> {
+    /// Reserves and initialises a memory of type `ty`, once `limiter` (if
+    /// any) allowed its minimum size.
+    pub fn new(
+        ty: MemoryType,
+        tunables: &Tunables,
+        limiter: Option<&mut dyn Limiter>,
+    ) -> Result<LinearMemory, MemoryError> {
+        LinearMemory::allocate(ty, tunables, limiter, None)
+    }
+
+    /// As [`LinearMemory::new`], in a slot of `pool` when one is given:
+    /// the memory may then grow to the pool's `max_memory_size` at most,
+    /// and its slot goes back to the pool, reset, when it drops.
+    pub fn allocate(
+        ty: MemoryType,
+        tunables: &Tunables,
+        limiter: Option<&mut dyn Limiter>,
+        pool: Option<&std::sync::Arc<Pool>>,
+    ) -> Result<LinearMemory, MemoryError> {
         let absolute_max = if ty.memory64 {
             // Without 64-bit bounds checks against a reservation, a 64-bit
             // memory reserves its maximum (capped) and checks dynamically.
@@ -55,6 +90,40 @@ impl LinearMemory {
         let maximum_pages = ty.maximum.unwrap_or(absolute_max).min(absolute_max);
         if ty.minimum > maximum_pages {
             return Err(MemoryError::TooLarge(ty.minimum));
+        }
+        let min = usize::try_from(ty.minimum * WASM_PAGE_SIZE)
+            .map_err(|_| MemoryError::TooLarge(ty.minimum))?;
+        let pool_max = pool.map(|p| p.memory_max());
+        if let Some(l) = limiter {
+            let max = max_bytes(&ty, pool_max);
+            if !l
+                .memory_growing(0, min, max)
+                .map_err(MemoryError::Limiter)?
+            {
+                return Err(MemoryError::Denied(ty.minimum));
+            }
+        }
+        if let Some(pool) = pool {
+            let max = pool.memory_max();
+            if min > max {
+                return Err(PoolError::MemorySize(ty.minimum, max).into());
+            }
+            let (index, base) = pool.take_memory(min)?;
+            return Ok(LinearMemory {
+                def: Box::new(VMMemoryDefinition {
+                    base,
+                    current_length: min.into(),
+                }),
+                reservation: max,
+                maximum_pages,
+                ty,
+                slot: Some(Slot {
+                    pool: pool.clone(),
+                    index,
+                }),
+                mapping: 0,
+                image_len: 0,
+            });
         }
         let reservation =
             (tunables.static_memory_reservation + tunables.memory_guard_size) as usize;
@@ -77,6 +146,9 @@ impl LinearMemory {
             reservation,
             maximum_pages,
             ty,
+            slot: None,
+            mapping: reservation,
+            image_len: 0,
         };
         if ty.minimum > 0 && m.grow(ty.minimum).is_none() {
             return Err(MemoryError::TooLarge(ty.minimum));
@@ -112,32 +184,80 @@ impl LinearMemory {
         &*self.def as *const VMMemoryDefinition as *mut VMMemoryDefinition
     }
 
-    /// Grows by `delta` pages; returns the old size in pages, or `None` if
-    /// the maximum would be exceeded.
+    /// Grows by `delta` pages without asking a limiter; returns the old
+    /// size in pages, or `None` if the memory cannot grow that far.
     pub fn grow(&mut self, delta: u64) -> Option<u64> {
-        let old = self.pages();
-        let new = old.checked_add(delta)?;
-        if new > self.maximum_pages {
-            return None;
+        self.grow_limited(delta, None).ok().flatten()
+    }
+
+    /// The largest size in bytes this memory may reach, as the limiter is
+    /// told: the declared maximum, or the pool's if smaller; `None` if
+    /// neither bounds it.
+    pub fn maximum_byte_size(&self) -> Option<usize> {
+        max_bytes(&self.ty, self.slot.as_ref().map(|_| self.reservation))
+    }
+
+    /// Grows by `delta` pages, asking `limiter` first (see `limits.rs` for
+    /// the order of questions): the old size in pages, `Ok(None)` if the
+    /// memory did not grow, `Err` if the limiter wants a trap.
+    pub fn grow_limited(
+        &mut self,
+        delta: u64,
+        mut limiter: Option<&mut dyn Limiter>,
+    ) -> Result<Option<u64>, BoxError> {
+        let old_pages = self.pages();
+        if delta == 0 {
+            return Ok(Some(old_pages));
         }
-        let new_bytes = usize::try_from(new.checked_mul(WASM_PAGE_SIZE)?).ok()?;
-        if new_bytes > self.reservation {
-            return None;
+        let old = self.byte_size();
+        let new = delta
+            .checked_mul(WASM_PAGE_SIZE)
+            .and_then(|d| d.checked_add(old as u64))
+            .and_then(|n| usize::try_from(n).ok());
+        let Some(new) = new else {
+            if let Some(l) = limiter {
+                l.memory_grow_failed(GrowFailure::Overflow.into())?;
+            }
+            return Ok(None);
+        };
+        if let Some(l) = limiter.as_deref_mut() {
+            if !l.memory_growing(old, new, self.maximum_byte_size())? {
+                return Ok(None);
+            }
         }
-        let old_bytes = self.byte_size();
-        if new_bytes > old_bytes {
-            // SAFETY: the range lies inside our reservation.
-            let r = unsafe {
-                rustix::mm::mprotect(
-                    self.def.base.add(old_bytes).cast(),
-                    new_bytes - old_bytes,
-                    rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::WRITE,
-                )
-            };
-            r.ok()?;
+        match self.grow_to(new) {
+            Ok(()) => Ok(Some(old_pages)),
+            Err(f) => {
+                if let Some(l) = limiter {
+                    l.memory_grow_failed(f.into())?;
+                }
+                Ok(None)
+            }
         }
-        self.def.current_length.store(new_bytes, Ordering::Relaxed);
-        Some(old)
+    }
+
+    /// Makes the first `new` bytes accessible (`new` above the current size).
+    fn grow_to(&mut self, new: usize) -> Result<(), GrowFailure> {
+        let max_bytes = self.maximum_pages.saturating_mul(WASM_PAGE_SIZE);
+        if new as u64 > max_bytes {
+            return Err(GrowFailure::MemoryMaximum);
+        }
+        if new > self.reservation {
+            return Err(GrowFailure::MemoryMaximum);
+        }
+        let old = self.byte_size();
+        // SAFETY: the range lies inside our reservation, past every byte
+        // anything may have a reference to (they are all below `old`).
+        unsafe {
+            rustix::mm::mprotect(
+                self.def.base.add(old).cast(),
+                new - old,
+                rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::WRITE,
+            )
+        }
+        .map_err(|e| GrowFailure::Protect(e.into()))?;
+        self.def.current_length.store(new, Ordering::Relaxed);
+        Ok(())
     }
 
     /// The accessible bytes.
@@ -153,11 +273,29 @@ impl LinearMemory {
     }
 }
 
+/// The maximum of `ty` in bytes, lowered to `pool_max` if given; `None`
+/// if unbounded.
+fn max_bytes(ty: &MemoryType, pool_max: Option<usize>) -> Option<usize> {
+    let declared = ty
+        .maximum
+        .and_then(|p| p.checked_mul(WASM_PAGE_SIZE))
+        .and_then(|b| usize::try_from(b).ok());
+    match (declared, pool_max) {
+        (Some(d), Some(p)) => Some(d.min(p)),
+        (d, p) => d.or(p),
+    }
+}
+
 impl Drop for LinearMemory {
     fn drop(&mut self) {
-        // SAFETY: the reservation belongs to this memory.
-        unsafe {
-            let _ = rustix::mm::munmap(self.def.base.cast(), self.reservation);
+        match self.slot.take() {
+            // The pool resets the slot (see `pool.rs`): nothing refers to
+            // the memory any more.
+            Some(s) => s.pool.put_memory(s.index, self.byte_size(), self.image_len),
+            // SAFETY: the mapping belongs to this memory.
+            None => unsafe {
+                let _ = rustix::mm::munmap(self.def.base.cast(), self.mapping);
+            },
         }
     }
 }
@@ -268,6 +406,7 @@ impl LinearMemory {
             )
         }
         .map_err(|e| MemoryError::Reserve(image.len, e.into()))?;
+        self.image_len = image.len;
         Ok(())
     }
 }

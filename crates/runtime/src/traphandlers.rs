@@ -216,6 +216,9 @@ thread_local! {
     /// The return address into Wasm that [`host_call_failed`] replaced
     /// with the trap stub, or 0.
     static RAISE_PC: Cell<usize> = const { Cell::new(0) };
+    /// Set by [`raise_from_libcall`]: the next Wasm trap of this thread is
+    /// the libcall's caller trapping for the reason already pending.
+    static LIBCALL_RAISED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Installs the process-wide signal handlers (once).
@@ -481,6 +484,25 @@ pub unsafe fn host_call_failed(caller_vmctx: *mut VMContext, reason: TrapReason)
     }
 }
 
+/// Records `reason` as the trap a libcall's Wasm caller is about to raise:
+/// the libcall returns a value that makes generated code execute a trap
+/// instruction right away (see `kiln_environ::MEMORY_GROW_TRAP`), and the
+/// handler then reports `reason` instead of that instruction's trap code,
+/// with the backtrace from the caller.
+///
+/// # Safety
+///
+/// Only from a libcall called by Wasm, which must return right after this
+/// with the value that makes its caller trap.
+pub(crate) unsafe fn raise_from_libcall(reason: TrapReason) {
+    set_pending(Box::new(TrapRecord {
+        reason,
+        backtrace: Vec::new(),
+        backtrace_truncated: false,
+    }));
+    LIBCALL_RAISED.with(|r| r.set(true));
+}
+
 /// Where a frame keeps its return address, above the saved frame pointer.
 const RETURN_ADDRESS_OFFSET: usize = 8;
 
@@ -629,12 +651,20 @@ unsafe fn handle_trap(ctx: *mut libc::c_void) -> bool {
         slot.clear_frames();
         return false;
     };
+    let raised = LIBCALL_RAISED.with(|r| r.replace(false));
     if let Some(t) = trap {
-        // A stale host record in `PENDING` stays for `take_pending` to
-        // free; the handler frees nothing.
-        slot.trap = Some(t);
-        if PENDING.with(|p| p.get()).is_null() {
-            PENDING.with(|p| p.set(HANDLER_TRAP));
+        let pending = PENDING.with(|p| p.get());
+        // A libcall that recorded why its caller traps
+        // (`raise_from_libcall`) has that record reported by
+        // `take_pending`, with the frames just recorded in the slot.
+        let from_libcall = raised && !pending.is_null() && pending != HANDLER_TRAP;
+        if !from_libcall {
+            // A stale host record in `PENDING` stays for `take_pending` to
+            // free; the handler frees nothing.
+            slot.trap = Some(t);
+            if pending.is_null() {
+                PENDING.with(|p| p.set(HANDLER_TRAP));
+            }
         }
     }
     // SAFETY: forwarded contract.

@@ -7,6 +7,8 @@ mod host;
 mod limits;
 mod memory;
 mod overflow;
+mod pooling;
+mod resource_limits;
 mod resume;
 mod segments;
 mod serialize;

@@ -1,0 +1,520 @@
+//! The pooling instance allocator: slots for contexts, memories and
+//! tables, reserved once per engine and reused.
+//!
+//! # How it works
+//!
+//! [`Pool::new`] makes three anonymous mappings, each one reservation for
+//! all slots of its kind:
+//!
+//! * **memories**: `total_memories` slots of one memory stride each (the
+//!   4 GiB a 32-bit memory may address plus the 2 GiB guard, see
+//!   `memory.rs`: pooled memories keep the layout generated code relies
+//!   on), mapped inaccessible and without swap reservation;
+//! * **tables**: `total_tables` slots of `table_elements` pointers each,
+//!   read+write;
+//! * **contexts**: `total_core_instances` slots of
+//!   `max_core_instance_size` bytes, read+write, for `VMContext`s.
+//!
+//! Each kind has a free list under a mutex (the only lock, held for a push
+//! or a pop), used last-in first-out so a hot slot is reused while its
+//! pages are still resident. Taking a slot from an empty list is an error
+//! that names the limit ([`PoolError`]), never an abort.
+//!
+//! # What a free slot looks like (the invariants)
+//!
+//! * **Context slot:** every byte is zero.
+//! * **Table slot:** every element is zero (null).
+//! * **Memory slot:** the first `accessible` bytes (recorded with the slot
+//!   in the free list) are read+write and read as zero, backed by
+//!   anonymous memory; every byte after them is inaccessible. A memory
+//!   taken from the pool changes the protection of exactly the pages
+//!   between `accessible` and its minimum size, so it starts with
+//!   `minimum` bytes accessible and everything after faulting, as an
+//!   on-demand memory does.
+//!
+//! Returning a slot restores these before the slot is pushed:
+//!
+//! * a context is zeroed over the size its module used;
+//! * a table is zeroed over the elements it had: the first
+//!   `table_keep_resident` bytes with `memset`, the rest of its pages with
+//!   `madvise(MADV_DONTNEED)`, which gives them back to the kernel;
+//! * a memory that had a copy-on-write image mapped gets fresh anonymous
+//!   pages over the image's range (one `mmap`, which drops the instance's
+//!   private copies and the image together); every other byte it had is
+//!   reset by `memset` within the first `linear_memory_keep_resident`
+//!   bytes and by `madvise(MADV_DONTNEED)` beyond them (private anonymous
+//!   pages then read as zero). The cost is proportional to what the
+//!   instance had accessible, and pages it never touched cost nothing but
+//!   their page-table walk.
+//!
+//! So nothing of one instance (memory bytes, table entries, globals and
+//! everything else in its context) is visible to the next user of a slot.
+//! A slot whose reset fails (a failing `mmap` or `madvise`) is never
+//! reused.
+
+use kiln_environ::{Module, WASM_PAGE_SIZE};
+use std::sync::Mutex;
+
+/// The pooling allocator's limits (Wasmtime's `PoolingAllocationConfig`
+/// knobs, with its defaults).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PoolingConfig {
+    /// Core instances alive at once, across every store of the engine.
+    pub total_core_instances: u32,
+    /// Defined linear memories alive at once.
+    pub total_memories: u32,
+    /// Defined tables alive at once.
+    pub total_tables: u32,
+    /// The most bytes one instance's `VMContext` may take.
+    pub max_core_instance_size: usize,
+    /// The most bytes one pooled memory may grow to.
+    pub max_memory_size: usize,
+    /// The most elements one pooled table may grow to.
+    pub table_elements: usize,
+    /// Bytes at the start of each memory reset with `memset` (and kept
+    /// resident) instead of `madvise`.
+    pub linear_memory_keep_resident: usize,
+    /// Bytes at the start of each table reset with `memset` instead of
+    /// `madvise`.
+    pub table_keep_resident: usize,
+    /// Defined memories per module.
+    pub max_memories_per_module: u32,
+    /// Defined tables per module.
+    pub max_tables_per_module: u32,
+}
+
+impl Default for PoolingConfig {
+    fn default() -> PoolingConfig {
+        PoolingConfig {
+            total_core_instances: 1000,
+            total_memories: 1000,
+            total_tables: 1000,
+            max_core_instance_size: 1 << 20,
+            max_memory_size: 1 << 32,
+            table_elements: 20_000,
+            linear_memory_keep_resident: 0,
+            table_keep_resident: 0,
+            max_memories_per_module: 1,
+            max_tables_per_module: 1,
+        }
+    }
+}
+
+/// Why the pool could not serve a request.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// The pool's reservation failed.
+    #[error("failed to reserve {0} bytes of address space for the pooling allocator: {1}")]
+    Reserve(usize, std::io::Error),
+    /// The configuration asks for more address space than exists.
+    #[error("the pooling allocator's configuration needs more address space than exists")]
+    TooLarge,
+    /// Every context slot is taken.
+    #[error("maximum concurrent core instance limit of {0} reached")]
+    Instances(u32),
+    /// Every memory slot is taken.
+    #[error("maximum concurrent memory limit of {0} reached")]
+    Memories(u32),
+    /// Every table slot is taken.
+    #[error("maximum concurrent table limit of {0} reached")]
+    Tables(u32),
+    /// The module defines more memories than `max_memories_per_module`.
+    #[error("defined memories count of {0} exceeds the per-instance limit of {1}")]
+    MemoriesPerModule(usize, u32),
+    /// The module defines more tables than `max_tables_per_module`.
+    #[error("defined tables count of {0} exceeds the per-instance limit of {1}")]
+    TablesPerModule(usize, u32),
+    /// The module's context is larger than `max_core_instance_size`.
+    #[error(
+        "instance allocation for this module requires {0} bytes which exceeds the \
+         configured maximum of {1} bytes"
+    )]
+    InstanceSize(usize, usize),
+    /// A memory's minimum is larger than `max_memory_size`.
+    #[error("memory minimum size of {0} pages exceeds the pooling allocator's limit of {1} bytes")]
+    MemorySize(u64, usize),
+    /// A table's minimum is larger than `table_elements`.
+    #[error("table minimum size of {0} elements exceeds the pooling allocator's limit of {1}")]
+    TableSize(u32, usize),
+    /// Changing a slot's protection failed.
+    #[error("failed to change a pool slot's protection: {0}")]
+    Protect(std::io::Error),
+}
+
+/// One anonymous mapping, unmapped on drop.
+struct Region {
+    base: *mut u8,
+    len: usize,
+}
+
+impl Region {
+    fn new(len: usize, accessible: bool) -> Result<Region, PoolError> {
+        if len == 0 {
+            return Ok(Region {
+                base: std::ptr::null_mut(),
+                len: 0,
+            });
+        }
+        let prot = if accessible {
+            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE
+        } else {
+            rustix::mm::ProtFlags::empty()
+        };
+        // SAFETY: a fresh anonymous mapping at an address of the kernel's
+        // choosing; nothing else refers to it.
+        let base = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::NORESERVE,
+            )
+        }
+        .map_err(|e| PoolError::Reserve(len, e.into()))?;
+        Ok(Region {
+            base: base.cast(),
+            len,
+        })
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: the mapping is this region's own, and the pool that
+            // owns the region is dropped only once every slot is back (each
+            // slot holds an `Arc` of it).
+            unsafe {
+                let _ = rustix::mm::munmap(self.base.cast(), self.len);
+            }
+        }
+    }
+}
+
+/// Slots and pool of one kind.
+struct Slots<S> {
+    region: Region,
+    stride: usize,
+    /// Free slots with their state, used last-in first-out.
+    free: Mutex<Vec<(u32, S)>>,
+    total: u32,
+}
+
+impl<S: Copy> Slots<S> {
+    fn new(total: u32, stride: usize, accessible: bool, state: S) -> Result<Slots<S>, PoolError> {
+        let len = stride
+            .checked_mul(total as usize)
+            .ok_or(PoolError::TooLarge)?;
+        Ok(Slots {
+            region: Region::new(len, accessible)?,
+            stride,
+            // Reversed, so slot 0 comes first.
+            free: Mutex::new((0..total).rev().map(|i| (i, state)).collect()),
+            total,
+        })
+    }
+
+    fn take(&self) -> Option<(u32, S)> {
+        self.free.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
+    fn put(&self, i: u32, state: S) {
+        self.free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((i, state));
+    }
+
+    fn base(&self, i: u32) -> *mut u8 {
+        // SAFETY: `i < total`, so the slot lies inside the region.
+        unsafe { self.region.base.add(i as usize * self.stride) }
+    }
+
+    fn available(&self) -> usize {
+        self.free.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+/// The pooling allocator of one engine (see the module docs).
+pub struct Pool {
+    config: PoolingConfig,
+    /// Context slots; no state.
+    instances: Slots<()>,
+    /// Memory slots; the state is the accessible (zero) prefix in bytes.
+    memories: Slots<usize>,
+    /// Table slots; no state.
+    tables: Slots<()>,
+    /// What one memory slot may make accessible.
+    memory_max: usize,
+}
+
+// SAFETY: the regions are process-wide mappings with no tie to a thread;
+// the free lists are behind mutexes, and a slot's contents are touched
+// only by the one owner that took it (a context, memory or table of one
+// store) or, while it is free, by nobody.
+unsafe impl Send for Pool {}
+// SAFETY: see `Send`: `&Pool` only reaches the free lists (locked) and
+// immutable configuration.
+unsafe impl Sync for Pool {}
+
+fn page() -> usize {
+    rustix::param::page_size()
+}
+
+impl Pool {
+    /// Reserves every slot of `config`, for memories whose slot (the
+    /// reservation plus guard a memory needs) is `memory_stride` bytes.
+    pub fn new(config: &PoolingConfig, memory_stride: usize) -> Result<Pool, PoolError> {
+        let instance_stride = config
+            .max_core_instance_size
+            .checked_next_multiple_of(64)
+            .ok_or(PoolError::TooLarge)?;
+        let table_stride = config
+            .table_elements
+            .checked_mul(std::mem::size_of::<usize>())
+            .and_then(|b| b.checked_next_multiple_of(page()))
+            .ok_or(PoolError::TooLarge)?;
+        let memory_stride = memory_stride
+            .checked_next_multiple_of(page())
+            .ok_or(PoolError::TooLarge)?;
+        let memory_max = (config.max_memory_size / WASM_PAGE_SIZE as usize
+            * WASM_PAGE_SIZE as usize)
+            .min(memory_stride);
+        Ok(Pool {
+            instances: Slots::new(config.total_core_instances, instance_stride, true, ())?,
+            memories: Slots::new(config.total_memories, memory_stride, false, 0)?,
+            tables: Slots::new(config.total_tables, table_stride, true, ())?,
+            memory_max,
+            config: config.clone(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PoolingConfig {
+        &self.config
+    }
+
+    /// Free slots: (contexts, memories, tables).
+    pub fn available(&self) -> (usize, usize, usize) {
+        (
+            self.instances.available(),
+            self.memories.available(),
+            self.tables.available(),
+        )
+    }
+
+    /// Whether an instance of `m`, whose context takes `vmctx_size` bytes,
+    /// fits the pool's per-instance limits. Checked before anything is
+    /// allocated.
+    pub fn check_module(&self, m: &Module, vmctx_size: usize) -> Result<(), PoolError> {
+        let c = &self.config;
+        let memories = m.memories.len() - m.num_imported_memories;
+        if memories > c.max_memories_per_module as usize {
+            return Err(PoolError::MemoriesPerModule(
+                memories,
+                c.max_memories_per_module,
+            ));
+        }
+        let tables = m.tables.len() - m.num_imported_tables;
+        if tables > c.max_tables_per_module as usize {
+            return Err(PoolError::TablesPerModule(tables, c.max_tables_per_module));
+        }
+        if vmctx_size > c.max_core_instance_size {
+            return Err(PoolError::InstanceSize(
+                vmctx_size,
+                c.max_core_instance_size,
+            ));
+        }
+        for (_, ty) in m.memories.iter().skip(m.num_imported_memories) {
+            if ty.minimum.saturating_mul(WASM_PAGE_SIZE) > self.memory_max as u64 {
+                return Err(PoolError::MemorySize(ty.minimum, self.memory_max));
+            }
+        }
+        for (_, ty) in m.tables.iter().skip(m.num_imported_tables) {
+            if ty.minimum as usize > c.table_elements {
+                return Err(PoolError::TableSize(ty.minimum, c.table_elements));
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes a context slot: `max_core_instance_size` zero bytes, 64-byte
+    /// aligned.
+    pub(crate) fn take_instance(&self) -> Result<(u32, *mut u8), PoolError> {
+        let (i, ()) = self
+            .instances
+            .take()
+            .ok_or(PoolError::Instances(self.instances.total))?;
+        Ok((i, self.instances.base(i)))
+    }
+
+    /// Returns context slot `i`, of which the first `used` bytes may have
+    /// been written.
+    pub(crate) fn put_instance(&self, i: u32, used: usize) {
+        let base = self.instances.base(i);
+        // SAFETY: the slot is this caller's, nobody else refers to it any
+        // more, and `used` is at most the stride (checked at allocation).
+        unsafe { std::ptr::write_bytes(base, 0, used.min(self.instances.stride)) };
+        self.instances.put(i, ());
+    }
+
+    /// The most bytes a pooled memory may make accessible.
+    pub(crate) fn memory_max(&self) -> usize {
+        self.memory_max
+    }
+
+    /// Takes a memory slot and makes exactly its first `bytes` accessible
+    /// (at most [`Pool::memory_max`]): its index and base.
+    pub(crate) fn take_memory(&self, bytes: usize) -> Result<(u32, *mut u8), PoolError> {
+        let (i, accessible) = self
+            .memories
+            .take()
+            .ok_or(PoolError::Memories(self.memories.total))?;
+        let base = self.memories.base(i);
+        let (start, len, prot) = if accessible > bytes {
+            (
+                bytes,
+                accessible - bytes,
+                rustix::mm::MprotectFlags::empty(),
+            )
+        } else {
+            (
+                accessible,
+                bytes - accessible,
+                rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::WRITE,
+            )
+        };
+        if len > 0 {
+            // SAFETY: the range lies inside the slot, which is ours and
+            // which nothing refers to yet.
+            if let Err(e) = unsafe { rustix::mm::mprotect(base.add(start).cast(), len, prot) } {
+                self.memories.put(i, accessible);
+                return Err(PoolError::Protect(e.into()));
+            }
+        }
+        Ok((i, base))
+    }
+
+    /// Returns memory slot `i`, which had its first `len` bytes accessible,
+    /// the first `image_len` of them mapped from a memory image.
+    pub(crate) fn put_memory(&self, i: u32, len: usize, image_len: usize) {
+        let base = self.memories.base(i);
+        // SAFETY: the slot is this caller's and nothing refers to it any
+        // more; every range below lies within its accessible prefix.
+        let ok = unsafe {
+            reset_memory(
+                base,
+                len,
+                image_len,
+                self.config.linear_memory_keep_resident,
+            )
+        };
+        if ok {
+            self.memories.put(i, len);
+        }
+    }
+
+    /// Takes a table slot of `table_elements` null elements.
+    pub(crate) fn take_table(&self) -> Result<(u32, *mut usize), PoolError> {
+        let (i, ()) = self
+            .tables
+            .take()
+            .ok_or(PoolError::Tables(self.tables.total))?;
+        Ok((i, self.tables.base(i).cast()))
+    }
+
+    /// The capacity of a table slot.
+    pub(crate) fn table_elements(&self) -> usize {
+        self.config.table_elements
+    }
+
+    /// Returns table slot `i`, of which the first `len` elements may have
+    /// been written.
+    pub(crate) fn put_table(&self, i: u32, len: usize) {
+        let base = self.tables.base(i);
+        let bytes = (len * std::mem::size_of::<usize>()).min(self.tables.stride);
+        // SAFETY: as in `put_memory`; the range lies inside the slot.
+        let ok = unsafe { reset(base, bytes, self.config.table_keep_resident) };
+        if ok {
+            self.tables.put(i, ());
+        }
+    }
+}
+
+/// Zeroes `len` read+write bytes at `base` (page-aligned): the first
+/// `keep_resident` by `memset`, the rest of the pages by `madvise`.
+/// `false` if the kernel refused.
+///
+/// # Safety
+///
+/// The range must be a private anonymous read+write mapping nothing else
+/// refers to.
+unsafe fn reset(base: *mut u8, len: usize, keep_resident: usize) -> bool {
+    let page = page();
+    // What `madvise` cannot do, a partial page, is done by `memset`.
+    let memset_end = keep_resident.next_multiple_of(page).min(len);
+    let memset_end = if len - memset_end < page {
+        len
+    } else {
+        memset_end
+    };
+    // SAFETY: forwarded contract.
+    unsafe {
+        std::ptr::write_bytes(base, 0, memset_end);
+        if memset_end < len {
+            let end = len.next_multiple_of(page);
+            let r = rustix::mm::madvise(
+                base.add(memset_end).cast(),
+                end - memset_end,
+                rustix::mm::Advice::LinuxDontNeed,
+            );
+            if r.is_err() {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Resets a memory slot's accessible prefix of `len` bytes, the first
+/// `image_len` mapped from an image (see the module docs).
+///
+/// # Safety
+///
+/// As for [`reset`], except that the first `image_len` bytes may be a
+/// private file mapping.
+unsafe fn reset_memory(base: *mut u8, len: usize, image_len: usize, keep_resident: usize) -> bool {
+    if image_len > 0 {
+        // SAFETY: replaces exactly the image's pages of our slot with fresh
+        // anonymous ones, with the protection they had.
+        let r = unsafe {
+            rustix::mm::mmap_anonymous(
+                base.cast(),
+                image_len,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::FIXED,
+            )
+        };
+        if r.is_err() {
+            return false;
+        }
+    }
+    if len <= image_len {
+        return true;
+    }
+    // SAFETY: forwarded contract; the rest is anonymous.
+    unsafe {
+        reset(
+            base.add(image_len),
+            len - image_len,
+            keep_resident.saturating_sub(image_len),
+        )
+    }
+}
+
+/// A pooled slot (of a memory, table or context), returned to the pool
+/// when its owner drops.
+pub(crate) struct Slot {
+    pub(crate) pool: std::sync::Arc<Pool>,
+    pub(crate) index: u32,
+}
