@@ -347,7 +347,8 @@ impl Runtime for Wasmtime {
 }
 
 /// `Kind::Wasi` on Wasmtime: `wasmtime-wasi`'s preview1
-/// (`p1::add_to_linker_sync` with a `WasiP1Ctx`), as `wasmtime run` uses it.
+/// (`p1::add_to_linker_sync` with a `WasiP1Ctx`), configured as `wasmtime
+/// run` configures it.
 fn prepare_wasi(
     engine: &Engine,
     wasm: &workloads::Wasm,
@@ -383,7 +384,12 @@ fn prepare_wasi(
           -> Result<Vec<u8>, String> {
         let out = MemoryOutputPipe::new(1 << 20);
         let mut b = WasiCtxBuilder::new();
-        b.args(&["prog"]).stdout(out.clone());
+        // As `wasmtime run` without a timeout: blocking operations run on
+        // this thread, not as a blocking task (its fastest setting for
+        // synchronous embedders).
+        b.args(&["prog"])
+            .stdout(out.clone())
+            .allow_blocking_current_thread(true);
         if let Some(d) = &dir {
             b.preopened_dir(&d.0, "/sandbox", FsPerms::ReadWrite)
                 .msg("preopen")?;
