@@ -117,7 +117,9 @@ fn no_trap_allocates_in_the_signal_handler() {
 
     let trap_of = |e: &Error| e.downcast_ref::<Trap>().copied();
     type S = Store<Option<Func>>;
-    let cases: Vec<(&str, Box<dyn Fn(&mut S) -> Error>)> = vec![
+    /// A way to trap: the call, returning its error.
+    type Case = Box<dyn Fn(&mut S) -> Error>;
+    let cases: Vec<(&str, Case)> = vec![
         (
             "unreachable",
             Box::new(move |s: &mut S| {
