@@ -12,7 +12,18 @@ fn resident() -> usize {
         .nth(1)
         .and_then(|p| p.parse().ok())
         .expect("resident pages");
-    pages * 4096
+    pages * page_size()
+}
+
+/// The kernel's page size, from the first mapping in `/proc/self/smaps`.
+fn page_size() -> usize {
+    let s = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
+    s.lines()
+        .find_map(|l| l.strip_prefix("KernelPageSize:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .expect("KernelPageSize")
+        * 1024
 }
 
 const MODULE: &str = r#"(module

@@ -492,7 +492,9 @@ unsafe fn reset_memory(base: *mut u8, len: usize, image_len: usize, keep_residen
                 base.cast(),
                 image_len,
                 rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-                rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::FIXED,
+                rustix::mm::MapFlags::PRIVATE
+                    | rustix::mm::MapFlags::FIXED
+                    | rustix::mm::MapFlags::NORESERVE,
             )
         };
         if r.is_err() {
