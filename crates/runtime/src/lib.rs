@@ -21,7 +21,8 @@
 //! ```
 //! use kiln_environ::{MemoryType, Tunables};
 //! use kiln_runtime::LinearMemory;
-//! let mut m = LinearMemory::new(MemoryType::new(1, Some(3)), &Tunables::default())?;
+//! // No resource limiter: only the type's maximum bounds growth.
+//! let mut m = LinearMemory::new(MemoryType::new(1, Some(3)), &Tunables::default(), None)?;
 //! m.data_mut()[..4].copy_from_slice(b"kiln");
 //! assert_eq!(m.grow(1), Some(1)); // the old size, in pages
 //! assert_eq!(m.pages(), 2);
