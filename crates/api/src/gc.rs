@@ -92,6 +92,14 @@ impl ExternRef {
         }))
     }
 
+    /// Whether `a` and `b`, both of `store`, are the same reference.
+    fn same(store: impl AsContext, a: &ExternRef, b: &ExternRef) -> Result<bool> {
+        let s = store.as_context().0;
+        a.check(s)?;
+        b.check(s)?;
+        Ok(a.ptr == b.ptr)
+    }
+
     /// The raw pointer Wasm holds for this reference.
     pub(crate) fn to_raw<T>(self, store: &StoreInner<T>) -> Result<usize> {
         self.check(store)?;
@@ -130,10 +138,7 @@ impl Rooted<ExternRef> {
         a: &Rooted<ExternRef>,
         b: &Rooted<ExternRef>,
     ) -> Result<bool> {
-        let s = store.as_context().0;
-        a.check(s)?;
-        b.check(s)?;
-        Ok(a.ptr == b.ptr)
+        ExternRef::same(store, a, b)
     }
 
     /// A root that outlives any [`RootScope`] until unrooted.
@@ -186,10 +191,7 @@ impl ManuallyRooted<ExternRef> {
         a: &ManuallyRooted<ExternRef>,
         b: &ManuallyRooted<ExternRef>,
     ) -> Result<bool> {
-        let s = store.as_context().0;
-        a.check(s)?;
-        b.check(s)?;
-        Ok(a.ptr == b.ptr)
+        ExternRef::same(store, a, b)
     }
 }
 

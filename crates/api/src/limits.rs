@@ -114,6 +114,33 @@ impl Default for StoreLimits {
     }
 }
 
+impl StoreLimits {
+    /// The answer for growing a memory or table to `desired` (in `unit`)
+    /// under `limit` and the declared `maximum`.
+    fn growing(
+        &self,
+        limit: Option<usize>,
+        desired: usize,
+        maximum: Option<usize>,
+        what: &str,
+        unit: &str,
+    ) -> Result<bool> {
+        let allow = !matches!(limit, Some(l) if desired > l)
+            && !matches!(maximum, Some(max) if desired > max);
+        if !allow && self.trap_on_grow_failure {
+            bail!("forcing trap when growing {what} to {desired} {unit}")
+        }
+        Ok(allow)
+    }
+
+    fn grow_failed(&self, error: Error, what: &str) -> Result<()> {
+        if self.trap_on_grow_failure {
+            return Err(error.context(format!("forcing a {what} growth failure to be a trap")));
+        }
+        Ok(())
+    }
+}
+
 impl ResourceLimiter for StoreLimits {
     fn memory_growing(
         &mut self,
@@ -121,21 +148,11 @@ impl ResourceLimiter for StoreLimits {
         desired: usize,
         maximum: Option<usize>,
     ) -> Result<bool> {
-        let allow = match self.memory_size {
-            Some(limit) if desired > limit => false,
-            _ => !matches!(maximum, Some(max) if desired > max),
-        };
-        if !allow && self.trap_on_grow_failure {
-            bail!("forcing trap when growing memory to {desired} bytes")
-        }
-        Ok(allow)
+        self.growing(self.memory_size, desired, maximum, "memory", "bytes")
     }
 
     fn memory_grow_failed(&mut self, error: Error) -> Result<()> {
-        if self.trap_on_grow_failure {
-            return Err(error.context("forcing a memory growth failure to be a trap"));
-        }
-        Ok(())
+        self.grow_failed(error, "memory")
     }
 
     fn table_growing(
@@ -144,21 +161,11 @@ impl ResourceLimiter for StoreLimits {
         desired: usize,
         maximum: Option<usize>,
     ) -> Result<bool> {
-        let allow = match self.table_elements {
-            Some(limit) if desired > limit => false,
-            _ => !matches!(maximum, Some(max) if desired > max),
-        };
-        if !allow && self.trap_on_grow_failure {
-            bail!("forcing trap when growing table to {desired} elements")
-        }
-        Ok(allow)
+        self.growing(self.table_elements, desired, maximum, "table", "elements")
     }
 
     fn table_grow_failed(&mut self, error: Error) -> Result<()> {
-        if self.trap_on_grow_failure {
-            return Err(error.context("forcing a table growth failure to be a trap"));
-        }
-        Ok(())
+        self.grow_failed(error, "table")
     }
 
     fn instances(&self) -> usize {
