@@ -94,14 +94,15 @@ impl Module {
     /// [`Engine::precompile_module`] from bytes.
     ///
     /// The artifact's version, target and settings are checked, and its
-    /// structure is validated (offsets, counts, relocations), so a foreign
-    /// or truncated file is an error.
+    /// structure is validated (offsets, counts, relocations, the records of
+    /// its unwind information), so a foreign or truncated file is an error.
     ///
     /// # Safety
     ///
     /// The bytes must come from a trusted source: their machine code will
     /// run, and a crafted artifact with well-formed metadata can contain any
-    /// code at all.
+    /// code at all. The same holds for what its unwind information says
+    /// about that code, which unwinding through its frames trusts.
     pub unsafe fn deserialize(engine: &Engine, bytes: &[u8]) -> Result<Module> {
         let code = kiln_jit::CodeMemory::new(bytes)?;
         Self::from_code(engine, code)

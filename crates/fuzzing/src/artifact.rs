@@ -10,10 +10,17 @@
 //! An input picks one of a few modules (compiled once per process), or
 //! generates one with wasm-smith, serializes it, then truncates the artifact
 //! and edits bytes as the input says. Loading must return an error or a
-//! module; a module whose loaded text is byte-for-byte the original's (the
-//! one part loading does not check) must behave like the original: the
-//! same imports and exports, and the same results from calling each
-//! exported function that takes no arguments.
+//! module; a module whose loaded text and `.eh_frame` are byte-for-byte
+//! the original's must behave like the original: the same imports and
+//! exports, and the same results from calling each exported function that
+//! takes no arguments.
+//!
+//! Those two are what loading does not fully check: the code runs as it
+//! is, and the unwind information is checked for its structure (so that
+//! the system unwinder's walks over it stay inside it, see `kiln-jit`'s
+//! `unwind.rs`) but not for what it says about the code, which is as
+//! trusted as the code itself. A fuzzer that edits either therefore only
+//! gets to load, never to run.
 
 use crate::smith;
 use arbitrary::Unstructured;
@@ -99,10 +106,20 @@ pub fn run(data: &[u8]) {
     // SAFETY: `original` is an artifact this process just produced.
     let reference =
         unsafe { kiln::Module::deserialize(&engine, &original) }.expect("an intact artifact loads");
-    if loaded.text() != reference.text() {
+    if loaded.text() != reference.text()
+        || eh_frame(loaded.object()) != eh_frame(reference.object())
+    {
         return;
     }
     compare(&engine, &reference, &loaded);
+}
+
+/// The contents of the object's `.eh_frame`, if it has one.
+fn eh_frame(object: &[u8]) -> Option<&[u8]> {
+    use object::{Object as _, ObjectSection as _};
+    let file = object::File::parse(object).ok()?;
+    let (at, len) = file.section_by_name(".eh_frame")?.file_range()?;
+    object.get(usize::try_from(at).ok()?..usize::try_from(at + len).ok()?)
 }
 
 fn engine() -> kiln::Engine {

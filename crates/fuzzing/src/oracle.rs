@@ -165,7 +165,7 @@ pub(crate) fn kiln_value(v: &kiln::Val, store: &kiln::Store<()>) -> Value {
         kiln::Val::I64(x) => Value::I64(*x),
         kiln::Val::F32(x) => Value::F32(*x),
         kiln::Val::F64(x) => Value::F64(*x),
-        kiln::Val::V128(x) => Value::V128(*x),
+        kiln::Val::V128(x) => Value::V128(x.as_u128()),
         kiln::Val::FuncRef(f) => Value::FuncRef(f.is_some()),
         kiln::Val::ExternRef(None) => Value::ExternRef(None),
         kiln::Val::ExternRef(Some(e)) => Value::ExternRef(Some(
@@ -280,7 +280,7 @@ pub(crate) fn to_kiln(v: &Value, store: &mut kiln::Store<()>) -> kiln::Val {
         Value::I64(x) => kiln::Val::I64(*x),
         Value::F32(x) => kiln::Val::F32(*x),
         Value::F64(x) => kiln::Val::F64(*x),
-        Value::V128(x) => kiln::Val::V128(*x),
+        Value::V128(x) => kiln::Val::V128((*x).into()),
         Value::FuncRef(_) => kiln::Val::FuncRef(None),
         Value::ExternRef(None) => kiln::Val::ExternRef(None),
         Value::ExternRef(Some(x)) => kiln::Val::ExternRef(Some(

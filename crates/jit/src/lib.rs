@@ -40,6 +40,7 @@
 #![deny(missing_docs)]
 
 mod icache;
+mod unwind;
 
 use object::{Object as _, ObjectSection as _};
 use std::ops::Range;
@@ -434,9 +435,9 @@ impl CodeMemory {
     /// are small (up to 32 KiB together; more would cost more in fresh heap
     /// pages than in faults); [`CodeMemory::section`] returns them from
     /// there. Every other section, and [`CodeMemory::object`], is read
-    /// through the mapping, on demand. A small module's load thus touches
-    /// only the first page of `.eh_frame`, which the unwinder must see in
-    /// place.
+    /// through the mapping, on demand. `.eh_frame`, which the unwinder must
+    /// see in place, is read through the mapping once at load, to check it
+    /// before it is registered (see `unwind.rs`).
     pub fn from_file(
         path: &std::path::Path,
         read_eagerly: &[&str],
@@ -548,6 +549,7 @@ impl CodeMemory {
         // `check_object`).
         let text_ptr = unsafe { ptr.add(text.start) };
         icache::make_visible_to_instruction_fetch(text_ptr, text.len(), !read_only)?;
+        let text_len = text.len();
         let mut code = CodeMemory {
             mmap,
             object_len,
@@ -561,10 +563,20 @@ impl CodeMemory {
             if !ends_with_terminator {
                 return Err(JitError::BadObject(".eh_frame lacks its terminator".into()));
             }
-            let p = code.object()[r].as_ptr();
+            let eh_frame = &code.object()[r];
+            let text_start = text_ptr as u64;
+            unwind::check_eh_frame(
+                eh_frame,
+                eh_frame.as_ptr() as u64,
+                text_start..text_start + text_len as u64,
+            )
+            .map_err(|why| JitError::BadObject(format!(".eh_frame: {why}")))?;
+            let p = eh_frame.as_ptr();
             // SAFETY: the section is mapped read-only for the lifetime of
-            // `code`, describes code inside it (written by kiln-cranelift,
-            // pc-relative), and ends with the zero terminator checked above.
+            // `code`, and `check_eh_frame` found that every walk the
+            // unwinder makes over it stays inside it: well-formed records
+            // up to the zero terminator, each describing code of this
+            // object's text.
             unsafe { __register_frame(p) };
             code.eh_frame = Some(p);
         }
