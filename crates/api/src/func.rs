@@ -500,6 +500,22 @@ impl<'a, T> Caller<'a, T> {
         &self.store.engine
     }
 
+    /// The fuel left: see [`Store::get_fuel`](crate::Store::get_fuel).
+    pub fn get_fuel(&self) -> Result<u64> {
+        self.store.get_fuel()
+    }
+
+    /// Sets the fuel left: see [`Store::set_fuel`](crate::Store::set_fuel).
+    pub fn set_fuel(&mut self, fuel: u64) -> Result<()> {
+        self.store.set_fuel(fuel)
+    }
+
+    /// Performs a garbage collection: see [`Store::gc`](crate::Store::gc).
+    pub fn gc(&mut self, why: Option<&crate::GcHeapOutOfMemory<()>>) -> Result<()> {
+        let _ = why;
+        Ok(())
+    }
+
     /// An export of the calling instance (for example its memory), if the
     /// caller is a Wasm instance.
     pub fn get_export(&mut self, name: &str) -> Option<Extern> {
@@ -572,38 +588,6 @@ scalar_wasm_ty! {
     u64 => I64, |v: u64| ValRaw::i64(v as i64), |r: ValRaw| r.get_i64() as u64;
     f32 => F32, |v: f32| ValRaw::f32(v.to_bits()), |r: ValRaw| f32::from_bits(r.get_f32());
     f64 => F64, |v: f64| ValRaw::f64(v.to_bits()), |r: ValRaw| f64::from_bits(r.get_f64());
-}
-
-/// A 128-bit SIMD value in typed calls.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
-pub struct V128(pub u128);
-
-#[cfg(target_arch = "x86_64")]
-type V128Abi = std::arch::x86_64::__m128i;
-#[cfg(target_arch = "aarch64")]
-type V128Abi = std::arch::aarch64::uint8x16_t;
-
-// SAFETY: a vector register type is passed in a vector register, as
-// Cranelift passes `i8x16`.
-unsafe impl WasmTy for V128 {
-    type Abi = V128Abi;
-    fn valtype() -> ValType {
-        ValType::V128
-    }
-    fn into_abi<T>(self, _: &mut StoreInner<T>) -> Result<V128Abi> {
-        // SAFETY: both are 16 plain bytes.
-        Ok(unsafe { std::mem::transmute::<u128, V128Abi>(self.0) })
-    }
-    fn from_abi<T>(abi: V128Abi, _: &mut StoreInner<T>) -> V128 {
-        // SAFETY: both are 16 plain bytes.
-        V128(unsafe { std::mem::transmute::<V128Abi, u128>(abi) })
-    }
-    fn into_raw<T>(self, _: &mut StoreInner<T>) -> Result<ValRaw> {
-        Ok(ValRaw::u128(self.0))
-    }
-    fn from_raw<T>(raw: ValRaw, _: &mut StoreInner<T>) -> V128 {
-        V128(raw.get_u128())
-    }
 }
 
 // SAFETY: a funcref is a pointer (`*const VMFuncRef`, null for `None`).

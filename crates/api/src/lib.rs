@@ -51,6 +51,7 @@ mod module;
 mod pooling;
 mod store;
 mod types;
+mod v128;
 mod values;
 
 pub use cache::{Cache, CacheConfig};
@@ -66,6 +67,7 @@ pub use module::*;
 pub use pooling::*;
 pub use store::*;
 pub use types::*;
+pub use v128::V128;
 pub use values::*;
 
 pub use kiln_environ::ArtifactError;

@@ -275,7 +275,7 @@ pub(crate) struct Adapter<'a>(&'a mut dyn ResourceLimiter);
 
 /// An embedder's error travelling through the runtime: unwrapped again by
 /// [`from_box`], so it comes back to the host as itself.
-fn to_box(e: Error) -> BoxError {
+pub(crate) fn to_box(e: Error) -> BoxError {
     Box::new(HostError(e))
 }
 

@@ -48,7 +48,91 @@ pub struct StoreInner<T> {
     call_hook: Option<CallHookFn<T>>,
     /// The resource limiter and its counts (`limits.rs`).
     pub(crate) limiter: crate::limits::StoreLimiter<T>,
+    /// The epoch-deadline callback, if any (taken out while it runs).
+    epoch_callback: Option<EpochCallbackFn<T>>,
     pub(crate) data: T,
+}
+
+type EpochCallbackFn<T> =
+    Box<dyn FnMut(StoreContextMut<'_, T>) -> crate::Result<UpdateDeadline> + Send + Sync>;
+
+/// What an epoch-deadline callback (see [`Store::epoch_deadline_callback`])
+/// decides when the epoch reaches the deadline.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum UpdateDeadline {
+    /// Stop: the Wasm traps with [`Trap::Interrupt`](crate::Trap), and the
+    /// deadline stays where it is.
+    Interrupt,
+    /// Carry on, with the deadline this many ticks past the current epoch.
+    Continue(u64),
+}
+
+impl<T> StoreInner<T> {
+    fn check_fuel_enabled(&self) -> crate::Result<()> {
+        if !self.engine.tunables().consume_fuel {
+            return Err(Error::msg("fuel is not enabled: use Config::consume_fuel"));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn set_fuel(&mut self, fuel: u64) -> crate::Result<()> {
+        self.check_fuel_enabled()?;
+        let v = -(i64::try_from(fuel).unwrap_or(i64::MAX));
+        // SAFETY: the store's own thread, and `&mut` to the store: either
+        // no Wasm runs, or it is suspended in a call to the host, having
+        // flushed its fuel count to memory before the call (generated code
+        // reloads it afterwards).
+        unsafe { *self.opaque.limits.fuel_consumed.get() = v };
+        Ok(())
+    }
+
+    pub(crate) fn get_fuel(&self) -> crate::Result<u64> {
+        self.check_fuel_enabled()?;
+        // SAFETY: as in `set_fuel`.
+        let v = unsafe { *self.opaque.limits.fuel_consumed.get() };
+        Ok(if v >= 0 { 0 } else { v.unsigned_abs() })
+    }
+
+    pub(crate) fn set_epoch_deadline(&mut self, ticks: u64) {
+        let now = self.engine.inner.epoch.load(Ordering::Relaxed);
+        // SAFETY: as in `set_fuel`; generated code loads the deadline at
+        // every check.
+        unsafe { *self.opaque.limits.epoch_deadline.get() = now.saturating_add(ticks) };
+    }
+
+    pub(crate) fn epoch_deadline_trap(&mut self) {
+        self.epoch_callback = None;
+        self.opaque.set_epoch_hook(None);
+    }
+}
+
+/// The runtime's way to the epoch-deadline callback from the `new_epoch`
+/// libcall (see `kiln_runtime::EpochHook`).
+///
+/// # Safety
+///
+/// `store` is the `StoreInner<T>` recorded with `set_store_ptr`, and Wasm
+/// of that store is running on this thread and is suspended in the
+/// libcall, which holds no reference into the store: the host's `&mut`
+/// borrow is suspended inside `enter_wasm`, exactly as for a host function
+/// that Wasm calls, so one `&mut StoreInner<T>` may be formed here.
+unsafe fn epoch_hook<T>(store: *mut ()) -> Result<Option<u64>, kiln_runtime::BoxError> {
+    // SAFETY: see above.
+    let s = unsafe { &mut *store.cast::<StoreInner<T>>() };
+    // Taken out while it runs, so that the callback's `&mut` to the store
+    // does not alias the closure; a callback that sets a new one wins.
+    let Some(mut callback) = s.epoch_callback.take() else {
+        return Ok(None);
+    };
+    let r = callback(StoreContextMut(s));
+    if s.epoch_callback.is_none() && s.opaque.has_epoch_hook() {
+        s.epoch_callback = Some(callback);
+    }
+    match r {
+        Ok(UpdateDeadline::Continue(ticks)) => Ok(Some(ticks)),
+        Ok(UpdateDeadline::Interrupt) => Ok(None),
+        Err(e) => Err(crate::limits::to_box(e)),
+    }
 }
 
 type CallHookFn<T> =
@@ -108,6 +192,7 @@ impl<T> Store<T> {
             hostcall_vals: Vec::new(),
             call_hook: None,
             limiter: Default::default(),
+            epoch_callback: None,
             data,
         });
         let p: *mut StoreInner<T> = &mut *inner;
@@ -136,43 +221,50 @@ impl<T> Store<T> {
         self.inner.data
     }
 
-    /// Sets the fuel left (see [`Config::consume_fuel`](crate::Config::consume_fuel)).
+    /// Sets the fuel left to `fuel` (see
+    /// [`Config::consume_fuel`](crate::Config::consume_fuel)); fails when
+    /// fuel is not enabled.
     pub fn set_fuel(&mut self, fuel: u64) -> crate::Result<()> {
-        self.check_fuel_enabled()?;
-        let v = -(i64::try_from(fuel).unwrap_or(i64::MAX));
-        // SAFETY: the store's own thread; no Wasm runs during `&mut self`.
-        unsafe { *self.inner.opaque.limits.fuel_consumed.get() = v };
-        Ok(())
+        self.inner.set_fuel(fuel)
     }
 
-    /// The fuel left.
+    /// The fuel left; fails when fuel is not enabled.
     pub fn get_fuel(&self) -> crate::Result<u64> {
-        self.check_fuel_enabled()?;
-        // SAFETY: as in `set_fuel`.
-        let v = unsafe { *self.inner.opaque.limits.fuel_consumed.get() };
-        Ok(if v >= 0 { 0 } else { v.unsigned_abs() })
-    }
-
-    fn check_fuel_enabled(&self) -> crate::Result<()> {
-        if !self.inner.engine.tunables().consume_fuel {
-            return Err(Error::msg("fuel is not enabled: use Config::consume_fuel"));
-        }
-        Ok(())
+        self.inner.get_fuel()
     }
 
     /// Makes reaching the epoch deadline trap with
-    /// [`Trap::Interrupt`](crate::Trap). This is what a store does unless
-    /// told otherwise; Kiln has no other deadline behaviour (Wasmtime's
-    /// deadline callbacks and async yields are not implemented), so this
-    /// only confirms it.
-    pub fn epoch_deadline_trap(&mut self) {}
+    /// [`Trap::Interrupt`](crate::Trap), dropping a callback set with
+    /// [`Store::epoch_deadline_callback`]. This is a store's behaviour
+    /// until told otherwise.
+    pub fn epoch_deadline_trap(&mut self) {
+        self.inner.epoch_deadline_trap();
+    }
+
+    /// Calls `callback` each time the epoch reaches this store's deadline
+    /// (see [`Config::epoch_interruption`](crate::Config::epoch_interruption)),
+    /// at the function entry or loop header of the Wasm that noticed. The
+    /// callback gets the whole store, as a host function does, and decides
+    /// with [`UpdateDeadline`]: carry on with a deadline some ticks past
+    /// the current epoch, or trap with `Interrupt`. An error it returns is
+    /// the error of the interrupted call. Replaces an earlier callback.
+    ///
+    /// Kiln has no async support, so there is no `Yield` variant.
+    pub fn epoch_deadline_callback(
+        &mut self,
+        callback: impl FnMut(StoreContextMut<'_, T>) -> crate::Result<UpdateDeadline>
+            + Send
+            + Sync
+            + 'static,
+    ) {
+        self.inner.epoch_callback = Some(Box::new(callback));
+        self.inner.opaque.set_epoch_hook(Some(epoch_hook::<T>));
+    }
 
     /// Sets the epoch deadline `ticks` epochs from now (see
     /// [`Config::epoch_interruption`](crate::Config::epoch_interruption)).
     pub fn set_epoch_deadline(&mut self, ticks: u64) {
-        let now = self.inner.engine.inner.epoch.load(Ordering::Relaxed);
-        // SAFETY: as in `set_fuel`.
-        unsafe { *self.inner.opaque.limits.epoch_deadline.get() = now.saturating_add(ticks) };
+        self.inner.set_epoch_deadline(ticks);
     }
 
     /// Calls `hook` at every crossing between host and Wasm in this store
@@ -242,6 +334,22 @@ impl<T> StoreContextMut<'_, T> {
     /// The engine.
     pub fn engine(&self) -> &Engine {
         &self.0.engine
+    }
+    /// Sets the fuel left: see [`Store::set_fuel`].
+    pub fn set_fuel(&mut self, fuel: u64) -> crate::Result<()> {
+        self.0.set_fuel(fuel)
+    }
+    /// The fuel left: see [`Store::get_fuel`].
+    pub fn get_fuel(&self) -> crate::Result<u64> {
+        self.0.get_fuel()
+    }
+    /// Sets the epoch deadline: see [`Store::set_epoch_deadline`].
+    pub fn set_epoch_deadline(&mut self, ticks: u64) {
+        self.0.set_epoch_deadline(ticks);
+    }
+    /// Makes the deadline trap: see [`Store::epoch_deadline_trap`].
+    pub fn epoch_deadline_trap(&mut self) {
+        self.0.epoch_deadline_trap();
     }
 }
 

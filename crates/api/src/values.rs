@@ -2,7 +2,7 @@
 
 use crate::store::StoreInner;
 use crate::ValType;
-use crate::{AsContext, ExternRef, Func, Result, Rooted};
+use crate::{AsContext, ExternRef, Func, Result, Rooted, V128};
 use kiln_environ::ValType as WasmType;
 use kiln_runtime::ValRaw;
 
@@ -18,7 +18,7 @@ pub enum Val {
     /// An f64, as its bits.
     F64(u64),
     /// A v128.
-    V128(u128),
+    V128(V128),
     /// A function reference (`None` is null).
     FuncRef(Option<Func>),
     /// An external reference (`None` is null).
@@ -66,7 +66,7 @@ impl Val {
             WasmType::I64 => Val::I64(0),
             WasmType::F32 => Val::F32(0),
             WasmType::F64 => Val::F64(0),
-            WasmType::V128 => Val::V128(0),
+            WasmType::V128 => Val::V128(V128::default()),
             WasmType::FuncRef => Val::FuncRef(None),
             WasmType::ExternRef => Val::ExternRef(None),
         }
@@ -105,7 +105,7 @@ impl Val {
     }
 
     /// The v128, if this is one.
-    pub fn v128(&self) -> Option<u128> {
+    pub fn v128(&self) -> Option<V128> {
         match self {
             Val::V128(v) => Some(*v),
             _ => None,
@@ -179,7 +179,7 @@ impl Val {
     /// # Panics
     ///
     /// If this is not a v128.
-    pub fn unwrap_v128(&self) -> u128 {
+    pub fn unwrap_v128(&self) -> V128 {
         self.v128().unwrap_or_else(|| self.wrong("v128"))
     }
 
@@ -212,7 +212,7 @@ impl Val {
             Val::I64(v) => ValRaw::i64(*v),
             Val::F32(v) => ValRaw::f32(*v),
             Val::F64(v) => ValRaw::f64(*v),
-            Val::V128(v) => ValRaw::u128(*v),
+            Val::V128(v) => ValRaw::u128(v.as_u128()),
             Val::FuncRef(None) | Val::ExternRef(None) => ValRaw::ptr(0),
             Val::FuncRef(Some(f)) => ValRaw::ptr(f.to_raw(store)? as usize),
             Val::ExternRef(Some(e)) => ValRaw::ptr(e.to_raw(store)?),
@@ -225,7 +225,7 @@ impl Val {
             WasmType::I64 => Val::I64(raw.get_i64()),
             WasmType::F32 => Val::F32(raw.get_f32()),
             WasmType::F64 => Val::F64(raw.get_f64()),
-            WasmType::V128 => Val::V128(raw.get_u128()),
+            WasmType::V128 => Val::V128(V128::from(raw.get_u128())),
             WasmType::FuncRef => match raw.get_ptr() {
                 0 => Val::FuncRef(None),
                 p => Val::FuncRef(Some(store.func_from_raw(p as *const _))),
@@ -256,6 +256,31 @@ impl From<f32> for Val {
 impl From<f64> for Val {
     fn from(v: f64) -> Val {
         Val::F64(v.to_bits())
+    }
+}
+impl From<V128> for Val {
+    fn from(v: V128) -> Val {
+        Val::V128(v)
+    }
+}
+impl From<Func> for Val {
+    fn from(f: Func) -> Val {
+        Val::FuncRef(Some(f))
+    }
+}
+impl From<Option<Func>> for Val {
+    fn from(f: Option<Func>) -> Val {
+        Val::FuncRef(f)
+    }
+}
+impl From<Rooted<ExternRef>> for Val {
+    fn from(e: Rooted<ExternRef>) -> Val {
+        Val::ExternRef(Some(e))
+    }
+}
+impl From<Option<Rooted<ExternRef>>> for Val {
+    fn from(e: Option<Rooted<ExternRef>>) -> Val {
+        Val::ExternRef(e)
     }
 }
 

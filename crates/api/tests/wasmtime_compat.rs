@@ -3,7 +3,8 @@
 //! does). Each test is ordinary Wasmtime-style code; it checks its output.
 //!
 //! This covers the parts of Wasmtime's API Kiln has so far: errors and
-//! traps, host state through `Caller`, memories, fuel, epochs, values,
+//! traps, host state through `Caller`, memories, fuel, epochs (with
+//! deadline callbacks), values,
 //! the type objects (`FuncType::new(&engine, ..)`, `ValType::Ref`, module
 //! imports and exports), dynamic host functions, and the `Linker`'s
 //! `module`, `alias`, `get_default` and `define_unknown_imports_as_traps`.
@@ -144,6 +145,109 @@ fn epochs_trap_at_the_deadline() -> Result<()> {
     let e = spin.call(&mut store, ()).unwrap_err();
     ticker.join().unwrap();
     assert_eq!(e.downcast_ref::<Trap>(), Some(&Trap::Interrupt));
+    Ok(())
+}
+
+/// A loop that advances the epoch itself through a host function, so the
+/// deadline passes at a known iteration.
+const TICKING_LOOP: &str = r#"(module
+     (import "host" "tick" (func $tick))
+     (global $n (export "n") (mut i32) (i32.const 0))
+     (func (export "run")
+       (loop $l
+         (global.set $n (i32.add (global.get $n) (i32.const 1)))
+         (call $tick)
+         (br $l))))"#;
+
+#[test]
+fn epoch_deadline_callbacks_extend_then_interrupt() -> Result<()> {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    let engine = Engine::new(&config)?;
+    let module = Module::new(&engine, TICKING_LOOP)?;
+    let mut store = Store::new(&engine, Vec::<u32>::new());
+    store.set_epoch_deadline(3);
+    store.epoch_deadline_callback(|mut cx| {
+        let calls = cx.data().len() as u64;
+        cx.data_mut().push(0);
+        if calls < 4 {
+            Ok(UpdateDeadline::Continue(2))
+        } else {
+            Ok(UpdateDeadline::Interrupt)
+        }
+    });
+    let ticker = engine.clone();
+    let tick = Func::wrap(&mut store, move || ticker.increment_epoch());
+    let instance = Instance::new(&mut store, &module, &[tick.into()])?;
+    let run = instance.get_typed_func::<(), ()>(&mut store, "run")?;
+    let e = run.call(&mut store, ()).unwrap_err();
+    assert_eq!(e.downcast_ref::<Trap>(), Some(&Trap::Interrupt));
+    // The deadline passed at epoch 3, then every 2 ticks: the fifth call
+    // (at epoch 11) interrupted. The epoch moves once per iteration, and
+    // the loop header checks before the iteration's increment.
+    assert_eq!(store.data().len(), 5);
+    let n = instance
+        .get_global(&mut store, "n")
+        .unwrap()
+        .get(&mut store);
+    assert_eq!(n.unwrap_i32(), 11);
+
+    // An error from the callback is the call's error, as itself.
+    store.epoch_deadline_callback(|_| Err(MyError(7).into()));
+    store.set_epoch_deadline(1);
+    let e = run.call(&mut store, ()).unwrap_err();
+    assert_eq!(e.downcast_ref::<MyError>().map(|e| e.0), Some(7));
+
+    // A callback that turns itself off: the next deadline traps at once.
+    store.epoch_deadline_callback(|mut cx| {
+        cx.epoch_deadline_trap();
+        Ok(UpdateDeadline::Continue(1))
+    });
+    store.set_epoch_deadline(1);
+    let before = instance
+        .get_global(&mut store, "n")
+        .unwrap()
+        .get(&mut store)
+        .unwrap_i32();
+    let e = run.call(&mut store, ()).unwrap_err();
+    assert_eq!(e.downcast_ref::<Trap>(), Some(&Trap::Interrupt));
+    let after = instance
+        .get_global(&mut store, "n")
+        .unwrap()
+        .get(&mut store)
+        .unwrap_i32();
+    assert_eq!(after - before, 2);
+    Ok(())
+}
+
+#[test]
+fn epoch_deadline_callbacks_may_use_the_whole_store() -> Result<()> {
+    let mut config = Config::new();
+    config.epoch_interruption(true).consume_fuel(true);
+    let engine = Engine::new(&config)?;
+    let module = Module::new(&engine, TICKING_LOOP)?;
+    let mut store = Store::new(&engine, ());
+    store.set_fuel(1_000_000)?;
+    store.set_epoch_deadline(1);
+    // The callback sets the fuel low; the loop then runs out of fuel, so
+    // the new fuel is what the running Wasm sees.
+    store.epoch_deadline_callback(|mut cx| {
+        cx.set_fuel(20)?;
+        Ok(UpdateDeadline::Continue(1_000))
+    });
+    let ticker = engine.clone();
+    let tick = Func::wrap(&mut store, move || ticker.increment_epoch());
+    let instance = Instance::new(&mut store, &module, &[tick.into()])?;
+    let run = instance.get_typed_func::<(), ()>(&mut store, "run")?;
+    let e = run.call(&mut store, ()).unwrap_err();
+    assert_eq!(e.downcast_ref::<Trap>(), Some(&Trap::OutOfFuel));
+    assert_eq!(store.get_fuel()?, 0);
+    let n = instance
+        .get_global(&mut store, "n")
+        .unwrap()
+        .get(&mut store)
+        .unwrap_i32();
+    assert!((2..10).contains(&n), "{n} iterations");
     Ok(())
 }
 
@@ -514,6 +618,8 @@ fn externrefs_are_rooted_and_live_until_the_store_drops() -> Result<()> {
         // References nobody holds: they still live until the store drops.
         ExternRef::new(&mut store, Counted(drops.clone(), 0))?;
     }
+    // A collection frees nothing either: there is no collector yet.
+    store.gc(None)?;
     assert_eq!(drops.load(Ordering::SeqCst), 0);
     let bump = instance.get_typed_func::<(), u32>(&mut store, "bump")?;
     assert_eq!(bump.call(&mut store, ())?, 42);

@@ -624,7 +624,7 @@ fn parse_arg(ty: ValType, a: &str) -> Result<Val, CliError> {
         ),
         ValType::F32 => Val::F32(a.parse::<f32>().map_err(|_| bad())?.to_bits()),
         ValType::F64 => Val::F64(a.parse::<f64>().map_err(|_| bad())?.to_bits()),
-        ValType::V128 => Val::V128(a.parse::<u128>().map_err(|_| bad())?),
+        ValType::V128 => Val::V128(a.parse::<u128>().map_err(|_| bad())?.into()),
         ValType::Ref(_) => {
             return Err(msg(format!(
                 "reference arguments ({ty}) cannot be given on the command line"
@@ -645,7 +645,7 @@ fn show(v: &Val) -> String {
         Val::I64(x) => x.to_string(),
         Val::F32(b) => f32::from_bits(*b).to_string(),
         Val::F64(b) => f64::from_bits(*b).to_string(),
-        Val::V128(x) => x.to_string(),
+        Val::V128(x) => x.as_u128().to_string(),
         Val::FuncRef(None) => "<null funcref>".into(),
         Val::ExternRef(None) => "<null externref>".into(),
         Val::FuncRef(Some(_)) => "<funcref>".into(),

@@ -395,6 +395,12 @@ builtins! {
     table_init(I32, I32, I32, I32, I32) -> I32;
     /// `elem.drop(elem)`.
     elem_drop(I32);
+    /// `new_epoch() -> status`: the engine's epoch reached the store's
+    /// deadline. Runs the store's epoch-deadline callback, which either
+    /// sets a new deadline (status 0: carry on) or decides that the caller
+    /// traps (non-zero; `Interrupt`, unless the runtime has recorded
+    /// another reason).
+    new_epoch() -> I32;
 }
 
 /// What the `memory_grow` builtin returns when the grow must trap instead

@@ -8,7 +8,7 @@
 //! raw pointers in the context valid: **Invariant:** nothing a `VMContext`
 //! points at is freed before the store is dropped.
 
-use crate::limits::{BoxError, Limiter, LimiterHook};
+use crate::limits::{BoxError, EpochHook, Limiter, LimiterHook};
 use crate::memory::{LinearMemory, MemoryError};
 use crate::module::CompiledModule;
 use crate::pool::{Pool, PoolError, Slot};
@@ -67,6 +67,8 @@ pub struct Instance {
     dropped_elems: Vec<bool>,
     /// How the grow libcalls reach the store's limiter.
     limiter_hook: Option<LimiterHook>,
+    /// How the `new_epoch` libcall reaches the store's deadline callback.
+    epoch_hook: Option<EpochHook>,
 }
 
 // SAFETY: the context allocation is this instance's own, and its other
@@ -91,7 +93,7 @@ impl Drop for Instance {
 /// Builtin function pointers, in `BuiltinFunction::ALL` order.
 #[repr(C)]
 pub struct VMBuiltinFunctions {
-    ptrs: [*const u8; 10],
+    ptrs: [*const u8; 11],
 }
 
 // SAFETY: a table of pointers to `extern "C"` Rust functions, built as a
@@ -111,6 +113,7 @@ static BUILTINS: VMBuiltinFunctions = VMBuiltinFunctions {
         libcalls::table_copy as *const u8,
         libcalls::table_init as *const u8,
         libcalls::elem_drop as *const u8,
+        libcalls::new_epoch as *const u8,
     ],
 };
 
@@ -368,6 +371,8 @@ pub struct StoreOpaque {
     pub tunables: Tunables,
     /// How the grow libcalls reach the embedder's limiter, if it has one.
     limiter_hook: Option<LimiterHook>,
+    /// How `new_epoch` reaches the embedder's deadline callback, if any.
+    epoch_hook: Option<EpochHook>,
     /// The engine's pooling allocator, or `None` to allocate on demand.
     pool: Option<Arc<Pool>>,
 }
@@ -422,6 +427,7 @@ impl StoreOpaque {
             store_vmctx: Box::new([0; (VMOffsets::HEADER_SIZE / 8) as usize]),
             tunables,
             limiter_hook: None,
+            epoch_hook: None,
             pool: None,
         };
         s.store_vmctx[0] = u64::from(VMCONTEXT_MAGIC);
@@ -448,6 +454,22 @@ impl StoreOpaque {
         for i in &mut self.instances {
             i.limiter_hook = Some(hook);
         }
+    }
+
+    /// Makes a passed epoch deadline in this store's instances, the
+    /// current ones and those to come, call `hook` (with the address given
+    /// to [`StoreOpaque::set_store_ptr`]) instead of trapping at once;
+    /// `None` goes back to trapping.
+    pub fn set_epoch_hook(&mut self, hook: Option<EpochHook>) {
+        self.epoch_hook = hook;
+        for i in &mut self.instances {
+            i.epoch_hook = hook;
+        }
+    }
+
+    /// Whether a hook set with [`StoreOpaque::set_epoch_hook`] is in place.
+    pub fn has_epoch_hook(&self) -> bool {
+        self.epoch_hook.is_some()
     }
 
     /// Makes later instantiations take their contexts, memories and tables
@@ -549,6 +571,7 @@ impl StoreOpaque {
             dropped_data: vec![false; m.data.len()],
             dropped_elems: vec![false; m.elems.len()],
             limiter_hook: self.limiter_hook,
+            epoch_hook: self.epoch_hook,
         });
         let inst_ptr: *mut Instance = &mut *inst;
         let o = &inst.offsets;
@@ -760,6 +783,48 @@ mod libcalls {
             Some(r) => r.unwrap_or(u64::MAX),
             None => kiln_environ::MEMORY_GROW_TRAP,
         }
+    }
+
+    /// The epoch reached the deadline: asks the store's callback, if it
+    /// has one, for a new deadline (see `EpochHook`).
+    pub(super) unsafe extern "C" fn new_epoch(vmctx: *mut VMContext) -> u32 {
+        // Copied out, and the instance borrow ends here: the hook may use
+        // the whole store, this instance included.
+        // SAFETY: see `inst`.
+        let Some(hook) = unsafe { inst(vmctx) }.epoch_hook else {
+            return 1;
+        };
+        // SAFETY: RUNTIME_LIMITS is within every context's header and
+        // points at the store's limits, which outlive its instances.
+        let limits = unsafe {
+            &*vmctx
+                .cast::<u8>()
+                .add(VMOffsets::RUNTIME_LIMITS as usize)
+                .cast::<*const VMRuntimeLimits>()
+                .read()
+        };
+        // SAFETY: a libcall of this store's Wasm, which holds no borrow of
+        // the store during the call; the store pointer in every context
+        // header is the one the hook expects.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
+            hook(StoreOpaque::store_ptr_from_vmctx(vmctx))
+        }));
+        let reason = match r {
+            Ok(Ok(Some(ticks))) => {
+                // SAFETY: the engine's counter outlives every store of it.
+                let now = unsafe { &*limits.epoch_ptr }.load(std::sync::atomic::Ordering::Relaxed);
+                // SAFETY: this thread runs the store's Wasm; nothing else
+                // reads or writes the deadline during this libcall.
+                unsafe { *limits.epoch_deadline.get() = now.saturating_add(ticks) };
+                return 0;
+            }
+            Ok(Ok(None)) => return 1,
+            Ok(Err(e)) => crate::traphandlers::TrapReason::Host(e),
+            Err(p) => crate::traphandlers::TrapReason::Panic(p),
+        };
+        // SAFETY: called from a libcall, which returns the trap status next.
+        unsafe { crate::traphandlers::raise_from_libcall(reason) };
+        1
     }
 
     pub(super) unsafe extern "C" fn memory_fill(

@@ -92,3 +92,19 @@ pub fn reborrow<'a>(l: &'a mut Option<&mut dyn Limiter>) -> Option<&'a mut dyn L
         None => None,
     }
 }
+
+/// How the `new_epoch` libcall reaches its store's epoch-deadline
+/// callback: called with the address the store recorded with
+/// `StoreOpaque::set_store_ptr`, once the engine's epoch has reached the
+/// store's deadline. `Ok(Some(ticks))` moves the deadline `ticks` epochs
+/// past the current epoch and lets Wasm carry on; `Ok(None)` makes the
+/// Wasm caller trap with `Interrupt`; an error makes it trap with that
+/// error.
+///
+/// # Safety
+///
+/// Called only from the libcall, while Wasm of that store runs on this
+/// thread and holds no borrow of the store: the hook may use the whole
+/// store, as a host function called by Wasm may (including calling into
+/// Wasm again).
+pub type EpochHook = unsafe fn(store: *mut ()) -> Result<Option<u64>, BoxError>;

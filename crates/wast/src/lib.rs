@@ -404,7 +404,7 @@ impl WastContext {
             WastArgCore::I64(v) => Val::I64(*v),
             WastArgCore::F32(v) => Val::F32(v.bits),
             WastArgCore::F64(v) => Val::F64(v.bits),
-            WastArgCore::V128(v) => Val::V128(u128::from_le_bytes(v.to_le_bytes())),
+            WastArgCore::V128(v) => Val::V128(u128::from_le_bytes(v.to_le_bytes()).into()),
             WastArgCore::RefNull(h) => match ref_kind(h) {
                 Some(ValType::FUNCREF) => Val::FuncRef(None),
                 Some(ValType::EXTERNREF) => Val::ExternRef(None),
@@ -451,7 +451,7 @@ impl WastContext {
             (WastRetCore::I64(e), Val::I64(v)) => e == v,
             (WastRetCore::F32(e), Val::F32(v)) => f32_matches(e, *v),
             (WastRetCore::F64(e), Val::F64(v)) => f64_matches(e, *v),
-            (WastRetCore::V128(e), Val::V128(v)) => v128_matches(e, *v),
+            (WastRetCore::V128(e), Val::V128(v)) => v128_matches(e, v.as_u128()),
             (WastRetCore::RefNull(h), Val::FuncRef(None)) => h
                 .as_ref()
                 .is_none_or(|h| ref_kind(h) == Some(ValType::FUNCREF)),
@@ -632,7 +632,7 @@ fn val_str(v: &Val) -> String {
         Val::I64(x) => format!("i64:{x}"),
         Val::F32(b) => format!("f32:{} ({b:#010x})", f32::from_bits(*b)),
         Val::F64(b) => format!("f64:{} ({b:#018x})", f64::from_bits(*b)),
-        Val::V128(x) => format!("v128:{x:#034x}"),
+        Val::V128(x) => format!("v128:{:#034x}", x.as_u128()),
         Val::FuncRef(None) => "ref.null func".into(),
         Val::FuncRef(Some(_)) => "ref.func".into(),
         Val::ExternRef(None) => "ref.null extern".into(),

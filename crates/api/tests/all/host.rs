@@ -281,14 +281,14 @@ fn all_value_types_in_every_direction() {
         2,
         3.5,
         4.25,
-        V128(0x1111),
+        V128::from(0x1111),
         Some(ext1),
         Some(typed),
         5,
         6,
         7.5,
         8.0,
-        V128(0xfeed_beef_u128 << 64),
+        V128::from(0xfeed_beef_u128 << 64),
         Some(ext2),
         Some(pass),
         9,
@@ -296,7 +296,7 @@ fn all_value_types_in_every_direction() {
     );
     let check = |store: &mut Store<u32>, r: R| {
         assert_eq!(r.0, 1 + 2 + 5 + 6 + 9 + 10);
-        assert_eq!(r.1, V128(0xfeed_beef_u128 << 64));
+        assert_eq!(r.1, V128::from(0xfeed_beef_u128 << 64));
         let e = r.2.unwrap();
         assert_eq!(
             e.data(&*store).unwrap().unwrap().downcast_ref::<&str>(),
@@ -316,14 +316,14 @@ fn all_value_types_in_every_direction() {
         Val::I64(2),
         Val::F32(3.5f32.to_bits()),
         Val::F64(4.25f64.to_bits()),
-        Val::V128(0x1111),
+        Val::V128(0x1111.into()),
         Val::ExternRef(Some(ext1)),
         Val::FuncRef(Some(typed)),
         Val::I32(5),
         Val::I64(6),
         Val::F32(7.5f32.to_bits()),
         Val::F64(8.0f64.to_bits()),
-        Val::V128(0xfeed_beef_u128 << 64),
+        Val::V128((0xfeed_beef_u128 << 64).into()),
         Val::ExternRef(Some(ext2)),
         Val::FuncRef(Some(pass)),
         Val::I32(9),
@@ -335,7 +335,7 @@ fn all_value_types_in_every_direction() {
         .collect();
     pass.call(&mut store, &args, &mut results).unwrap();
     assert_eq!(results[0].i64(), Some(33));
-    assert!(matches!(results[1], Val::V128(v) if v == 0xfeed_beef_u128 << 64));
+    assert!(matches!(results[1], Val::V128(v) if v.as_u128() == 0xfeed_beef_u128 << 64));
     assert!(matches!(results[3], Val::FuncRef(Some(f)) if f == pass));
     // The host functions called directly from the host, both entries.
     let r = typed
