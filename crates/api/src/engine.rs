@@ -50,7 +50,7 @@ pub struct Config {
     signals_based_traps: bool,
     memory_reservation: Option<u64>,
     memory_guard_size: Option<u64>,
-    coredump_on_trap: bool,
+    pub(crate) coredump_on_trap: bool,
     /// Proposals asked for that Kiln does not implement.
     unsupported: Vec<&'static str>,
     pub(crate) cache: Option<crate::Cache>,
@@ -202,8 +202,9 @@ impl Config {
         self
     }
 
-    /// Attaches a core dump to trap errors. Kiln cannot write core dumps
-    /// yet, so turning this on makes [`Engine::new`] fail.
+    /// Attaches a [`WasmCoreDump`](crate::WasmCoreDump) of the store to the
+    /// error of every call that traps (found with
+    /// `err.downcast_ref::<WasmCoreDump>()`). Off by default.
     pub fn coredump_on_trap(&mut self, on: bool) -> &mut Self {
         self.coredump_on_trap = on;
         self
@@ -401,9 +402,6 @@ impl Config {
             );
         }
         self.allocation.check()?;
-        if self.coredump_on_trap {
-            bail!("coredump_on_trap is not supported by Kiln yet");
-        }
         Ok(())
     }
 }

@@ -36,10 +36,76 @@
 //! # Ok::<(), kiln::Error>(())
 //! ```
 
+use crate::Module;
 pub use anyhow::{bail, ensure, format_err, Context, Error, Result};
 pub use kiln_environ::Trap;
-use kiln_runtime::FrameInfo;
 use std::fmt;
+
+/// One frame of a [`WasmBacktrace`]: which function of which module, and
+/// where in the module's bytes.
+#[derive(Clone)]
+pub struct FrameInfo {
+    module: Module,
+    func_index: u32,
+    func_name: Option<String>,
+    module_offset: Option<usize>,
+}
+
+impl FrameInfo {
+    /// The runtime's frame, with its module found among `modules` (those
+    /// of the store the frame ran in, which always holds it).
+    pub(crate) fn new(
+        frame: kiln_runtime::FrameInfo,
+        engine: &crate::Engine,
+        modules: &[std::sync::Arc<kiln_runtime::CompiledModule>],
+    ) -> Option<FrameInfo> {
+        let compiled = modules
+            .iter()
+            .find(|m| std::sync::Arc::as_ptr(m) as usize == frame.module_id)?;
+        Some(FrameInfo {
+            module: Module {
+                engine: engine.clone(),
+                compiled: compiled.clone(),
+            },
+            func_index: frame.func_index,
+            func_name: frame.func_name,
+            module_offset: frame.module_offset.map(|o| o as usize),
+        })
+    }
+
+    /// The module the frame's function belongs to.
+    pub fn module(&self) -> &Module {
+        &self.module
+    }
+
+    /// The function's index in its module (imports included).
+    pub fn func_index(&self) -> u32 {
+        self.func_index
+    }
+
+    /// The function's name, from the module's name section.
+    pub fn func_name(&self) -> Option<&str> {
+        self.func_name.as_deref()
+    }
+
+    /// The byte offset in the module's binary of the instruction the frame
+    /// was executing (for a caller's frame, its call), if the address map
+    /// knows it.
+    pub fn module_offset(&self) -> Option<usize> {
+        self.module_offset
+    }
+}
+
+impl fmt::Debug for FrameInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FrameInfo")
+            .field("module", &self.module.name())
+            .field("func_index", &self.func_index)
+            .field("func_name", &self.func_name)
+            .field("module_offset", &self.module_offset)
+            .finish()
+    }
+}
 
 /// The Wasm frames a trap or a failing host function unwound through,
 /// innermost first; attached as context to the error a call returns.
@@ -75,7 +141,7 @@ impl fmt::Display for WasmBacktrace {
                 .func_name
                 .clone()
                 .unwrap_or_else(|| format!("<wasm function {}>", frame.func_index));
-            let module = frame.module_name.as_deref().unwrap_or("<unknown>");
+            let module = frame.module.name().unwrap_or("<unknown>");
             if i > 0 {
                 writeln!(f)?;
             }

@@ -166,22 +166,35 @@ impl HostFunc {
     clippy::boxed_local,
     reason = "trap records travel boxed from the runtime"
 )]
-pub(crate) fn trap_to_error(t: Box<TrapRecord>) -> Error {
+pub(crate) fn trap_to_error<T>(t: Box<TrapRecord>, store: &mut StoreInner<T>) -> Error {
     let TrapRecord {
         reason,
         backtrace,
         backtrace_truncated,
     } = *t;
-    match reason {
-        TrapReason::Wasm(code) => crate::error::trap_error(code, backtrace, backtrace_truncated),
+    let frames: Vec<crate::FrameInfo> = backtrace
+        .into_iter()
+        .filter_map(|f| crate::FrameInfo::new(f, &store.engine, store.opaque.modules()))
+        .collect();
+    let coredump = store.engine.inner.config.coredump_on_trap;
+    let err = match reason {
+        TrapReason::Wasm(code) => {
+            crate::error::trap_error(code, frames.clone(), backtrace_truncated)
+        }
         TrapReason::Panic(p) => std::panic::resume_unwind(p),
         TrapReason::Host(e) => {
             let e = match e.downcast::<HostError>() {
                 Ok(h) => h.0,
                 Err(e) => Error::from_boxed(e),
             };
-            crate::error::with_backtrace(e, backtrace, backtrace_truncated)
+            crate::error::with_backtrace(e, frames.clone(), backtrace_truncated)
         }
+    };
+    if coredump {
+        let bt = crate::WasmBacktrace::new(frames, backtrace_truncated);
+        err.context(crate::WasmCoreDump::new(store, bt))
+    } else {
+        err
     }
 }
 
@@ -193,7 +206,7 @@ pub(crate) fn enter_wasm<T, R>(store: &mut StoreInner<T>, f: impl FnOnce() -> R)
     let limits = Arc::as_ptr(&store.opaque.limits);
     // SAFETY: the limits belong to the store, which outlives the call; the
     // callers' closures only call entry points, which do not unwind.
-    let r = unsafe { call_wasm(limits, f) }.map_err(trap_to_error);
+    let r = unsafe { call_wasm(limits, f) }.map_err(|t| trap_to_error(t, store));
     let returned = store.call_hook(crate::CallHook::ReturningFromWasm);
     let r = r?;
     returned?;

@@ -112,7 +112,7 @@ impl Instance {
         instantiate(s, module, imports)
     }
 
-    fn data<'a, T>(&self, s: &'a StoreInner<T>) -> &'a InstanceData {
+    pub(crate) fn data<'a, T>(&self, s: &'a StoreInner<T>) -> &'a InstanceData {
         assert_eq!(self.store, s.id, "instance used with the wrong store");
         &s.instances[self.index]
     }

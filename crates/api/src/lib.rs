@@ -39,6 +39,7 @@
 #![deny(missing_docs)]
 
 mod cache;
+mod coredump;
 mod engine;
 mod error;
 mod externals;
@@ -55,6 +56,7 @@ mod v128;
 mod values;
 
 pub use cache::{Cache, CacheConfig};
+pub use coredump::WasmCoreDump;
 pub use engine::*;
 pub use error::*;
 pub use externals::*;
@@ -71,4 +73,3 @@ pub use v128::V128;
 pub use values::*;
 
 pub use kiln_environ::ArtifactError;
-pub use kiln_runtime::FrameInfo;

@@ -164,6 +164,12 @@ impl Module {
         self.compiled.module().start.is_some()
     }
 
+    /// Whether `a` and `b` are the same compiled module (clones of one
+    /// `Module`), not merely equal.
+    pub fn same(a: &Module, b: &Module) -> bool {
+        Arc::ptr_eq(&a.compiled, &b.compiled)
+    }
+
     /// The compiled ELF object.
     pub fn object(&self) -> &[u8] {
         self.compiled.code().object()

@@ -309,6 +309,16 @@ impl<'a, T> From<&'a mut crate::Caller<'_, T>> for StoreRef<'a, T> {
         StoreRef(c.as_context().0)
     }
 }
+impl<'a, T> From<&'a crate::StoreContextMut<'_, T>> for StoreRef<'a, T> {
+    fn from(c: &'a crate::StoreContextMut<'_, T>) -> Self {
+        StoreRef(c.0)
+    }
+}
+impl<'a, T> From<&'a mut crate::StoreContextMut<'_, T>> for StoreRef<'a, T> {
+    fn from(c: &'a mut crate::StoreContextMut<'_, T>) -> Self {
+        StoreRef(c.0)
+    }
+}
 impl<'a, T> From<crate::StoreContext<'a, T>> for StoreRef<'a, T> {
     fn from(c: crate::StoreContext<'a, T>) -> Self {
         StoreRef(c.0)

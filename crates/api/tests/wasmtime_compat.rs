@@ -4,7 +4,7 @@
 //!
 //! This covers the parts of Wasmtime's API Kiln has so far: errors and
 //! traps, host state through `Caller`, memories, fuel, epochs (with
-//! deadline callbacks), values,
+//! deadline callbacks), core dumps, values,
 //! the type objects (`FuncType::new(&engine, ..)`, `ValType::Ref`, module
 //! imports and exports), dynamic host functions, and the `Linker`'s
 //! `module`, `alias`, `get_default` and `define_unknown_imports_as_traps`.
@@ -358,12 +358,6 @@ fn config_knobs_work_or_refuse_by_name() -> Result<()> {
     );
     refused(
         &|c| {
-            c.coredump_on_trap(true);
-        },
-        "coredump_on_trap",
-    );
-    refused(
-        &|c| {
             // SAFETY: refused before anything is compiled.
             unsafe { c.cranelift_flag_set("opt_level", "fastest") };
         },
@@ -640,5 +634,89 @@ fn externrefs_are_rooted_and_live_until_the_store_drops() -> Result<()> {
     assert_eq!(drops.load(Ordering::SeqCst), 0);
     drop(store);
     assert_eq!(drops.load(Ordering::SeqCst), 1002);
+    Ok(())
+}
+
+#[test]
+fn core_dumps_describe_the_store_at_the_trap() -> Result<()> {
+    let wat = r#"(module $crashy
+         (memory (export "mem") 1)
+         (global $g (export "g") (mut i32) (i32.const 0))
+         (global $h f64 (f64.const 1.5))
+         (func $inner
+           (global.set $g (i32.const 42))
+           (i32.store (i32.const 8) (i32.const 0x11223344))
+           unreachable)
+         (func (export "run") (call $inner)))"#;
+    let mut config = Config::new();
+    config.coredump_on_trap(true);
+    let engine = Engine::new(&config)?;
+    let module = Module::new(&engine, wat)?;
+    let mut store = Store::new(&engine, ());
+    let instance = Instance::new(&mut store, &module, &[])?;
+    let run = instance.get_typed_func::<(), ()>(&mut store, "run")?;
+    let e = run.call(&mut store, ()).unwrap_err();
+    assert_eq!(
+        e.downcast_ref::<Trap>(),
+        Some(&Trap::UnreachableCodeReached)
+    );
+    assert!(e.downcast_ref::<WasmBacktrace>().is_some());
+    let dump = e.downcast_ref::<WasmCoreDump>().expect("a core dump");
+    let frames: Vec<_> = dump
+        .frames()
+        .iter()
+        .map(|f| (f.func_index(), f.func_name().map(str::to_string)))
+        .collect();
+    assert_eq!(frames, [(0, Some("inner".to_string())), (1, None)]);
+    assert_eq!(dump.frames()[0].module().name(), Some("crashy"));
+    assert_eq!(dump.modules().len(), 1);
+    assert_eq!(dump.instances().len(), 1);
+    assert_eq!(dump.memories().len(), 1);
+    assert_eq!(dump.globals().len(), 2);
+    assert!(dump.to_string().contains("wasm coredump generated"));
+
+    // The serialized dump is a valid Wasm module holding the state.
+    let bytes = dump.serialize(&mut store, "crashy.wasm");
+    wasmparser::Validator::new().validate_all(&bytes)?;
+    let (mut customs, mut segment, mut globals) = (Vec::new(), None, Vec::new());
+    for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
+        match payload? {
+            wasmparser::Payload::CustomSection(c) => customs.push(c.name().to_string()),
+            wasmparser::Payload::DataSection(r) => {
+                for d in r {
+                    let d = d?;
+                    if let wasmparser::DataKind::Active { offset_expr, .. } = d.kind {
+                        let mut ops = offset_expr.get_operators_reader();
+                        if let wasmparser::Operator::I32Const { value } = ops.read()? {
+                            segment = Some((value, d.data.to_vec()));
+                        }
+                    }
+                }
+            }
+            wasmparser::Payload::GlobalSection(r) => {
+                for g in r {
+                    let mut ops = g?.init_expr.get_operators_reader();
+                    globals.push(format!("{:?}", ops.read()?));
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        customs,
+        ["core", "coremodules", "coreinstances", "corestack"]
+    );
+    assert_eq!(segment, Some((8, vec![0x44, 0x33, 0x22, 0x11])));
+    assert_eq!(globals.len(), 2);
+    assert!(globals[0].contains("I32Const { value: 42 }"), "{globals:?}");
+
+    // Without the option, no dump.
+    let engine = Engine::default();
+    let module = Module::new(&engine, wat)?;
+    let mut store = Store::new(&engine, ());
+    let instance = Instance::new(&mut store, &module, &[])?;
+    let run = instance.get_typed_func::<(), ()>(&mut store, "run")?;
+    let e = run.call(&mut store, ()).unwrap_err();
+    assert!(e.downcast_ref::<WasmCoreDump>().is_none());
     Ok(())
 }

@@ -467,6 +467,11 @@ impl StoreOpaque {
         }
     }
 
+    /// Every module instantiated in this store, in order of first use.
+    pub fn modules(&self) -> &[Arc<CompiledModule>] {
+        &self.modules
+    }
+
     /// Whether a hook set with [`StoreOpaque::set_epoch_hook`] is in place.
     pub fn has_epoch_hook(&self) -> bool {
         self.epoch_hook.is_some()

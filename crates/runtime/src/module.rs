@@ -68,6 +68,11 @@ const MAP_BAD: u8 = 2;
 /// One frame of a Wasm backtrace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FrameInfo {
+    /// Which compiled module the frame's code belongs to: the address of
+    /// its `CompiledModule`, for identity only (see
+    /// [`StoreOpaque::modules`](crate::StoreOpaque::modules)); never
+    /// dereferenced.
+    pub module_id: usize,
     /// The module's name, from its name section.
     pub module_name: Option<String>,
     /// The function's index in the module.
@@ -237,6 +242,7 @@ impl CompiledModule {
         let f = m.func_index(d);
         let module_offset = self.lookup_wasm_offset(off);
         Some(FrameInfo {
+            module_id: self as *const CompiledModule as usize,
             module_name: m.name.clone(),
             func_index: f.as_u32(),
             func_name: m.func_names.get(f).map(str::to_string),

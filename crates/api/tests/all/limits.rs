@@ -64,7 +64,11 @@ fn traps_carry_a_backtrace_with_names() {
         Some(&Trap::UnreachableCodeReached)
     );
     let t = e.downcast_ref::<WasmBacktrace>().expect("a backtrace");
-    let names: Vec<_> = t.frames().iter().map(|f| f.func_name.clone()).collect();
+    let names: Vec<_> = t
+        .frames()
+        .iter()
+        .map(|f| f.func_name().map(str::to_string))
+        .collect();
     assert_eq!(
         names,
         [Some("inner".to_string()), Some("outer".to_string())]
@@ -443,7 +447,7 @@ fn a_backtrace_deeper_than_its_capacity_is_truncated_and_says_so() {
                 let bt = e.downcast_ref::<WasmBacktrace>().expect("a backtrace");
                 assert!(bt.truncated());
                 assert_eq!(bt.frames().len(), 32 * 1024);
-                assert!(bt.frames().iter().all(|f| f.func_index == 0));
+                assert!(bt.frames().iter().all(|f| f.func_index() == 0));
                 assert!(bt.to_string().contains("older frames not recorded"), "{bt}");
             }
             // A shallow trap right after is complete again.

@@ -32,7 +32,7 @@ fn run(engine: &Engine, module: &Module) -> i32 {
         Some(&Trap::UnreachableCodeReached)
     );
     let t = e.downcast_ref::<WasmBacktrace>().expect("a backtrace");
-    assert!(t.frames()[0].module_offset.is_some());
+    assert!(t.frames()[0].module_offset().is_some());
     i.get_typed_func::<i32, i32>(&mut store, "run")
         .unwrap()
         .call(&mut store, 5)
@@ -229,7 +229,7 @@ fn damaged_frame_table_loads_but_never_runs() {
 }
 
 /// Calls `WAT`'s `trap` and returns the Wasm offset of the trapping frame.
-fn run_trap_offset(engine: &Engine, module: &Module) -> Option<u32> {
+fn run_trap_offset(engine: &Engine, module: &Module) -> Option<usize> {
     let linker = linker(engine);
     let mut store = Store::new(engine, ());
     let i = linker.instantiate(&mut store, module).unwrap();
@@ -238,7 +238,7 @@ fn run_trap_offset(engine: &Engine, module: &Module) -> Option<u32> {
     e.downcast_ref::<WasmBacktrace>()
         .expect("a backtrace")
         .frames()[0]
-        .module_offset
+        .module_offset()
 }
 
 #[test]
@@ -275,8 +275,8 @@ fn large_artifact_from_bytes_runs_and_traps() {
         Some(&Trap::UnreachableCodeReached)
     );
     let t = e.downcast_ref::<WasmBacktrace>().expect("a backtrace");
-    assert!(t.frames()[0].module_offset.is_some());
-    assert_eq!(t.frames()[0].func_index, 41);
+    assert!(t.frames()[0].module_offset().is_some());
+    assert_eq!(t.frames()[0].func_index(), 41);
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
