@@ -131,8 +131,8 @@ impl Memory {
     }
 
     /// The memory's contents, mutably.
-    pub fn data_mut<'a, T: 'a>(&self, store: &'a mut crate::Store<T>) -> &'a mut [u8] {
-        self.get_mut(store.as_context_mut().0).data_mut()
+    pub fn data_mut<'a, T: 'a>(&self, store: impl Into<crate::StoreContextMut<'a, T>>) -> &'a mut [u8] {
+        self.get_mut(store.into().0).data_mut()
     }
 
     /// The memory's contents and the store's data, borrowed together: what
@@ -140,9 +140,9 @@ impl Memory {
     /// own state (a file table, say) without copying through a buffer.
     pub fn data_and_store_mut<'a, T: 'a>(
         &self,
-        store: &'a mut impl AsContextMut<Data = T>,
+        store: impl Into<crate::StoreContextMut<'a, T>>,
     ) -> (&'a mut [u8], &'a mut T) {
-        let s = store.as_context_mut().0;
+        let s = store.into().0;
         assert_eq!(self.store, s.id, "memory used with the wrong store");
         // SAFETY: as in `get_mut`: the memory is owned by the store, which
         // is borrowed mutably for 'a. The memory is a separate allocation

@@ -720,3 +720,43 @@ fn core_dumps_describe_the_store_at_the_trap() -> Result<()> {
     assert!(e.downcast_ref::<WasmCoreDump>().is_none());
     Ok(())
 }
+
+#[test]
+fn host_functions_reach_memory_through_caller() -> Result<()> {
+    let engine = Engine::default();
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (import "host" "upper" (func $upper (param i32 i32)))
+             (memory (export "memory") 1)
+             (data (i32.const 0) "kiln")
+             (func (export "run") (call $upper (i32.const 0) (i32.const 4))))"#,
+    )?;
+    let mut store = Store::new(&engine, 0usize);
+    let mut linker = Linker::new(&engine);
+    linker.func_wrap(
+        "host",
+        "upper",
+        |mut caller: Caller<'_, usize>, ptr: i32, len: i32| -> Result<()> {
+            let mem = caller
+                .get_export("memory")
+                .and_then(Extern::into_memory)
+                .ok_or_else(|| format_err!("no memory"))?;
+            let range = ptr as usize..(ptr + len) as usize;
+            mem.data_mut(&mut caller)[range.clone()].make_ascii_uppercase();
+            let (bytes, seen) = mem.data_and_store_mut(caller.as_context_mut());
+            *seen += bytes[range].len();
+            Ok(())
+        },
+    )?;
+    let instance = linker.instantiate(&mut store, &module)?;
+    instance
+        .get_typed_func::<(), ()>(&mut store, "run")?
+        .call(&mut store, ())?;
+    let memory = instance
+        .get_memory(&mut store, "memory")
+        .expect("exported");
+    assert_eq!(&memory.data(&store)[..4], b"KILN");
+    assert_eq!(*store.data(), 4);
+    Ok(())
+}
