@@ -2,7 +2,7 @@
 
 use crate::limits::from_box;
 use crate::store::StoreInner;
-use crate::{AsContext, AsContextMut, Error, Func, Result, Val};
+use crate::{AsContext, AsContextMut, Error, Func, Ref, Result, Val};
 use crate::{GlobalType, MemoryType, TableType};
 use kiln_environ::ValType as WasmType;
 use kiln_runtime::{LinearMemory, MemoryError, Table as RtTable, TableError, VMGlobalDefinition};
@@ -131,7 +131,10 @@ impl Memory {
     }
 
     /// The memory's contents, mutably.
-    pub fn data_mut<'a, T: 'a>(&self, store: impl Into<crate::StoreContextMut<'a, T>>) -> &'a mut [u8] {
+    pub fn data_mut<'a, T: 'a>(
+        &self,
+        store: impl Into<crate::StoreContextMut<'a, T>>,
+    ) -> &'a mut [u8] {
         self.get_mut(store.into().0).data_mut()
     }
 
@@ -215,10 +218,10 @@ pub struct Table {
 
 impl Table {
     /// A new table of type `ty` filled with `init`.
-    pub fn new(mut store: impl AsContextMut, ty: TableType, init: Val) -> Result<Table> {
+    pub fn new(mut store: impl AsContextMut, ty: TableType, init: Ref) -> Result<Table> {
         let s = store.as_context_mut().0;
         let ty = ty.inner;
-        let raw = ref_to_raw(s, &init, ty.element)?;
+        let raw = ref_to_raw(s, init, ty.element)?;
         let (_, mut limiter) = s.opaque_and_limiter();
         let lim = limiter
             .as_mut()
@@ -249,56 +252,109 @@ impl Table {
         TableType::from_wasm(self.get_rt(store.as_context().0).ty())
     }
 
-    /// Current size.
-    pub fn size(&self, store: impl AsContext) -> u32 {
-        self.get_rt(store.as_context().0).size()
+    /// Current size in elements.
+    pub fn size(&self, store: impl AsContext) -> u64 {
+        u64::from(self.get_rt(store.as_context().0).size())
     }
 
-    /// Element `i`, or `None` if out of bounds.
-    pub fn get(&self, mut store: impl AsContextMut, i: u32) -> Option<Val> {
+    /// Element `index`, or `None` if out of bounds.
+    pub fn get(&self, mut store: impl AsContextMut, index: u64) -> Option<Ref> {
         let s = store.as_context_mut().0;
         let t = self.get_rt(s);
-        let raw = t.get(i)?;
+        let raw = t.get(u32::try_from(index).ok()?)?;
         let ty = t.declared_ty().element;
-        Some(Val::from_raw(s, kiln_runtime::ValRaw::ptr(raw), ty))
+        Val::from_raw(s, kiln_runtime::ValRaw::ptr(raw), ty).ref_()
     }
 
-    /// Sets element `i`.
-    pub fn set(&self, mut store: impl AsContextMut, i: u32, v: Val) -> Result<()> {
+    /// Sets element `index` to `val`; fails if out of bounds or of the
+    /// wrong type.
+    pub fn set(&self, mut store: impl AsContextMut, index: u64, val: Ref) -> Result<()> {
         let s = store.as_context_mut().0;
         let ty = self.get_rt(s).declared_ty().element;
-        let raw = ref_to_raw(s, &v, ty)?;
-        self.get_rt_mut(s)
-            .set(i, raw)
-            .ok_or_else(|| Error::msg(format!("table index {i} out of bounds")))
+        let raw = ref_to_raw(s, val, ty)?;
+        u32::try_from(index)
+            .ok()
+            .and_then(|i| self.get_rt_mut(s).set(i, raw))
+            .ok_or_else(|| Error::msg(format!("table index {index} out of bounds")))
     }
 
     /// Grows by `delta` elements of `init`, returning the old size.
     ///
     /// The store's [`ResourceLimiter`](crate::ResourceLimiter) is asked
     /// first; a denied or failed growth is an error.
-    pub fn grow(&self, mut store: impl AsContextMut, delta: u32, init: Val) -> Result<u32> {
+    pub fn grow(&self, mut store: impl AsContextMut, delta: u64, init: Ref) -> Result<u64> {
         let s = store.as_context_mut().0;
         let ty = self.get_rt(s).declared_ty().element;
-        let raw = ref_to_raw(s, &init, ty)?;
+        let raw = ref_to_raw(s, init, ty)?;
         assert_eq!(self.store, s.id, "table used with the wrong store");
+        let failed = || Error::msg(format!("failed to grow table by {delta}"));
+        let delta32 = u32::try_from(delta).map_err(|_| failed())?;
         let (_, mut limiter) = s.opaque_and_limiter();
         // SAFETY: as in `get_rt_mut`; the table lives in its own box, apart
         // from the embedder's data and the limiter borrowed alongside.
         let t = unsafe { &mut *(self.ptr as *mut RtTable) };
         t.grow_limited(
-            delta,
+            delta32,
             raw,
             limiter
                 .as_mut()
                 .map(|l| l as &mut dyn kiln_runtime::Limiter),
         )
         .map_err(from_box)?
-        .ok_or_else(|| Error::msg(format!("failed to grow table by {delta}")))
+        .map(u64::from)
+        .ok_or_else(failed)
+    }
+
+    /// Sets `len` elements from `dst` on to `val`; fails, changing
+    /// nothing, if the range is out of bounds.
+    pub fn fill(&self, mut store: impl AsContextMut, dst: u64, val: Ref, len: u64) -> Result<()> {
+        let s = store.as_context_mut().0;
+        let ty = self.get_rt(s).declared_ty().element;
+        let raw = ref_to_raw(s, val, ty)?;
+        let oob = || Error::msg("table fill out of bounds");
+        let (dst, len) = (
+            u32::try_from(dst).map_err(|_| oob())?,
+            u32::try_from(len).map_err(|_| oob())?,
+        );
+        self.get_rt_mut(s).fill(dst, raw, len).ok_or_else(oob)
+    }
+
+    /// Copies `len` elements of `src_table` from `src_index` to
+    /// `dst_table` at `dst_index`, as `table.copy` does (the ranges may
+    /// overlap); fails, changing nothing, if either range is out of bounds
+    /// or the element types differ.
+    pub fn copy(
+        mut store: impl AsContextMut,
+        dst_table: &Table,
+        dst_index: u64,
+        src_table: &Table,
+        src_index: u64,
+        len: u64,
+    ) -> Result<()> {
+        let s = store.as_context_mut().0;
+        let (src, dst) = (src_table.get_rt(s), dst_table.get_rt(s));
+        if src.declared_ty().element != dst.declared_ty().element {
+            return Err(Error::msg("table copy between tables of different types"));
+        }
+        let in_bounds =
+            |at: u64, size: u32| at.checked_add(len).is_some_and(|e| e <= u64::from(size));
+        if !in_bounds(src_index, src.size()) || !in_bounds(dst_index, dst.size()) {
+            return Err(Error::msg("table copy out of bounds"));
+        }
+        // Both ranges fit in u32 (they end within a table's size).
+        let items: Vec<usize> = (src_index..src_index + len)
+            .map(|i| src.get(i as u32).expect("checked above"))
+            .collect();
+        let dst = dst_table.get_rt_mut(s);
+        for (i, raw) in (dst_index..).zip(items) {
+            dst.set(i as u32, raw).expect("checked above");
+        }
+        Ok(())
     }
 }
 
-fn ref_to_raw<T>(s: &mut StoreInner<T>, v: &Val, ty: WasmType) -> Result<usize> {
+fn ref_to_raw<T>(s: &mut StoreInner<T>, r: Ref, ty: WasmType) -> Result<usize> {
+    let v = Val::from(r);
     if v.wasm_ty() != ty {
         return Err(Error::msg(format!("table of {ty} given a {}", v.wasm_ty())));
     }

@@ -415,7 +415,7 @@ fn types_and_dynamic_host_functions() -> Result<()> {
     let table = Table::new(
         &mut store,
         TableType::new(RefType::FUNCREF, 1, None),
-        Val::FuncRef(None),
+        Ref::Func(None),
     )?;
     let instance = Instance::new(&mut store, &module, &[add.into(), table.into()])?;
     let run = instance.get_typed_func::<i32, i64>(&mut store, "run")?;
@@ -753,10 +753,44 @@ fn host_functions_reach_memory_through_caller() -> Result<()> {
     instance
         .get_typed_func::<(), ()>(&mut store, "run")?
         .call(&mut store, ())?;
-    let memory = instance
-        .get_memory(&mut store, "memory")
-        .expect("exported");
+    let memory = instance.get_memory(&mut store, "memory").expect("exported");
     assert_eq!(&memory.data(&store)[..4], b"KILN");
     assert_eq!(*store.data(), 4);
+    Ok(())
+}
+
+#[test]
+fn tables_hold_refs() -> Result<()> {
+    let engine = Engine::default();
+    let mut store = Store::new(&engine, ());
+    let f = Func::wrap(&mut store, |x: i32| x + 1);
+    let ty = TableType::new(RefType::FUNCREF, 2, Some(8));
+    let table = Table::new(&mut store, ty, Ref::null(&HeapType::Func))?;
+    assert_eq!(table.size(&store), 2);
+    assert!(table
+        .get(&mut store, 0)
+        .is_some_and(|r| r.is_null() && r.is_func()));
+    assert!(table.get(&mut store, 2).is_none());
+    table.set(&mut store, 1, f.into())?;
+    assert!(table.set(&mut store, 9, Ref::Func(None)).is_err());
+    // Wrong kind of reference.
+    assert!(table.set(&mut store, 0, Ref::Extern(None)).is_err());
+    assert_eq!(table.grow(&mut store, 3, Ref::Func(Some(f)))?, 2);
+    assert_eq!(table.size(&store), 5);
+    assert!(table.grow(&mut store, 10, Ref::Func(None)).is_err());
+    table.fill(&mut store, 3, Ref::Func(None), 2)?;
+    assert!(table.fill(&mut store, 4, Ref::Func(None), 2).is_err());
+    // [null, f, f, null, null] -> copy [1, 3) to 3 -> [null, f, f, f, f]
+    Table::copy(&mut store, &table, 3, &table, 1, 2)?;
+    assert!(Table::copy(&mut store, &table, 4, &table, 0, 2).is_err());
+    let nulls: Vec<bool> = (0..table.size(&store))
+        .map(|i| table.get(&mut store, i).unwrap().is_null())
+        .collect();
+    assert_eq!(nulls, [true, false, false, false, false]);
+    let r = table.get(&mut store, 4).unwrap();
+    let g = r.unwrap_func().expect("non-null");
+    assert_eq!(g.typed::<i32, i32>(&store)?.call(&mut store, 41)?, 42);
+    assert!(r.matches_ty(&store, &RefType::FUNCREF)?);
+    assert!(matches!(Val::from(r).ref_(), Some(Ref::Func(Some(_)))));
     Ok(())
 }

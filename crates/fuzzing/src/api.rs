@@ -173,7 +173,7 @@ impl Stores {
         let kt = kiln::Table::new(
             &mut kiln,
             kiln::TableType::new(kiln::RefType::FUNCREF, 2, Some(10)),
-            kiln::Val::FuncRef(None),
+            kiln::Ref::Func(None),
         )
         .expect("a host table");
         let wt = wasmi::Table::new(
@@ -345,17 +345,17 @@ impl Stores {
                 let is_func = kt.ty(&*ks).element() == &kiln::RefType::FUNCREF;
                 let (kinit, winit) = if is_func {
                     (
-                        kiln::Val::FuncRef(None),
+                        kiln::Ref::Func(None),
                         wasmi::Ref::Func(wasmi::Nullable::Null),
                     )
                 } else {
                     (
-                        kiln::Val::ExternRef(None),
+                        kiln::Ref::Extern(None),
                         wasmi::Ref::Extern(wasmi::Nullable::Null),
                     )
                 };
-                let k = oracle::kiln_outcome(kt.grow(&mut *ks, delta, kinit))
-                    .map_vec1(|p| Value::I64(i64::from(p)));
+                let k = oracle::kiln_outcome(kt.grow(&mut *ks, u64::from(delta), kinit))
+                    .map_vec1(|p| Value::I64(p as i64));
                 let w = wt
                     .grow(&mut *ws, u64::from(delta), winit)
                     .map_or(Outcome::Error("grow".into()), |p| {
@@ -370,8 +370,12 @@ impl Stores {
                 let is_func = kt.ty(&*ks).element() == &kiln::RefType::FUNCREF;
                 if set && is_func && !self.funcs.is_empty() {
                     let (kf, wf) = self.funcs[u.choose_index(self.funcs.len())?];
-                    let k = oracle::kiln_outcome(kt.set(&mut *ks, i, kiln::Val::FuncRef(Some(kf))))
-                        .map_vec(Vec::new);
+                    let k = oracle::kiln_outcome(kt.set(
+                        &mut *ks,
+                        u64::from(i),
+                        kiln::Ref::Func(Some(kf)),
+                    ))
+                    .map_vec(Vec::new);
                     let w = wt
                         .set(
                             &mut *ws,
@@ -382,9 +386,9 @@ impl Stores {
                     (format!("table.set {i}"), k, w)
                 } else {
                     let k = kt
-                        .get(&mut *ks, i)
-                        .map_or(Outcome::Error("get".into()), |v| {
-                            Outcome::Ok(vec![oracle::kiln_value(&v, ks)])
+                        .get(&mut *ks, u64::from(i))
+                        .map_or(Outcome::Error("get".into()), |r| {
+                            Outcome::Ok(vec![oracle::kiln_value(&kiln::Val::from(r), ks)])
                         });
                     let w = wt
                         .get(&*ws, u64::from(i))

@@ -191,10 +191,12 @@ fn compare_state(
             kiln::Extern::Table(t) => {
                 let wt = we.into_table().expect("a table");
                 let (kn, wn) = (t.size(&*ks), wt.size(ws));
-                assert_eq!(u64::from(kn), wn, "size of table {name:?} after {after}");
+                assert_eq!(kn, wn, "size of table {name:?} after {after}");
                 for i in 0..kn {
-                    let k = t.get(&mut *ks, i).map(|v| oracle::kiln_value(&v, ks));
-                    let w = wt.get(ws, u64::from(i)).map(|r| oracle::wasmi_ref(&r, ws));
+                    let k = t
+                        .get(&mut *ks, i)
+                        .map(|r| oracle::kiln_value(&kiln::Val::from(r), ks));
+                    let w = wt.get(ws, i).map(|r| oracle::wasmi_ref(&r, ws));
                     assert!(
                         k == w,
                         "table {name:?}[{i}] after {after}: kiln {k:?}, wasmi {w:?}"

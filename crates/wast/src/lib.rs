@@ -504,7 +504,7 @@ fn define_spectest(linker: &mut Linker<()>, store: &mut Store<()>) -> Result<(),
     let table = Table::new(
         &mut *store,
         TableType::new(RefType::FUNCREF, 10, Some(20)),
-        Val::FuncRef(None),
+        kiln::Ref::Func(None),
     )?;
     let memory = Memory::new(
         &mut *store,

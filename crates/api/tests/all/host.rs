@@ -172,7 +172,7 @@ fn host_function_through_a_table() {
     .unwrap();
     let i = Instance::new(&mut store, &module, &[]).unwrap();
     let t = i.get_table(&mut store, "t").unwrap();
-    t.set(&mut store, 0, Val::FuncRef(Some(double))).unwrap();
+    t.set(&mut store, 0, Ref::Func(Some(double))).unwrap();
     let call = i.get_typed_func::<i32, i32>(&mut store, "call").unwrap();
     assert_eq!(call.call(&mut store, 21).unwrap(), 42);
 }

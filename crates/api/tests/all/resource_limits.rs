@@ -53,7 +53,7 @@ fn denied_table_grow_returns_minus_one() {
     assert_eq!(tgrow.call(&mut store, 1).unwrap(), -1);
     let tab = i.get_table(&mut store, "tab").unwrap();
     assert_eq!(tab.size(&store), 5);
-    assert!(tab.grow(&mut store, 1, Val::FuncRef(None)).is_err());
+    assert!(tab.grow(&mut store, 1, Ref::Func(None)).is_err());
     assert_eq!(tab.size(&store), 5);
 }
 
@@ -223,7 +223,7 @@ fn minimum_sizes_over_the_limit_fail_instantiation() {
     assert!(Memory::new(&mut store, MemoryType::new(5, None)).is_err());
     assert!(Memory::new(&mut store, MemoryType::new(4, None)).is_ok());
     let ty = TableType::new(RefType::FUNCREF, 11, None);
-    assert!(Table::new(&mut store, ty, Val::FuncRef(None)).is_err());
+    assert!(Table::new(&mut store, ty, Ref::Func(None)).is_err());
 }
 
 #[test]

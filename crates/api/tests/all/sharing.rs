@@ -103,13 +103,12 @@ fn host_function_reaching_wasm_through_a_table_outlives_the_linking_module() {
     let i = Instance::new(&mut store, &caller, &[]).unwrap();
     let host = linker.get(&mut store, "env", "f").unwrap();
     let t = i.get_table(&mut store, "t").unwrap();
-    t.set(&mut store, 0, Val::FuncRef(host.into_func()))
-        .unwrap();
+    t.set(&mut store, 0, Ref::Func(host.into_func())).unwrap();
     let call0 = i.get_typed_func::<i32, i32>(&mut store, "call0").unwrap();
     assert_eq!(call0.call(&mut store, 5).unwrap(), 105);
     // Reading the table back gives the same function.
     let back = t.get(&mut store, 0).unwrap();
-    let Val::FuncRef(Some(back)) = back else {
+    let Ref::Func(Some(back)) = back else {
         panic!("not a funcref: {back:?}")
     };
     let typed = back.typed::<i32, i32>(&store).unwrap();
