@@ -51,6 +51,10 @@ pub struct Config {
     memory_reservation: Option<u64>,
     memory_guard_size: Option<u64>,
     pub(crate) coredump_on_trap: bool,
+    /// Switches asking for something Kiln lacks, named for `Engine::new`.
+    refused: Vec<&'static str>,
+    /// `Config::wasm_backtrace`.
+    pub(crate) wasm_backtrace: bool,
     /// Proposals asked for that Kiln does not implement.
     unsupported: Vec<&'static str>,
     pub(crate) cache: Option<crate::Cache>,
@@ -68,6 +72,8 @@ impl Default for Config {
             memory_reservation: None,
             memory_guard_size: None,
             coredump_on_trap: false,
+            refused: Vec::new(),
+            wasm_backtrace: true,
             unsupported: Vec::new(),
             cache: None,
             allocation: Default::default(),
@@ -155,6 +161,71 @@ impl Config {
         self.compiler
             .cranelift_flags
             .push((name.to_string(), Some(value.to_string())));
+        self
+    }
+
+    /// Records that a switch asked for something Kiln lacks (`on`), or
+    /// takes that back (`!on`): [`Engine::new`] fails naming it.
+    fn refuse_if(&mut self, on: bool, what: &'static str) -> &mut Self {
+        self.refused.retain(|r| *r != what);
+        if on {
+            self.refused.push(what);
+        }
+        self
+    }
+
+    /// Async calls on fibers. Kiln has none yet: turning this on makes
+    /// [`Engine::new`] fail.
+    pub fn async_support(&mut self, on: bool) -> &mut Self {
+        self.refuse_if(on, "async_support")
+    }
+
+    /// DWARF debug information for native debuggers. Kiln emits none:
+    /// turning this on makes [`Engine::new`] fail.
+    pub fn debug_info(&mut self, on: bool) -> &mut Self {
+        self.refuse_if(on, "debug_info")
+    }
+
+    /// Whether errors of calls into Wasm carry a [`WasmBacktrace`](crate::WasmBacktrace)
+    /// (default on). Off, none is attached (a [`WasmCoreDump`](crate::WasmCoreDump)
+    /// still has its frames).
+    pub fn wasm_backtrace(&mut self, on: bool) -> &mut Self {
+        self.wasm_backtrace = on;
+        self
+    }
+
+    /// Whether backtraces carry file and line details from the module's
+    /// DWARF. Kiln's backtraces name functions and module offsets, never
+    /// DWARF details: [`WasmBacktraceDetails::Enable`] makes
+    /// [`Engine::new`] fail, as does `Environment` when
+    /// `WASMTIME_BACKTRACE_DETAILS=1` asks for them.
+    pub fn wasm_backtrace_details(&mut self, details: WasmBacktraceDetails) -> &mut Self {
+        let on = match details {
+            WasmBacktraceDetails::Enable => true,
+            WasmBacktraceDetails::Disable => false,
+            WasmBacktraceDetails::Environment => {
+                std::env::var("WASMTIME_BACKTRACE_DETAILS").is_ok_and(|v| v == "1")
+            }
+        };
+        self.refuse_if(on, "wasm_backtrace_details")
+    }
+
+    /// Runs Cranelift's IR verifier on every function compiled (default
+    /// off; slow, for debugging the compiler).
+    pub fn cranelift_debug_verifier(&mut self, on: bool) -> &mut Self {
+        self.compiler
+            .cranelift_flags
+            .push(("enable_verifier".into(), Some(on.to_string())));
+        self
+    }
+
+    /// Makes every float operation produce the canonical NaN when it
+    /// produces a NaN (default off), so results are deterministic across
+    /// CPUs.
+    pub fn cranelift_nan_canonicalization(&mut self, on: bool) -> &mut Self {
+        self.compiler
+            .cranelift_flags
+            .push(("enable_nan_canonicalization".into(), Some(on.to_string())));
         self
     }
 
@@ -383,6 +454,9 @@ impl Config {
         if let Some(p) = self.unsupported.first() {
             bail!("the WebAssembly {p} proposal is not supported by Kiln");
         }
+        if let Some(what) = self.refused.first() {
+            bail!("Config::{what} asks for a feature Kiln does not support");
+        }
         if self.strategy == Strategy::Winch {
             bail!("the Winch compiler is not available in Kiln; use Strategy::Cranelift");
         }
@@ -404,6 +478,29 @@ impl Config {
         self.allocation.check()?;
         Ok(())
     }
+}
+
+/// What [`Engine::detect_precompiled`] finds.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Precompiled {
+    /// A compiled core module (an artifact of [`Module::serialize`](crate::Module::serialize)).
+    Module,
+    /// A compiled component. Kiln has no component model, so it never
+    /// says this.
+    Component,
+}
+
+/// Whether backtraces carry DWARF file and line details (see
+/// [`Config::wasm_backtrace_details`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum WasmBacktraceDetails {
+    /// Yes.
+    Enable,
+    /// No.
+    Disable,
+    /// As the `WASMTIME_BACKTRACE_DETAILS` environment variable says
+    /// (`1` for yes).
+    Environment,
 }
 
 /// Per-type trampolines for host functions, compiled once per engine.
@@ -484,6 +581,22 @@ impl Engine {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// Whether `bytes` look like a compiled artifact (Kiln's ELF object
+    /// with its `.kiln.info` header), without loading or checking them.
+    /// Kiln has no components, so the answer is `Module` or `None`.
+    pub fn detect_precompiled(bytes: &[u8]) -> Option<Precompiled> {
+        kiln_jit::find_section(bytes, kiln_environ::sections::INFO)
+            .filter(|info| info.starts_with(b"kiln-artifact "))
+            .map(|_| Precompiled::Module)
+    }
+
+    /// [`Engine::detect_precompiled`] on the contents of file `path`.
+    pub fn detect_precompiled_file(
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<Option<Precompiled>> {
+        Ok(Engine::detect_precompiled(&std::fs::read(path)?))
     }
 
     /// Advances the epoch by one; stores whose deadline it reaches trap at

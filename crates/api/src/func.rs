@@ -177,17 +177,20 @@ pub(crate) fn trap_to_error<T>(t: Box<TrapRecord>, store: &mut StoreInner<T>) ->
         .filter_map(|f| crate::FrameInfo::new(f, &store.engine, store.opaque.modules()))
         .collect();
     let coredump = store.engine.inner.config.coredump_on_trap;
+    // `Config::wasm_backtrace(false)`: no backtrace on the error.
+    let shown = match store.engine.inner.config.wasm_backtrace {
+        true => frames.clone(),
+        false => Vec::new(),
+    };
     let err = match reason {
-        TrapReason::Wasm(code) => {
-            crate::error::trap_error(code, frames.clone(), backtrace_truncated)
-        }
+        TrapReason::Wasm(code) => crate::error::trap_error(code, shown, backtrace_truncated),
         TrapReason::Panic(p) => std::panic::resume_unwind(p),
         TrapReason::Host(e) => {
             let e = match e.downcast::<HostError>() {
                 Ok(h) => h.0,
                 Err(e) => Error::from_boxed(e),
             };
-            crate::error::with_backtrace(e, frames.clone(), backtrace_truncated)
+            crate::error::with_backtrace(e, shown, backtrace_truncated)
         }
     };
     if coredump {

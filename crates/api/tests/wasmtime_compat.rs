@@ -794,3 +794,74 @@ fn tables_hold_refs() -> Result<()> {
     assert!(matches!(Val::from(r).ref_(), Some(Ref::Func(Some(_)))));
     Ok(())
 }
+
+#[test]
+fn more_config_knobs_and_precompiled_detection() -> Result<()> {
+    for (what, set) in [
+        (
+            "async_support",
+            (|c: &mut Config| drop(c.async_support(true))) as fn(&mut Config),
+        ),
+        ("debug_info", |c| drop(c.debug_info(true))),
+        ("wasm_backtrace_details", |c| {
+            drop(c.wasm_backtrace_details(WasmBacktraceDetails::Enable))
+        }),
+    ] {
+        let mut c = Config::new();
+        set(&mut c);
+        let e = Engine::new(&c).expect_err(what);
+        assert!(e.to_string().contains(what), "{what}: {e}");
+    }
+    // Turned off again, they are fine.
+    let mut c = Config::new();
+    c.async_support(true).async_support(false).debug_info(false);
+    c.wasm_backtrace_details(WasmBacktraceDetails::Disable);
+    Engine::new(&c)?;
+
+    // No backtrace when asked for none; the trap is still a `Trap`.
+    let trap = r#"(module (func (export "f") unreachable))"#;
+    let mut c = Config::new();
+    c.wasm_backtrace(false);
+    let engine = Engine::new(&c)?;
+    let module = Module::new(&engine, trap)?;
+    let mut store = Store::new(&engine, ());
+    let f = Instance::new(&mut store, &module, &[])?.get_typed_func::<(), ()>(&mut store, "f")?;
+    let e = f.call(&mut store, ()).unwrap_err();
+    assert_eq!(
+        e.downcast_ref::<Trap>(),
+        Some(&Trap::UnreachableCodeReached)
+    );
+    assert!(e.downcast_ref::<WasmBacktrace>().is_none());
+
+    // NaN canonicalization and the verifier reach Cranelift.
+    let mut c = Config::new();
+    c.cranelift_nan_canonicalization(true)
+        .cranelift_debug_verifier(true);
+    let engine = Engine::new(&c)?;
+    let module = Module::new(
+        &engine,
+        r#"(module (func (export "nan") (param f32) (result i32)
+             (i32.reinterpret_f32 (f32.div (local.get 0) (local.get 0)))))"#,
+    )?;
+    let mut store = Store::new(&engine, ());
+    let nan =
+        Instance::new(&mut store, &module, &[])?.get_typed_func::<f32, i32>(&mut store, "nan")?;
+    assert_eq!(nan.call(&mut store, 0.0)? as u32, 0x7fc0_0000);
+
+    // Artifacts are told from other bytes.
+    let bytes = module.serialize()?;
+    assert_eq!(
+        Engine::detect_precompiled(&bytes),
+        Some(Precompiled::Module)
+    );
+    assert_eq!(Engine::detect_precompiled(&wat::parse_str(trap)?), None);
+    assert_eq!(Engine::detect_precompiled(b"\x7fELF garbage"), None);
+    let path = std::env::temp_dir().join(format!("kiln-detect-{}.cwasm", std::process::id()));
+    std::fs::write(&path, &bytes)?;
+    assert_eq!(
+        Engine::detect_precompiled_file(&path)?,
+        Some(Precompiled::Module)
+    );
+    std::fs::remove_file(&path)?;
+    Ok(())
+}

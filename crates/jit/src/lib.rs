@@ -72,6 +72,14 @@ fn errno(what: &'static str) -> impl Fn(rustix::io::Errno) -> JitError {
     }
 }
 
+/// The contents of section `name` of the ELF object `object`, if it parses
+/// and has one; nothing is loaded or checked beyond that. This is how a
+/// caller tells an artifact from other bytes before loading it.
+pub fn find_section<'a>(object: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    let file = object::File::parse(object).ok()?;
+    file.section_by_name(name)?.data().ok()
+}
+
 /// The sections of a checked object: names and file ranges, read once.
 type SectionTable = Vec<(Box<str>, Range<usize>)>;
 
