@@ -797,16 +797,18 @@ fn tables_hold_refs() -> Result<()> {
 
 #[test]
 fn more_config_knobs_and_precompiled_detection() -> Result<()> {
-    for (what, set) in [
-        (
-            "async_support",
-            (|c: &mut Config| drop(c.async_support(true))) as fn(&mut Config),
-        ),
-        ("debug_info", |c| drop(c.debug_info(true))),
-        ("wasm_backtrace_details", |c| {
-            drop(c.wasm_backtrace_details(WasmBacktraceDetails::Enable))
+    let refusals: [(&str, fn(&mut Config)); 3] = [
+        ("async_support", |c| {
+            c.async_support(true);
         }),
-    ] {
+        ("debug_info", |c| {
+            c.debug_info(true);
+        }),
+        ("wasm_backtrace_details", |c| {
+            c.wasm_backtrace_details(WasmBacktraceDetails::Enable);
+        }),
+    ];
+    for (what, set) in refusals {
         let mut c = Config::new();
         set(&mut c);
         let e = Engine::new(&c).expect_err(what);
