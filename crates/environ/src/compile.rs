@@ -328,7 +328,53 @@ pub enum BuiltinType {
     I64,
 }
 
-macro_rules! builtins {
+/// Calls macro `$m` with the declaration of every libcall generated code
+/// may make, in table order: `name(param types) -> result type;`, each
+/// with its doc comment, types named as in [`BuiltinType`]. This is the one
+/// declaration of the libcall table: [`BuiltinFunction`] is generated from
+/// it here, and `kiln-runtime` generates its table of function pointers
+/// from it, checking each function's signature against it, so the
+/// compiler's view (index, parameters, result) and the runtime's cannot
+/// diverge.
+#[macro_export]
+macro_rules! foreach_builtin_function {
+    ($m:ident) => {
+        $m! {
+            /// `memory.grow(mem, delta_pages) -> old_pages`, `u64::MAX` when the
+            /// memory did not grow, or [`MEMORY_GROW_TRAP`] when the caller must
+            /// trap (the runtime has recorded why).
+            memory_grow(I32, I64) -> I64;
+            /// `memory.fill(mem, dst, byte, len) -> status`.
+            memory_fill(I32, I64, I32, I64) -> I32;
+            /// `memory.copy(dst_mem, dst, src_mem, src, len) -> status`.
+            memory_copy(I32, I64, I32, I64, I64) -> I32;
+            /// `memory.init(mem, data, dst, src, len) -> status`.
+            memory_init(I32, I32, I64, I32, I32) -> I32;
+            /// `data.drop(data)`.
+            data_drop(I32);
+            /// `table.grow(table, delta, init) -> old_size`, `u32::MAX` when the
+            /// table did not grow, or [`TABLE_GROW_TRAP`] when the caller must trap
+            /// (the runtime has recorded why).
+            table_grow(I32, I32, Pointer) -> I32;
+            /// `table.fill(table, dst, val, len) -> status`.
+            table_fill(I32, I32, Pointer, I32) -> I32;
+            /// `table.copy(dst_table, src_table, dst, src, len) -> status`.
+            table_copy(I32, I32, I32, I32, I32) -> I32;
+            /// `table.init(table, elem, dst, src, len) -> status`.
+            table_init(I32, I32, I32, I32, I32) -> I32;
+            /// `elem.drop(elem)`.
+            elem_drop(I32);
+            /// `new_epoch() -> status`: the engine's epoch reached the store's
+            /// deadline. Runs the store's epoch-deadline callback, which either
+            /// sets a new deadline (status 0: carry on) or decides that the caller
+            /// traps (non-zero; `Interrupt`, unless the runtime has recorded
+            /// another reason).
+            new_epoch() -> I32;
+        }
+    };
+}
+
+macro_rules! declare_builtins {
     ($($(#[$doc:meta])* $name:ident($($p:ident),*) $(-> $r:ident)?;)*) => {
         /// The libcalls generated code may make, through the
         /// `VMBuiltinFunctions` table of function pointers in the
@@ -356,7 +402,7 @@ macro_rules! builtins {
             /// Result type, if any.
             pub fn result(self) -> Option<BuiltinType> {
                 match self {
-                    $(BuiltinFunction::$name => builtins!(@r $($r)?),)*
+                    $(BuiltinFunction::$name => declare_builtins!(@r $($r)?),)*
                 }
             }
 
@@ -370,38 +416,7 @@ macro_rules! builtins {
     (@r $r:ident) => { Some(BuiltinType::$r) };
 }
 
-builtins! {
-    /// `memory.grow(mem, delta_pages) -> old_pages`, `u64::MAX` when the
-    /// memory did not grow, or [`MEMORY_GROW_TRAP`] when the caller must
-    /// trap (the runtime has recorded why).
-    memory_grow(I32, I64) -> I64;
-    /// `memory.fill(mem, dst, byte, len) -> status`.
-    memory_fill(I32, I64, I32, I64) -> I32;
-    /// `memory.copy(dst_mem, dst, src_mem, src, len) -> status`.
-    memory_copy(I32, I64, I32, I64, I64) -> I32;
-    /// `memory.init(mem, data, dst, src, len) -> status`.
-    memory_init(I32, I32, I64, I32, I32) -> I32;
-    /// `data.drop(data)`.
-    data_drop(I32);
-    /// `table.grow(table, delta, init) -> old_size`, `u32::MAX` when the
-    /// table did not grow, or [`TABLE_GROW_TRAP`] when the caller must trap
-    /// (the runtime has recorded why).
-    table_grow(I32, I32, Pointer) -> I32;
-    /// `table.fill(table, dst, val, len) -> status`.
-    table_fill(I32, I32, Pointer, I32) -> I32;
-    /// `table.copy(dst_table, src_table, dst, src, len) -> status`.
-    table_copy(I32, I32, I32, I32, I32) -> I32;
-    /// `table.init(table, elem, dst, src, len) -> status`.
-    table_init(I32, I32, I32, I32, I32) -> I32;
-    /// `elem.drop(elem)`.
-    elem_drop(I32);
-    /// `new_epoch() -> status`: the engine's epoch reached the store's
-    /// deadline. Runs the store's epoch-deadline callback, which either
-    /// sets a new deadline (status 0: carry on) or decides that the caller
-    /// traps (non-zero; `Interrupt`, unless the runtime has recorded
-    /// another reason).
-    new_epoch() -> I32;
-}
+foreach_builtin_function!(declare_builtins);
 
 /// What the `memory_grow` builtin returns when the grow must trap instead
 /// of returning -1 (a resource limiter's error, or

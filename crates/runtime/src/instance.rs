@@ -93,7 +93,7 @@ impl Drop for Instance {
 /// Builtin function pointers, in `BuiltinFunction::ALL` order.
 #[repr(C)]
 pub struct VMBuiltinFunctions {
-    ptrs: [*const u8; 11],
+    ptrs: [*const u8; BuiltinFunction::ALL.len()],
 }
 
 // SAFETY: a table of pointers to `extern "C"` Rust functions, built as a
@@ -101,21 +101,32 @@ pub struct VMBuiltinFunctions {
 // immutable data. (Each libcall gets its store through its `vmctx`.)
 unsafe impl Sync for VMBuiltinFunctions {}
 
-static BUILTINS: VMBuiltinFunctions = VMBuiltinFunctions {
-    ptrs: [
-        libcalls::memory_grow as *const u8,
-        libcalls::memory_fill as *const u8,
-        libcalls::memory_copy as *const u8,
-        libcalls::memory_init as *const u8,
-        libcalls::data_drop as *const u8,
-        libcalls::table_grow as *const u8,
-        libcalls::table_fill as *const u8,
-        libcalls::table_copy as *const u8,
-        libcalls::table_init as *const u8,
-        libcalls::elem_drop as *const u8,
-        libcalls::new_epoch as *const u8,
-    ],
-};
+/// The Rust type of a libcall parameter or result declared as `$t` (a
+/// `kiln_environ::BuiltinType`).
+macro_rules! builtin_ty {
+    (Pointer) => { *mut u8 };
+    (I32) => { u32 };
+    (I64) => { u64 };
+}
+
+/// The table, generated from the one declaration of the libcalls
+/// (`kiln_environ::foreach_builtin_function!`): one entry per libcall, in
+/// declaration order, each coerced to the declared signature first, so a
+/// libcall whose parameters or result differ from what the compiler calls
+/// it with does not compile.
+macro_rules! builtin_table {
+    ($($(#[$doc:meta])* $name:ident($($p:ident),*) $(-> $r:ident)?;)*) => {
+        static BUILTINS: VMBuiltinFunctions = VMBuiltinFunctions {
+            ptrs: [$({
+                let f: unsafe extern "C" fn(*mut VMContext $(, builtin_ty!($p))*) $(-> builtin_ty!($r))? =
+                    libcalls::$name;
+                f as *const u8
+            },)*],
+        };
+    };
+}
+
+kiln_environ::foreach_builtin_function!(builtin_table);
 
 impl Instance {
     fn at<T>(&self, offset: u32) -> *mut T {
@@ -964,11 +975,22 @@ mod libcalls {
 
 #[cfg(test)]
 mod tests {
+    use kiln_environ::BuiltinFunction;
+
+    // Length, order and signatures are checked when `BUILTINS` is built
+    // (see `builtin_table!`); this checks the table generated code reads
+    // at `index() * 8` holds the libcall of that name.
     #[test]
-    fn builtin_table_matches_declaration() {
+    fn builtins_sit_at_their_declared_index() {
+        let at = |b: BuiltinFunction| super::BUILTINS.ptrs[b.index() as usize];
         assert_eq!(
-            super::BUILTINS.ptrs.len(),
-            kiln_environ::BuiltinFunction::ALL.len()
+            at(BuiltinFunction::memory_grow),
+            super::libcalls::memory_grow as *const u8
         );
+        assert_eq!(
+            at(BuiltinFunction::new_epoch),
+            super::libcalls::new_epoch as *const u8
+        );
+        assert_eq!(std::mem::size_of::<*const u8>(), 8);
     }
 }
