@@ -254,7 +254,7 @@ impl Tx<'_, '_> {
             O::MemoryGrow { mem } => {
                 let m = self.memory_index(mem)?;
                 let delta = self.pop()?;
-                let delta = self.to_i64(delta);
+                let delta = self.widen_to_i64(delta);
                 let mv = self.b.ins().iconst(I32, i64::from(m.as_u32()));
                 let r = self.call_builtin(BuiltinFunction::memory_grow, &[mv, delta])[0];
                 // A limiter's error (or `trap_on_grow_failure`): the runtime
@@ -276,7 +276,11 @@ impl Tx<'_, '_> {
                 let dm = self.memory_index(dst_mem)?;
                 let sm = self.memory_index(src_mem)?;
                 let (dst, src, len) = self.pop3()?;
-                let (dst, src, len) = (self.to_i64(dst), self.to_i64(src), self.to_i64(len));
+                let (dst, src, len) = (
+                    self.widen_to_i64(dst),
+                    self.widen_to_i64(src),
+                    self.widen_to_i64(len),
+                );
                 let dmv = self.b.ins().iconst(I32, i64::from(dm.as_u32()));
                 let smv = self.b.ins().iconst(I32, i64::from(sm.as_u32()));
                 self.call_builtin_trapping(
@@ -288,7 +292,7 @@ impl Tx<'_, '_> {
             O::MemoryFill { mem } => {
                 let m = self.memory_index(mem)?;
                 let (dst, val, len) = self.pop3()?;
-                let (dst, len) = (self.to_i64(dst), self.to_i64(len));
+                let (dst, len) = (self.widen_to_i64(dst), self.widen_to_i64(len));
                 let mv = self.b.ins().iconst(I32, i64::from(m.as_u32()));
                 self.call_builtin_trapping(
                     BuiltinFunction::memory_fill,
@@ -299,7 +303,7 @@ impl Tx<'_, '_> {
             O::MemoryInit { data_index, mem } => {
                 let m = self.memory_index(mem)?;
                 let (dst, src, len) = self.pop3()?;
-                let dst = self.to_i64(dst);
+                let dst = self.widen_to_i64(dst);
                 let mv = self.b.ins().iconst(I32, i64::from(m.as_u32()));
                 let seg = self.b.ins().iconst(I32, i64::from(data_index));
                 self.call_builtin_trapping(
@@ -318,7 +322,7 @@ impl Tx<'_, '_> {
     }
 
     /// `v` as an `i64` (zero-extended from `i32`).
-    pub(crate) fn to_i64(&mut self, v: ir::Value) -> ir::Value {
+    pub(crate) fn widen_to_i64(&mut self, v: ir::Value) -> ir::Value {
         if self.b.func.dfg.value_type(v) == I64 {
             v
         } else {
