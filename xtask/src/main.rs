@@ -497,7 +497,6 @@ const CODE_GENERATORS: &[&str] = &[
     "kiln-trampolines",
     "cranelift-codegen",
     "cranelift-frontend",
-    "cranelift-wasm",
     "cranelift-native",
 ];
 

@@ -39,8 +39,8 @@
 
 #![deny(missing_docs)]
 
-mod func_environ;
 mod obj;
+mod translate;
 
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::{self, UserExternalName, UserFuncName};
@@ -48,12 +48,12 @@ use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::{Context, FinalizedRelocTarget};
 use cranelift_entity::PrimaryMap;
-use cranelift_wasm::FuncTranslator;
 use kiln_environ::{
     AddressMap, AddressMapEntry, CompiledFunctionInfo, CompiledModuleInfo, DefinedFuncIndex,
     FrameDesc, FrameKind, FrameTable, FuncType, FunctionBodyData, FunctionLoc, ModuleTranslation,
     SavedReg, Trap, TrapSite, Tunables, TypeIndex, VMOffsets,
 };
+use translate::FuncTranslator;
 
 pub use obj::ObjectInfo;
 
@@ -103,9 +103,14 @@ const CPU_FEATURE_FLAGS: &[(&str, &str, &str)] = &[
     ("x86_64", "has_avx512vl", "avx512vl"),
     ("x86_64", "has_avx512bitalg", "avx512bitalg"),
     ("x86_64", "has_avx512vbmi", "avx512vbmi"),
+    ("x86_64", "has_cmpxchg16b", "cmpxchg16b"),
+    ("x86_64", "has_avx_vnni", "avxvnni"),
+    ("x86_64", "has_avx512vnni", "avx512vnni"),
     ("aarch64", "has_lse", "lse"),
     ("aarch64", "has_pauth", "paca"),
     ("aarch64", "has_fp16", "fp16"),
+    ("aarch64", "has_dotprod", "dotprod"),
+    ("aarch64", "has_i8mm", "i8mm"),
 ];
 
 /// The CPU feature that Cranelift flag `flag` of `arch` stands for, if it
@@ -528,7 +533,7 @@ impl Compiler {
         };
         let threads = threads.min(bodies.len() / 8 + 1);
         if threads <= 1 {
-            let mut translator = FuncTranslator::new();
+            let mut translator = FuncTranslator::default();
             return bodies
                 .into_iter()
                 .map(|(i, b)| self.compile_body(&mut translator, module, offsets, i, b))
@@ -547,7 +552,7 @@ impl Compiler {
                 .into_iter()
                 .map(|c| {
                     s.spawn(move || {
-                        let mut translator = FuncTranslator::new();
+                        let mut translator = FuncTranslator::default();
                         c.into_iter()
                             .map(|(i, b)| self.compile_body(&mut translator, module, offsets, i, b))
                             .collect::<Result<Vec<_>, _>>()
@@ -600,31 +605,13 @@ impl Compiler {
         let sig = kiln_trampolines::wasm_signature(self.isa(), module.func_type(f));
         let mut func =
             ir::Function::with_name_signature(UserFuncName::user(0, index.as_u32()), sig);
-        let mut env =
-            func_environ::FuncEnv::new(self.isa(), module, offsets, &self.config.tunables);
-        env.vmctx_gv(&mut func);
-        env.set_stack_limit(&mut func);
-        let mut validator = body.validator.into_validator(Default::default());
-        translator
-            .translate_body(&mut validator, body.body, &mut func, &mut env)
-            .map_err(|e| match e {
-                cranelift_wasm::WasmError::InvalidWebAssembly { message, offset } => {
-                    CompileError::Wasm(kiln_environ::WasmError::InvalidWebAssembly {
-                        message,
-                        offset,
-                    })
-                }
-                cranelift_wasm::WasmError::Unsupported(s) => {
-                    CompileError::Wasm(kiln_environ::WasmError::Unsupported(s))
-                }
-                cranelift_wasm::WasmError::ImplLimitExceeded => CompileError::Wasm(
-                    kiln_environ::WasmError::ImplLimitExceeded(format!("function {}", f.as_u32())),
-                ),
-                cranelift_wasm::WasmError::User(s) => CompileError::Codegen {
-                    func: format!("function {}", f.as_u32()),
-                    message: s,
-                },
-            })?;
+        let env = translate::Env {
+            isa: self.isa(),
+            module,
+            offsets,
+            tunables: &self.config.tunables,
+        };
+        translator.translate(&env, f, &body, &mut func)?;
         self.compile_ir(&format!("wasm function {}", f.as_u32()), func)
     }
 
@@ -844,12 +831,7 @@ fn backtrace_srclocs(
         .traps()
         .iter()
         .map(|t| t.offset)
-        .chain(
-            buffer
-                .call_sites()
-                .iter()
-                .map(|c| c.ret_addr.saturating_sub(1)),
-        )
+        .chain(buffer.call_sites().map(|c| c.ret_addr.saturating_sub(1)))
         .collect();
     wanted.sort_unstable();
     wanted.dedup();
@@ -870,24 +852,7 @@ fn backtrace_srclocs(
 }
 
 fn trap_code(code: ir::TrapCode) -> Trap {
-    use ir::TrapCode as T;
-    match code {
-        T::StackOverflow => Trap::StackOverflow,
-        T::HeapOutOfBounds => Trap::MemoryOutOfBounds,
-        T::HeapMisaligned => Trap::HeapMisaligned,
-        T::TableOutOfBounds => Trap::TableOutOfBounds,
-        T::IndirectCallToNull => Trap::IndirectCallToNull,
-        T::BadSignature => Trap::BadSignature,
-        T::IntegerOverflow => Trap::IntegerOverflow,
-        T::IntegerDivisionByZero => Trap::IntegerDivisionByZero,
-        T::BadConversionToInteger => Trap::BadConversionToInteger,
-        T::UnreachableCodeReached => Trap::UnreachableCodeReached,
-        T::NullReference => Trap::NullReference,
-        func_environ::OUT_OF_FUEL_TRAP => Trap::OutOfFuel,
-        func_environ::LOOP_HEADER_TRAP => Trap::Interrupt,
-        T::Interrupt => Trap::Interrupt,
-        _ => Trap::UnreachableCodeReached,
-    }
+    translate::trap_of(code)
 }
 
 #[cfg(test)]

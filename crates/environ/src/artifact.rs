@@ -227,7 +227,12 @@ fn skeleton(wasm: &[u8]) -> Vec<u8> {
         // The module validated when it was compiled; stop copying smartly
         // at the first surprise and keep the rest verbatim.
         let Ok(payload) = payload else { break };
-        if let wasmparser::Payload::CodeSectionStart { range, .. } = payload {
+        if let wasmparser::Payload::CodeSectionStart {
+            unchecked_range: range,
+            ..
+        } = payload
+        {
+            let range = range.start as usize..range.end as usize;
             // The section header (id, size) precedes `range`; it starts
             // where the previous section ended.
             out.extend_from_slice(&wasm[copied..prev_section_end(wasm, copied, range.start)]);

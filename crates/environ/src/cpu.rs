@@ -54,12 +54,15 @@ pub const X86_64_FEATURES: &[&str] = &[
     "avx512vl",
     "avx512bitalg",
     "avx512vbmi",
+    "cmpxchg16b",
+    "avxvnni",
+    "avx512vnni",
 ];
 
 /// The optional AArch64 features Kiln can detect at load (baseline is
 /// ARMv8.0-A with Advanced SIMD): LSE atomics (ARMv8.1), pointer
 /// authentication, half-precision arithmetic.
-pub const AARCH64_FEATURES: &[&str] = &["lse", "paca", "fp16"];
+pub const AARCH64_FEATURES: &[&str] = &["lse", "paca", "fp16", "dotprod", "i8mm"];
 
 /// The optional features Kiln knows for `arch` (Rust's `target_arch`
 /// name); empty for an architecture it knows none of.
@@ -88,9 +91,10 @@ pub fn host_has_cpu_feature(feature: &str) -> Option<bool> {
     #[cfg(target_arch = "x86_64")]
     let has = detect!(is_x86_feature_detected:
         "sse3" "ssse3" "sse4.1" "sse4.2" "popcnt" "avx" "avx2" "fma" "bmi1" "bmi2" "lzcnt"
-        "avx512f" "avx512dq" "avx512vl" "avx512bitalg" "avx512vbmi");
+        "avx512f" "avx512dq" "avx512vl" "avx512bitalg" "avx512vbmi" "cmpxchg16b" "avxvnni"
+        "avx512vnni");
     #[cfg(target_arch = "aarch64")]
-    let has = detect!(is_aarch64_feature_detected: "lse" "paca" "fp16");
+    let has = detect!(is_aarch64_feature_detected: "lse" "paca" "fp16" "dotprod" "i8mm");
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     let has = {
         let _ = feature;

@@ -21,9 +21,19 @@ pub enum WasmError {
 
 impl From<wasmparser::BinaryReaderError> for WasmError {
     fn from(e: wasmparser::BinaryReaderError) -> Self {
+        // The parser enforces the body-size limit itself (before Kiln's own
+        // check sees the body); it is an implementation limit, not a
+        // property of the module's validity.
+        if e.message().starts_with("function body size") {
+            return WasmError::ImplLimitExceeded(format!(
+                "{} (at offset {:#x})",
+                e.message(),
+                e.offset()
+            ));
+        }
         WasmError::InvalidWebAssembly {
             message: e.message().to_string(),
-            offset: e.offset(),
+            offset: e.offset() as usize,
         }
     }
 }

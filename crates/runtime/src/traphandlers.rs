@@ -67,7 +67,7 @@
 //! current stack pointer minus the configured maximum Wasm stack. Nested
 //! entries (host to Wasm to host to Wasm) keep the outer limit, so the whole
 //! chain shares one budget and can never exhaust the native stack. An
-//! interrupt stores [`INTERRUPT_SENTINEL`] instead; see `func_environ.rs` in
+//! interrupt stores [`INTERRUPT_SENTINEL`] instead; see `translate/budget.rs` in
 //! `kiln-cranelift` for the checks that read it. A stack-overflow trap seen
 //! while the sentinel is in place is reported as an interrupt.
 //!

@@ -57,7 +57,7 @@
 #![deny(missing_docs)]
 
 use cranelift_codegen::ir::{
-    self, types, AbiParam, ArgumentPurpose, InstBuilder, MemFlags, Signature, UserExternalName,
+    self, types, AbiParam, ArgumentPurpose, InstBuilder, MemFlagsData, Signature, UserExternalName,
     UserFuncName,
 };
 use cranelift_codegen::isa::{CallConv, TargetIsa};
@@ -136,8 +136,8 @@ pub fn array_signature(isa: &dyn TargetIsa) -> Signature {
     sig
 }
 
-fn trusted() -> MemFlags {
-    MemFlags::trusted()
+fn trusted() -> MemFlagsData {
+    MemFlagsData::trusted()
 }
 
 /// The byte offset of `ValRaw` slot `i`.
@@ -216,6 +216,7 @@ fn import_body(
         name: ir::ExternalName::User(name),
         signature,
         colocated: true,
+        patchable: false,
     })
 }
 
@@ -247,7 +248,7 @@ pub fn array_to_wasm(isa: &dyn TargetIsa, ty: &FuncType, callee: UserExternalNam
     let results = b.inst_results(call).to_vec();
     store_slots(&mut b, &results, values);
     b.ins().return_(&[]);
-    b.finalize();
+    b.finalize(isa.frontend_config());
     func
 }
 
@@ -269,7 +270,7 @@ pub fn native_to_wasm(
     let call = b.ins().call(callee, &p[..nargs]);
     let results = b.inst_results(call).to_vec();
     native_return(&mut b, ty, &results, p.get(nargs).copied());
-    b.finalize();
+    b.finalize(isa.frontend_config());
     func
 }
 
@@ -297,7 +298,7 @@ pub fn wasm_to_native(isa: &dyn TargetIsa, ty: &FuncType) -> ir::Function {
         None => b.inst_results(call).to_vec(),
     };
     b.ins().return_(&results);
-    b.finalize();
+    b.finalize(isa.frontend_config());
     func
 }
 
@@ -317,7 +318,7 @@ pub fn wasm_to_array(isa: &dyn TargetIsa, ty: &FuncType) -> ir::Function {
     save_exit_state(&mut b, ptr, caller);
     let results = call_array_entry(&mut b, ptr, array_sig, ty, vmctx, caller, &p[2..]);
     b.ins().return_(&results);
-    b.finalize();
+    b.finalize(isa.frontend_config());
     func
 }
 
@@ -344,7 +345,7 @@ pub fn native_to_array(isa: &dyn TargetIsa, ty: &FuncType) -> ir::Function {
         &p[2..2 + nparams],
     );
     native_return(&mut b, ty, &results, p.get(2 + nparams).copied());
-    b.finalize();
+    b.finalize(isa.frontend_config());
     func
 }
 

@@ -1,5 +1,6 @@
 //! Integration tests of the public API: `.wat` snippets run end to end.
 
+mod advisories;
 mod calls;
 mod cpu_features;
 mod errors;
