@@ -860,3 +860,103 @@ fn more_config_knobs_and_precompiled_detection() -> Result<()> {
     std::fs::remove_file(&path)?;
     Ok(())
 }
+
+#[test]
+fn multi_value_through_typed_and_dynamic_calls() -> Result<()> {
+    let engine = Engine::default();
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (import "host" "split" (func $split (param i64) (result i32 i32)))
+             (func (export "swap") (param i32 i64 f64) (result f64 i64 i32)
+               local.get 2 local.get 1 local.get 0)
+             (func (export "halves") (param i64) (result i32 i32)
+               local.get 0 call $split))"#,
+    )?;
+    let mut store = Store::new(&engine, ());
+    let split = Func::wrap(&mut store, |x: i64| ((x >> 32) as i32, x as i32));
+    let instance = Instance::new(&mut store, &module, &[split.into()])?;
+    let swap = instance.get_typed_func::<(i32, i64, f64), (f64, i64, i32)>(&mut store, "swap")?;
+    assert_eq!(swap.call(&mut store, (1, 2, 3.5))?, (3.5, 2, 1));
+    let halves = instance.get_func(&mut store, "halves").expect("exported");
+    let mut results = [Val::I32(0), Val::I32(0)];
+    halves.call(&mut store, &[Val::I64(0x1234_5678_9abc_def0)], &mut results)?;
+    assert_eq!(results[0].unwrap_i32(), 0x1234_5678);
+    assert_eq!(results[1].unwrap_i32() as u32, 0x9abc_def0);
+    Ok(())
+}
+
+#[test]
+fn serialized_modules_deserialize_and_run() -> Result<()> {
+    let engine = Engine::default();
+    let wat = r#"(module (func (export "answer") (result i32) i32.const 42))"#;
+    let bytes = engine.precompile_module(&wat::parse_str(wat)?)?;
+    let also = Module::new(&engine, wat)?.serialize()?;
+    // SAFETY: both were produced by this engine just now.
+    for m in [unsafe { Module::deserialize(&engine, &bytes)? }, unsafe {
+        Module::deserialize(&engine, &also)?
+    }] {
+        let mut store = Store::new(&engine, ());
+        let i = Instance::new(&mut store, &m, &[])?;
+        assert_eq!(
+            i.get_typed_func::<(), i32>(&mut store, "answer")?
+                .call(&mut store, ())?,
+            42
+        );
+    }
+    let path = std::env::temp_dir().join(format!("kiln-compat-{}.cwasm", std::process::id()));
+    std::fs::write(&path, &bytes)?;
+    // SAFETY: as above, and nothing writes the file while it is mapped.
+    let m = unsafe { Module::deserialize_file(&engine, &path)? };
+    let mut store = Store::new(&engine, ());
+    let i = Instance::new(&mut store, &m, &[])?;
+    assert_eq!(
+        i.get_typed_func::<(), i32>(&mut store, "answer")?
+            .call(&mut store, ())?,
+        42
+    );
+    drop((i, store, m));
+    std::fs::remove_file(&path)?;
+    // Bytes of another kind are refused with an error.
+    // SAFETY: refused before anything could run.
+    assert!(unsafe { Module::deserialize(&engine, b"not an artifact") }.is_err());
+    Ok(())
+}
+
+#[test]
+fn threads_share_an_engine_and_a_module() -> Result<()> {
+    let engine = Engine::default();
+    let module = Module::new(
+        &engine,
+        r#"(module
+             (import "host" "base" (func $base (result i64)))
+             (func (export "sum") (param i64) (result i64)
+               (local $acc i64)
+               (block (loop
+                 (br_if 1 (i64.eqz (local.get 0)))
+                 (local.set $acc (i64.add (local.get $acc) (local.get 0)))
+                 (local.set 0 (i64.sub (local.get 0) (i64.const 1)))
+                 (br 0)))
+               (i64.add (local.get $acc) (call $base))))"#,
+    )?;
+    let mut linker = Linker::new(&engine);
+    linker.func_wrap("host", "base", |caller: Caller<'_, i64>| *caller.data())?;
+    let linker = std::sync::Arc::new(linker);
+    let threads: Vec<_> = (0..4i64)
+        .map(|t| {
+            let (engine, module, linker) = (engine.clone(), module.clone(), linker.clone());
+            std::thread::spawn(move || -> Result<i64> {
+                let mut store = Store::new(&engine, t * 1000);
+                let instance = linker.instantiate(&mut store, &module)?;
+                let sum = instance.get_typed_func::<i64, i64>(&mut store, "sum")?;
+                sum.call(&mut store, 100)
+            })
+        })
+        .collect();
+    let results: Vec<i64> = threads
+        .into_iter()
+        .map(|t| t.join().expect("no panic"))
+        .collect::<Result<_>>()?;
+    assert_eq!(results, [5050, 6050, 7050, 8050]);
+    Ok(())
+}
