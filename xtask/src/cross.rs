@@ -51,6 +51,19 @@
 //! compiler, and with the exact Rust version the workspace declares
 //! (`rust-version`, through rustup), so the declaration stays true.
 //!
+//! # `cargo xtask cross x86_64-old`: older x86-64 CPUs
+//!
+//! Cranelift picks instructions by the CPU's features, and some of
+//! Cranelift's published bugs only showed on CPUs without AVX or SSSE3.
+//! `x86_64-old` runs the API test suites (`kiln`'s `all` and
+//! `wasmtime_compat`) on the host build, each test binary under the
+//! bookworm-backports `qemu-x86_64` (fetched with `qemu-aarch64`) with
+//! `-cpu Nehalem` (SSE4.2, no AVX) and `-cpu qemu64` (the x86-64
+//! baseline: no SSSE3). Kiln detects the emulated CPU's features, so the
+//! code under test is what such a machine would get, and its traps,
+//! signal handling and backtraces run under qemu-user's signal emulation.
+//! No cross compiler is involved, and the host build is reused.
+//!
 //! qemu-user cannot show everything: it keeps translated code coherent by
 //! itself (a missing icache flush passes), it runs on the host's stronger
 //! memory order, and it has the host's 4 KiB pages.
@@ -92,6 +105,12 @@ const CPUS: &[(&str, &str)] = &[
     ("max", "every feature qemu emulates"),
 ];
 
+/// The older x86-64 CPU models `x86_64-old` runs the API tests on.
+const OLD_X86_CPUS: &[(&str, &str)] = &[
+    ("Nehalem", "SSE4.2, no AVX"),
+    ("qemu64", "the x86-64 baseline: SSE3, no SSSE3"),
+];
+
 /// Runs `cargo xtask cross <args>`.
 pub fn cross(args: &[String]) -> Result<(), Failure> {
     let mut setup_only = false;
@@ -99,22 +118,26 @@ pub fn cross(args: &[String]) -> Result<(), Failure> {
     for a in args {
         match a.as_str() {
             "--setup-only" => setup_only = true,
-            "aarch64" if arch.is_none() => arch = Some(a.clone()),
+            "aarch64" | "x86_64-old" if arch.is_none() => arch = Some(a.clone()),
             other => {
                 return Err(Failure::Usage(format!(
-                    "unknown argument `{other}` for `cross` (only `aarch64` is supported)"
+                    "unknown argument `{other}` for `cross` (targets: `aarch64`, `x86_64-old`)"
                 )))
             }
         }
     }
-    if arch.is_none() {
+    let Some(arch) = arch else {
         return Err(Failure::Usage(
-            "`cross` needs a target: `cargo xtask cross aarch64`".into(),
+            "`cross` needs a target: `cargo xtask cross aarch64` or `cargo xtask cross x86_64-old`"
+                .into(),
         ));
-    }
+    };
     let started = Instant::now();
     let root = workspace_root();
     let dir = PathBuf::from(env::var("KILN_CROSS_DIR").unwrap_or_else(|_| DEFAULT_DIR.into()));
+    if arch == "x86_64-old" {
+        return old_x86(&root, &dir, setup_only, started);
+    }
 
     step("setup");
     let t = Instant::now();
@@ -165,6 +188,82 @@ pub fn cross(args: &[String]) -> Result<(), Failure> {
             "    QEMU_CPU={cpu}: {} tests passed, {} ignored ({t:.0?})",
             c.passed, c.ignored
         );
+    }
+    Ok(())
+}
+
+/// `cargo xtask cross x86_64-old` (see the module docs).
+fn old_x86(root: &Path, dir: &Path, setup_only: bool, started: Instant) -> Result<(), Failure> {
+    step("setup: qemu-x86_64");
+    let bin = dir.join("bin");
+    fs::create_dir_all(&bin).map_err(|e| failed(e.to_string()))?;
+    let qemu = bin.join("qemu-x86_64");
+    if qemu_major(&qemu).is_none_or(|m| m < MIN_QEMU_MAJOR) {
+        fetch_qemu(dir, &bin.join("qemu-aarch64"))?;
+    }
+    match qemu_major(&qemu) {
+        Some(m) if m >= MIN_QEMU_MAJOR => println!("    {} (major {m})", qemu.display()),
+        m => return Err(failed(format!("qemu-x86_64 reports major version {m:?}"))),
+    }
+    if setup_only {
+        return Ok(());
+    }
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    step("build the API tests for the host");
+    status(Command::new(&cargo).current_dir(root).args([
+        "test",
+        "-p",
+        "kiln",
+        "--test",
+        "all",
+        "--test",
+        "wasmtime_compat",
+        "--no-run",
+    ]))?;
+    let mut summary = Vec::new();
+    for (cpu, what) in OLD_X86_CPUS {
+        step(&format!(
+            "kiln's API tests under qemu-x86_64 -cpu {cpu} ({what})"
+        ));
+        let t = Instant::now();
+        let out = Command::new(&cargo)
+            .current_dir(root)
+            .args([
+                "test",
+                "-p",
+                "kiln",
+                "--test",
+                "all",
+                "--test",
+                "wasmtime_compat",
+            ])
+            .env(
+                "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER",
+                format!("{} -cpu {cpu}", qemu.display()),
+            )
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| failed(format!("could not run cargo: {e}")))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        print!("{text}");
+        let passed: u64 = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("test result: ok. "))
+            .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+            .sum();
+        if !out.status.success() || passed == 0 {
+            eprint!("{}", String::from_utf8_lossy(&out.stderr));
+            return Err(failed(format!(
+                "the API tests failed under qemu-x86_64 -cpu {cpu} ({})",
+                out.status
+            )));
+        }
+        println!("    -cpu {cpu}: {passed} passed ({:.1?})", t.elapsed());
+        summary.push((cpu, passed, t.elapsed()));
+    }
+    println!("\n==> cross x86_64-old passed in {:.0?}", started.elapsed());
+    for (cpu, passed, t) in summary {
+        println!("    -cpu {cpu}: {passed} tests passed ({t:.0?})");
     }
     Ok(())
 }
@@ -621,10 +720,16 @@ fn fetch_qemu(dir: &Path, qemu: &Path) -> Result<(), Failure> {
     for deb in deb_files(&debs)? {
         status(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
     }
-    let tmp = qemu.with_extension("new");
-    fs::copy(unpacked.join("usr/bin/qemu-aarch64"), &tmp)
-        .map_err(|e| failed(format!("installing qemu-aarch64: {e}")))?;
-    fs::rename(&tmp, qemu).map_err(|e| failed(e.to_string()))?;
+    // qemu-x86_64 comes along, for `x86_64-old`.
+    for (from, to) in [
+        ("usr/bin/qemu-aarch64", qemu.to_path_buf()),
+        ("usr/bin/qemu-x86_64", qemu.with_file_name("qemu-x86_64")),
+    ] {
+        let tmp = to.with_extension("new");
+        fs::copy(unpacked.join(from), &tmp)
+            .map_err(|e| failed(format!("installing {from}: {e}")))?;
+        fs::rename(&tmp, &to).map_err(|e| failed(e.to_string()))?;
+    }
     match qemu_major(qemu) {
         Some(m) if m >= MIN_QEMU_MAJOR => Ok(()),
         m => Err(failed(format!(
