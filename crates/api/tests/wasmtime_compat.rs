@@ -883,6 +883,31 @@ fn multi_value_through_typed_and_dynamic_calls() -> Result<()> {
     halves.call(&mut store, &[Val::I64(0x1234_5678_9abc_def0)], &mut results)?;
     assert_eq!(results[0].unwrap_i32(), 0x1234_5678);
     assert_eq!(results[1].unwrap_i32() as u32, 0x9abc_def0);
+
+    // More results than any convention has return registers, returned
+    // from Wasm to Wasm and from Wasm to the host.
+    let n = 64;
+    let results = vec!["i64"; n].join(" ");
+    let consts: String = (0..n).map(|i| format!("(i64.const {i}) ")).collect();
+    let module = Module::new(
+        &engine,
+        format!(
+            r#"(module
+                 (func $many (result {results}) {consts})
+                 (func (export "many") (result {results}) call $many)
+                 (func (export "sum") (result i64)
+                   call $many
+                   {adds}))"#,
+            adds = "i64.add ".repeat(n - 1)
+        ),
+    )?;
+    let instance = Instance::new(&mut store, &module, &[])?;
+    let sum = instance.get_typed_func::<(), i64>(&mut store, "sum")?;
+    assert_eq!(sum.call(&mut store, ())?, (0..n as i64).sum::<i64>());
+    let many = instance.get_func(&mut store, "many").expect("exported");
+    let mut out = vec![Val::I64(-1); n];
+    many.call(&mut store, &[], &mut out)?;
+    assert!(out.iter().enumerate().all(|(i, v)| v.unwrap_i64() == i as i64));
     Ok(())
 }
 

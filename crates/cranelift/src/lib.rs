@@ -227,6 +227,14 @@ impl Compiler {
         set(&mut flags, "preserve_frame_pointers", "true")?;
         set(&mut flags, "enable_verifier", "false")?;
         set(&mut flags, "enable_probestack", "false")?;
+        // A Wasm function may return more values than the `tail`
+        // convention has return registers (fewer on AArch64 than on
+        // x86-64): the rest go through a return area that Cranelift adds
+        // as a hidden parameter. Both sides of every call to such a
+        // function are Cranelift-compiled (bodies and trampolines), so the
+        // convention is private to Kiln's code. Without it, such a module
+        // fails to compile (Cranelift #9510).
+        set(&mut flags, "enable_multi_ret_implicit_sret", "true")?;
         set(&mut flags, "unwind_info", "true")?;
         set(&mut flags, "enable_heap_access_spectre_mitigation", "false")?;
         set(
