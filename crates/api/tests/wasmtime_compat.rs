@@ -907,7 +907,10 @@ fn multi_value_through_typed_and_dynamic_calls() -> Result<()> {
     let many = instance.get_func(&mut store, "many").expect("exported");
     let mut out = vec![Val::I64(-1); n];
     many.call(&mut store, &[], &mut out)?;
-    assert!(out.iter().enumerate().all(|(i, v)| v.unwrap_i64() == i as i64));
+    assert!(out
+        .iter()
+        .enumerate()
+        .all(|(i, v)| v.unwrap_i64() == i as i64));
     Ok(())
 }
 
