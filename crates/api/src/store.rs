@@ -42,6 +42,9 @@ pub struct StoreInner<T> {
     func_ref_copies: Vec<OwnedFuncRef>,
     trampoline_modules: Vec<Arc<kiln_runtime::CompiledModule>>,
     pub(crate) instances: Vec<crate::instance::InstanceData>,
+    /// The templates (with their host functions) this store's instances
+    /// were made from.
+    pres: Vec<Arc<crate::instance::PreShared>>,
     /// Argument and result storage reused by `Func::new` host functions.
     pub(crate) hostcall_vals: Vec<crate::Val>,
     /// The embedder's hook for calls between host and Wasm, if any.
@@ -105,6 +108,7 @@ impl<T> Store<T> {
             func_ref_copies: Vec::new(),
             trampoline_modules: Vec::new(),
             instances: Vec::new(),
+            pres: Vec::new(),
             hostcall_vals: Vec::new(),
             call_hook: None,
             limiter: Default::default(),
@@ -393,6 +397,14 @@ impl<T> StoreInner<T> {
         self.funcs[index].func_ref = p;
         self.func_by_ref.insert(p as usize, index);
         Ok(p)
+    }
+
+    /// Keeps `pre` (what an instance's context points at) alive as long
+    /// as the store.
+    pub(crate) fn keep_pre(&mut self, pre: &Arc<crate::instance::PreShared>) {
+        if !self.pres.iter().rev().take(4).any(|p| Arc::ptr_eq(p, pre)) {
+            self.pres.push(pre.clone());
+        }
     }
 
     /// The `Func` for a raw funcref from Wasm (non-null).

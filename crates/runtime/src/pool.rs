@@ -191,6 +191,26 @@ impl Drop for Region {
     }
 }
 
+/// How many of the most recently freed memory slots a take searches for
+/// one that already maps the wanted image.
+const AFFINITY_SEARCH: usize = 16;
+
+/// What a free memory slot holds (see the module docs): its first
+/// `accessible` bytes are read+write, and the first `image.len` of them
+/// map that image copy-on-write (`image.len <= accessible`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+struct MemoryState {
+    accessible: usize,
+    image: Option<ImageKey>,
+}
+
+/// A memory image as a slot remembers it: its engine-unique id and length.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ImageKey {
+    pub(crate) id: u64,
+    pub(crate) len: usize,
+}
+
 /// Slots and pool of one kind.
 struct Slots<S> {
     region: Region,
@@ -218,6 +238,23 @@ impl<S: Copy> Slots<S> {
         self.free.lock().unwrap_or_else(|e| e.into_inner()).pop()
     }
 
+    /// Takes the most recently returned free slot among the last
+    /// [`AFFINITY_SEARCH`] whose state satisfies `prefer`, or else the most
+    /// recently returned one.
+    fn take_preferring(&self, prefer: impl Fn(&S) -> bool) -> Option<(u32, S)> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        let n = free.len();
+        let hit = free
+            .iter()
+            .rev()
+            .take(AFFINITY_SEARCH)
+            .position(|(_, st)| prefer(st));
+        match hit {
+            Some(k) => Some(free.remove(n - 1 - k)),
+            None => free.pop(),
+        }
+    }
+
     fn put(&self, i: u32, state: S) {
         self.free
             .lock()
@@ -240,8 +277,8 @@ pub struct Pool {
     config: PoolingConfig,
     /// Context slots; no state.
     instances: Slots<()>,
-    /// Memory slots; the state is the accessible (zero) prefix in bytes.
-    memories: Slots<usize>,
+    /// Memory slots, with what each free one holds.
+    memories: Slots<MemoryState>,
     /// Table slots; no state.
     tables: Slots<()>,
     /// What one memory slot may make accessible.
@@ -282,7 +319,15 @@ impl Pool {
             .min(memory_stride);
         Ok(Pool {
             instances: Slots::new(config.total_core_instances, instance_stride, true, ())?,
-            memories: Slots::new(config.total_memories, memory_stride, false, 0)?,
+            memories: Slots::new(
+                config.total_memories,
+                memory_stride,
+                false,
+                MemoryState {
+                    accessible: 0,
+                    image: None,
+                },
+            )?,
             tables: Slots::new(config.total_tables, table_stride, true, ())?,
             memory_max,
             config: config.clone(),
@@ -364,41 +409,92 @@ impl Pool {
     }
 
     /// Takes a memory slot and makes exactly its first `bytes` accessible
-    /// (at most [`Pool::memory_max`]): its index and base.
-    pub(crate) fn take_memory(&self, bytes: usize) -> Result<(u32, *mut u8), PoolError> {
-        let (i, accessible) = self
+    /// (at most [`Pool::memory_max`]), mapping `image` (whose length is at
+    /// most `bytes`) over its start if one is given: its index and base.
+    /// A slot that already maps `image` is preferred, which makes the
+    /// common case (the same module instantiated again) cost no system
+    /// call at all.
+    pub(crate) fn take_memory(
+        &self,
+        bytes: usize,
+        image: Option<&crate::MemoryImage>,
+    ) -> Result<(u32, *mut u8), PoolError> {
+        let want = image.map(|i| i.key());
+        debug_assert!(want.is_none_or(|w| w.len <= bytes));
+        let (i, mut state) = self
             .memories
-            .take()
+            .take_preferring(|st| want.is_some() && st.image == want)
             .ok_or(PoolError::Memories(self.memories.total))?;
         let base = self.memories.base(i);
-        let (start, len, prot) = if accessible > bytes {
-            (
-                bytes,
-                accessible - bytes,
-                rustix::mm::MprotectFlags::empty(),
-            )
-        } else {
-            (
-                accessible,
-                bytes - accessible,
-                rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::WRITE,
-            )
-        };
-        if len > 0 {
-            // SAFETY: the range lies inside the slot, which is ours and
-            // which nothing refers to yet.
-            if let Err(e) = unsafe { rustix::mm::mprotect(base.add(start).cast(), len, prot) } {
-                self.memories.put(i, accessible);
-                return Err(PoolError::Protect(e.into()));
-            }
+        // SAFETY: the slot is ours, nothing refers to it yet, and every
+        // range below lies inside it; the slot's state says what it holds.
+        let r = unsafe { self.prepare_memory(base, &mut state, bytes, image) };
+        if let Err(e) = r {
+            // `prepare_memory` left the state describing the slot.
+            self.memories.put(i, state);
+            return Err(e);
         }
         Ok((i, base))
     }
 
+    /// Makes a free memory slot described by `state` hold exactly `bytes`
+    /// accessible bytes with `image` mapped at its start, updating `state`
+    /// as it goes (so that on an error it still describes the slot).
+    ///
+    /// # Safety
+    ///
+    /// `base` is a memory slot of this pool that nothing refers to, and
+    /// `state` describes it.
+    unsafe fn prepare_memory(
+        &self,
+        base: *mut u8,
+        state: &mut MemoryState,
+        bytes: usize,
+        image: Option<&crate::MemoryImage>,
+    ) -> Result<(), PoolError> {
+        let want = image.map(|i| i.key());
+        if let Some(old) = state.image.filter(|_| state.image != want) {
+            // Another image (or none wanted): fresh anonymous pages over
+            // the old image's range, which is accessible (`old.len <=
+            // accessible`), so the slot reads as zeros again.
+            // SAFETY: the range lies inside the slot (contract).
+            unsafe { map_anonymous(base, old.len) }?;
+            state.image = None;
+        }
+        let (start, len, prot) = if state.accessible > bytes {
+            (
+                bytes,
+                state.accessible - bytes,
+                rustix::mm::MprotectFlags::empty(),
+            )
+        } else {
+            (
+                state.accessible,
+                bytes - state.accessible,
+                rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::WRITE,
+            )
+        };
+        if len > 0 {
+            // SAFETY: the range lies inside the slot (contract).
+            unsafe { rustix::mm::mprotect(base.add(start).cast(), len, prot) }
+                .map_err(|e| PoolError::Protect(e.into()))?;
+            state.accessible = bytes;
+        }
+        if let (Some(image), None) = (image, state.image) {
+            // SAFETY: the image's range lies inside the accessible prefix,
+            // which reads as zeros and which nothing refers to.
+            unsafe { image.map_at(base) }.map_err(|e| PoolError::Protect(e.into()))?;
+            state.image = want;
+        }
+        Ok(())
+    }
+
     /// Returns memory slot `i`, which had its first `len` bytes accessible,
-    /// the first `image_len` of them mapped from a memory image.
-    pub(crate) fn put_memory(&self, i: u32, len: usize, image_len: usize) {
+    /// the first `image.len` of them mapped from `image`.
+    pub(crate) fn put_memory(&self, i: u32, len: usize, image: Option<ImageKey>) {
         let base = self.memories.base(i);
+        let image_len = image.map_or(0, |k| k.len);
+        debug_assert!(image_len <= len);
         // SAFETY: the slot is this caller's and nothing refers to it any
         // more; every range below lies within its accessible prefix.
         let ok = unsafe {
@@ -410,7 +506,13 @@ impl Pool {
             )
         };
         if ok {
-            self.memories.put(i, len);
+            self.memories.put(
+                i,
+                MemoryState {
+                    accessible: len,
+                    image,
+                },
+            );
         }
     }
 
@@ -477,41 +579,73 @@ unsafe fn reset(base: *mut u8, len: usize, keep_resident: usize) -> bool {
 }
 
 /// Resets a memory slot's accessible prefix of `len` bytes, the first
-/// `image_len` mapped from an image (see the module docs).
+/// `image_len` mapped copy-on-write from an image, which stays mapped (see
+/// the module docs): `madvise(MADV_DONTNEED)` drops the instance's private
+/// copies of the image's pages, which then read as the image again, and
+/// makes anonymous pages read as zero. The anonymous pages within the
+/// first `keep_resident` bytes are zeroed with `memset` instead. With
+/// nothing to `memset`, that is one system call for the whole prefix.
 ///
 /// # Safety
 ///
 /// As for [`reset`], except that the first `image_len` bytes may be a
 /// private file mapping.
 unsafe fn reset_memory(base: *mut u8, len: usize, image_len: usize, keep_resident: usize) -> bool {
-    if image_len > 0 {
-        // SAFETY: replaces exactly the image's pages of our slot with fresh
-        // anonymous ones, with the protection they had.
-        let r = unsafe {
-            rustix::mm::mmap_anonymous(
-                base.cast(),
-                image_len,
-                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-                rustix::mm::MapFlags::PRIVATE
-                    | rustix::mm::MapFlags::FIXED
-                    | rustix::mm::MapFlags::NORESERVE,
-            )
-        };
-        if r.is_err() {
-            return false;
-        }
+    let page = page();
+    let memset_end = keep_resident.next_multiple_of(page).clamp(image_len, len);
+    if memset_end == image_len {
+        // SAFETY: the whole prefix is ours (contract).
+        return unsafe { dontneed(base, len) };
     }
-    if len <= image_len {
+    // SAFETY: as above; `reset` handles the anonymous rest.
+    unsafe {
+        dontneed(base, image_len)
+            && reset(
+                base.add(image_len),
+                len - image_len,
+                keep_resident.saturating_sub(image_len),
+            )
+    }
+}
+
+/// `madvise(MADV_DONTNEED)` over `len` bytes at `base` (page-aligned);
+/// `false` if the kernel refused.
+///
+/// # Safety
+///
+/// The range is a private mapping of the caller's that nothing refers to.
+unsafe fn dontneed(base: *mut u8, len: usize) -> bool {
+    if len == 0 {
         return true;
     }
-    // SAFETY: forwarded contract; the rest is anonymous.
+    let len = len.next_multiple_of(page());
+    // SAFETY: forwarded contract.
+    unsafe { rustix::mm::madvise(base.cast(), len, rustix::mm::Advice::LinuxDontNeed) }.is_ok()
+}
+
+/// Replaces `len` bytes at `base` (page-aligned) with fresh read+write
+/// anonymous pages, without swap reservation.
+///
+/// # Safety
+///
+/// The range is part of a mapping of the caller's that nothing refers to.
+unsafe fn map_anonymous(base: *mut u8, len: usize) -> Result<(), PoolError> {
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: MAP_FIXED replaces exactly those pages (contract).
     unsafe {
-        reset(
-            base.add(image_len),
-            len - image_len,
-            keep_resident.saturating_sub(image_len),
+        rustix::mm::mmap_anonymous(
+            base.cast(),
+            len,
+            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+            rustix::mm::MapFlags::PRIVATE
+                | rustix::mm::MapFlags::FIXED
+                | rustix::mm::MapFlags::NORESERVE,
         )
     }
+    .map(|_| ())
+    .map_err(|e| PoolError::Protect(e.into()))
 }
 
 /// A pooled slot (of a memory, table or context), returned to the pool
