@@ -30,7 +30,7 @@
 
 use crate::{bail, Result};
 use kiln_environ::Tunables;
-use kiln_runtime::{Pool, PoolingConfig};
+use kiln_runtime::{MemoryCache, Pool, PoolingConfig};
 use std::sync::Arc;
 
 /// How an engine allocates instances (Wasmtime's
@@ -70,6 +70,19 @@ impl InstanceAllocationStrategy {
             }
         }
     }
+}
+
+/// How many reservations of dropped memories an on-demand engine keeps
+/// for its next memories (see the module docs).
+pub(crate) const CACHED_MEMORY_RESERVATIONS: usize = 8;
+
+/// The on-demand memory cache of an engine with `tunables`.
+pub(crate) fn memory_cache(tunables: &Tunables) -> Result<Option<Arc<MemoryCache>>> {
+    let reservation = tunables.static_memory_reservation + tunables.memory_guard_size;
+    Ok(Some(Arc::new(MemoryCache::new(
+        CACHED_MEMORY_RESERVATIONS,
+        usize::try_from(reservation)?,
+    ))))
 }
 
 impl From<PoolingAllocationConfig> for InstanceAllocationStrategy {

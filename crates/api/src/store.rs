@@ -117,6 +117,9 @@ impl<T> Store<T> {
         let p: *mut StoreInner<T> = &mut *inner;
         inner.opaque.set_store_ptr(p.cast());
         inner.opaque.set_pool(engine.inner.pool.clone());
+        inner
+            .opaque
+            .set_memory_cache(engine.inner.memory_cache.clone());
         Store { inner }
     }
 

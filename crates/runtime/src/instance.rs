@@ -9,9 +9,9 @@
 //! points at is freed before the store is dropped.
 
 use crate::limits::{BoxError, Limiter, LimiterHook};
-use crate::memory::{LinearMemory, MemoryError};
+use crate::memory::{Allocator, LinearMemory, MemoryError};
 use crate::module::CompiledModule;
-use crate::pool::{Pool, PoolError, Slot};
+use crate::pool::{MemoryCache, Pool, PoolError, Slot};
 use crate::table::{Table, TableError};
 use crate::template::InstanceTemplate;
 use crate::vmcontext::*;
@@ -412,6 +412,8 @@ pub struct StoreOpaque {
     limiter_hook: Option<LimiterHook>,
     /// The engine's pooling allocator, or `None` to allocate on demand.
     pool: Option<Arc<Pool>>,
+    /// On demand, the engine's cache of memory reservations, if any.
+    memory_cache: Option<Arc<MemoryCache>>,
 }
 
 impl From<MemoryError> for InstantiationError {
@@ -465,6 +467,7 @@ impl StoreOpaque {
             tunables,
             limiter_hook: None,
             pool: None,
+            memory_cache: None,
         };
         s.store_vmctx[0] = u64::from(VMCONTEXT_MAGIC);
         s.store_vmctx[(VMOffsets::RUNTIME_LIMITS / 8) as usize] = Arc::as_ptr(&s.limits) as u64;
@@ -496,6 +499,12 @@ impl StoreOpaque {
     /// from `pool` (the engine's) instead of allocating them on demand.
     pub fn set_pool(&mut self, pool: Option<Arc<Pool>>) {
         self.pool = pool;
+    }
+
+    /// Makes later on-demand instantiations take memory reservations from
+    /// `cache` (the engine's) and give them back to it.
+    pub fn set_memory_cache(&mut self, cache: Option<Arc<MemoryCache>>) {
+        self.memory_cache = cache;
     }
 
     /// The context passed as `caller_vmctx` for calls from the host.
@@ -553,7 +562,11 @@ impl StoreOpaque {
                 .filter(|_| self.tunables.memory_images);
             // A pooled memory comes with its image mapped; on demand it is
             // mapped once every segment is applied (see `MemoryImage`).
-            let mem = LinearMemory::allocate(*ty, &self.tunables, lim, pool.as_ref(), image)?;
+            let alloc = match &pool {
+                Some(p) => Allocator::Pool(p),
+                None => Allocator::OnDemand(self.memory_cache.as_ref()),
+            };
+            let mem = LinearMemory::allocate(*ty, &self.tunables, lim, alloc, image)?;
             self.memories.push(Box::new(mem));
             memories.push(&mut **self.memories.last_mut().expect("pushed") as *mut LinearMemory);
         }

@@ -47,7 +47,7 @@ pub use instance::*;
 pub use limits::*;
 pub use memory::*;
 pub use module::*;
-pub use pool::{Pool, PoolError, PoolingConfig};
+pub use pool::{MemoryCache, Pool, PoolError, PoolingConfig};
 pub use table::*;
 pub use template::InstanceTemplate;
 pub use traphandlers::*;

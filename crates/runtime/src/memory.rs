@@ -13,7 +13,7 @@
 //! faults.
 
 use crate::limits::{BoxError, GrowFailure, Limiter};
-use crate::pool::{ImageKey, Pool, PoolError, Slot};
+use crate::pool::{ImageKey, MemoryCache, Pool, PoolError, Slot};
 use crate::vmcontext::VMMemoryDefinition;
 use kiln_environ::{MemoryType, Tunables, WASM_PAGE_SIZE};
 use std::sync::atomic::Ordering;
@@ -38,6 +38,15 @@ pub enum MemoryError {
     Pool(#[from] PoolError),
 }
 
+/// Where a memory's reservation comes from.
+#[derive(Copy, Clone)]
+pub enum Allocator<'a> {
+    /// A fresh mapping, or one from the cache if given.
+    OnDemand(Option<&'a std::sync::Arc<MemoryCache>>),
+    /// A slot of the pool.
+    Pool(&'a std::sync::Arc<Pool>),
+}
+
 /// A linear memory.
 pub struct LinearMemory {
     def: Box<VMMemoryDefinition>,
@@ -49,6 +58,9 @@ pub struct LinearMemory {
     /// (of `mapping` bytes).
     slot: Option<Slot>,
     mapping: usize,
+    /// Where an own mapping goes when the memory drops: back to this
+    /// cache, or (`None`) to the kernel.
+    cache: Option<std::sync::Arc<MemoryCache>>,
     /// The memory image mapped at the start, if any.
     image: Option<ImageKey>,
 }
@@ -68,23 +80,29 @@ impl LinearMemory {
         tunables: &Tunables,
         limiter: Option<&mut dyn Limiter>,
     ) -> Result<LinearMemory, MemoryError> {
-        LinearMemory::allocate(ty, tunables, limiter, None, None)
+        LinearMemory::allocate(ty, tunables, limiter, Allocator::OnDemand(None), None)
     }
 
-    /// As [`LinearMemory::new`], in a slot of `pool` when one is given:
-    /// the memory may then grow to the pool's `max_memory_size` at most,
-    /// and its slot goes back to the pool, reset, when it drops. A pooled
-    /// memory starts with `image` mapped (see [`LinearMemory::image`]),
-    /// usually without a system call, since the pool prefers a slot that
-    /// still maps it; `image` is ignored on demand, where the caller maps
-    /// it with [`LinearMemory::map_image`] once segments are applied.
+    /// As [`LinearMemory::new`], from `alloc`: in a slot of a pool, the
+    /// memory may grow to the pool's `max_memory_size` at most, and its
+    /// slot goes back to the pool, reset, when it drops; on demand with a
+    /// cache, the reservation comes from the cache if it has one and goes
+    /// back to it. A memory from a slot or a cached reservation may start
+    /// with `image` mapped (see [`LinearMemory::has_image`]), usually
+    /// without a system call, since both prefer a reservation that still
+    /// maps it; otherwise the caller maps it with
+    /// [`LinearMemory::map_image`] once segments are applied.
     pub fn allocate(
         ty: MemoryType,
         tunables: &Tunables,
         limiter: Option<&mut dyn Limiter>,
-        pool: Option<&std::sync::Arc<Pool>>,
+        alloc: Allocator<'_>,
         image: Option<&MemoryImage>,
     ) -> Result<LinearMemory, MemoryError> {
+        let (pool, cache) = match alloc {
+            Allocator::Pool(p) => (Some(p), None),
+            Allocator::OnDemand(c) => (None, c),
+        };
         let absolute_max = if ty.memory64 {
             // Without 64-bit bounds checks against a reservation, a 64-bit
             // memory reserves its maximum (capped) and checks dynamically.
@@ -128,11 +146,30 @@ impl LinearMemory {
                     index,
                 }),
                 mapping: 0,
+                cache: None,
                 image: image.map(MemoryImage::key),
             });
         }
         let reservation =
             (tunables.static_memory_reservation + tunables.memory_guard_size) as usize;
+        let image = image.filter(|i| i.len <= min);
+        if let Some(c) = cache.filter(|c| c.reservation() == reservation) {
+            if let Some(base) = c.take(min, image) {
+                return Ok(LinearMemory {
+                    def: Box::new(VMMemoryDefinition {
+                        base,
+                        current_length: min.into(),
+                    }),
+                    reservation,
+                    maximum_pages,
+                    ty,
+                    slot: None,
+                    mapping: reservation,
+                    cache: Some(c.clone()),
+                    image: image.map(MemoryImage::key),
+                });
+            }
+        }
         // SAFETY: a fresh anonymous, inaccessible, unreserved mapping.
         let base = unsafe {
             rustix::mm::mmap_anonymous(
@@ -154,6 +191,7 @@ impl LinearMemory {
             ty,
             slot: None,
             mapping: reservation,
+            cache: cache.filter(|c| c.reservation() == reservation).cloned(),
             image: None,
         };
         if ty.minimum > 0 && m.grow(ty.minimum).is_none() {
@@ -298,9 +336,15 @@ impl Drop for LinearMemory {
             // The pool resets the slot (see `pool.rs`): nothing refers to
             // the memory any more.
             Some(s) => s.pool.put_memory(s.index, self.byte_size(), self.image),
-            // SAFETY: the mapping belongs to this memory.
-            None => unsafe {
-                let _ = rustix::mm::munmap(self.def.base.cast(), self.mapping);
+            None => match &self.cache {
+                // SAFETY: the mapping belongs to this memory, is
+                // `reservation` bytes long as the cache's are (checked at
+                // creation), and nothing refers to it any more.
+                Some(c) => unsafe { c.put(self.def.base, self.byte_size(), self.image) },
+                // SAFETY: the mapping belongs to this memory.
+                None => unsafe {
+                    let _ = rustix::mm::munmap(self.def.base.cast(), self.mapping);
+                },
             },
         }
     }

@@ -428,65 +428,13 @@ impl Pool {
         let base = self.memories.base(i);
         // SAFETY: the slot is ours, nothing refers to it yet, and every
         // range below lies inside it; the slot's state says what it holds.
-        let r = unsafe { self.prepare_memory(base, &mut state, bytes, image) };
+        let r = unsafe { prepare_memory(base, &mut state, bytes, image) };
         if let Err(e) = r {
             // `prepare_memory` left the state describing the slot.
             self.memories.put(i, state);
             return Err(e);
         }
         Ok((i, base))
-    }
-
-    /// Makes a free memory slot described by `state` hold exactly `bytes`
-    /// accessible bytes with `image` mapped at its start, updating `state`
-    /// as it goes (so that on an error it still describes the slot).
-    ///
-    /// # Safety
-    ///
-    /// `base` is a memory slot of this pool that nothing refers to, and
-    /// `state` describes it.
-    unsafe fn prepare_memory(
-        &self,
-        base: *mut u8,
-        state: &mut MemoryState,
-        bytes: usize,
-        image: Option<&crate::MemoryImage>,
-    ) -> Result<(), PoolError> {
-        let want = image.map(|i| i.key());
-        if let Some(old) = state.image.filter(|_| state.image != want) {
-            // Another image (or none wanted): fresh anonymous pages over
-            // the old image's range, which is accessible (`old.len <=
-            // accessible`), so the slot reads as zeros again.
-            // SAFETY: the range lies inside the slot (contract).
-            unsafe { map_anonymous(base, old.len) }?;
-            state.image = None;
-        }
-        let (start, len, prot) = if state.accessible > bytes {
-            (
-                bytes,
-                state.accessible - bytes,
-                rustix::mm::MprotectFlags::empty(),
-            )
-        } else {
-            (
-                state.accessible,
-                bytes - state.accessible,
-                rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::WRITE,
-            )
-        };
-        if len > 0 {
-            // SAFETY: the range lies inside the slot (contract).
-            unsafe { rustix::mm::mprotect(base.add(start).cast(), len, prot) }
-                .map_err(|e| PoolError::Protect(e.into()))?;
-            state.accessible = bytes;
-        }
-        if let (Some(image), None) = (image, state.image) {
-            // SAFETY: the image's range lies inside the accessible prefix,
-            // which reads as zeros and which nothing refers to.
-            unsafe { image.map_at(base) }.map_err(|e| PoolError::Protect(e.into()))?;
-            state.image = want;
-        }
-        Ok(())
     }
 
     /// Returns memory slot `i`, which had its first `len` bytes accessible,
@@ -576,6 +524,165 @@ unsafe fn reset(base: *mut u8, len: usize, keep_resident: usize) -> bool {
         }
     }
     true
+}
+
+/// Makes a free memory slot (or cached reservation) described by `state` hold exactly `bytes`
+/// accessible bytes with `image` mapped at its start, updating `state`
+/// as it goes (so that on an error it still describes the slot).
+///
+/// # Safety
+///
+/// `base` is a memory slot (of a pool or a [`MemoryCache`]) that nothing
+/// refers to, and `state` describes it.
+unsafe fn prepare_memory(
+    base: *mut u8,
+    state: &mut MemoryState,
+    bytes: usize,
+    image: Option<&crate::MemoryImage>,
+) -> Result<(), PoolError> {
+    let want = image.map(|i| i.key());
+    if let Some(old) = state.image.filter(|_| state.image != want) {
+        // Another image (or none wanted): fresh anonymous pages over
+        // the old image's range, which is accessible (`old.len <=
+        // accessible`), so the slot reads as zeros again.
+        // SAFETY: the range lies inside the slot (contract).
+        unsafe { map_anonymous(base, old.len) }?;
+        state.image = None;
+    }
+    let (start, len, prot) = if state.accessible > bytes {
+        (
+            bytes,
+            state.accessible - bytes,
+            rustix::mm::MprotectFlags::empty(),
+        )
+    } else {
+        (
+            state.accessible,
+            bytes - state.accessible,
+            rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::WRITE,
+        )
+    };
+    if len > 0 {
+        // SAFETY: the range lies inside the slot (contract).
+        unsafe { rustix::mm::mprotect(base.add(start).cast(), len, prot) }
+            .map_err(|e| PoolError::Protect(e.into()))?;
+        state.accessible = bytes;
+    }
+    if let (Some(image), None) = (image, state.image) {
+        // SAFETY: the image's range lies inside the accessible prefix,
+        // which reads as zeros and which nothing refers to.
+        unsafe { image.map_at(base) }.map_err(|e| PoolError::Protect(e.into()))?;
+        state.image = want;
+    }
+    Ok(())
+}
+
+/// On demand, the reservations of dropped memories, kept for the next
+/// memories of the engine instead of being unmapped (see `pooling.rs` in
+/// `kiln` for why): at most `capacity` of them, each reset exactly as a
+/// pool's memory slot is, with what it holds recorded, so that the next
+/// memory of the same module usually needs no system call at all.
+///
+/// A cached reservation is address space only: its pages were given back
+/// with `madvise(MADV_DONTNEED)`, and the kernel reclaims the page cache
+/// of an image it still maps as it would any file's.
+pub struct MemoryCache {
+    free: Mutex<Vec<(usize, MemoryState)>>,
+    capacity: usize,
+    /// The length of each reservation.
+    reservation: usize,
+}
+
+impl MemoryCache {
+    /// A cache of at most `capacity` reservations of `reservation` bytes.
+    pub fn new(capacity: usize, reservation: usize) -> MemoryCache {
+        MemoryCache {
+            free: Mutex::new(Vec::with_capacity(capacity)),
+            capacity,
+            reservation,
+        }
+    }
+
+    /// The length of each reservation.
+    pub(crate) fn reservation(&self) -> usize {
+        self.reservation
+    }
+
+    /// A cached reservation prepared as [`Pool::take_memory`] prepares a
+    /// slot (preferring one that maps `image`), or `None` if there is none
+    /// or preparing one failed (it is then unmapped).
+    pub(crate) fn take(&self, bytes: usize, image: Option<&crate::MemoryImage>) -> Option<*mut u8> {
+        let want = image.map(|i| i.key());
+        let (base, mut state) = {
+            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            let n = free.len();
+            let hit = free
+                .iter()
+                .rev()
+                .position(|(_, st)| want.is_some() && st.image == want);
+            match hit {
+                Some(k) => free.remove(n - 1 - k),
+                None => free.pop()?,
+            }
+        };
+        let base = base as *mut u8;
+        // SAFETY: a cached reservation is ours alone once taken, and its
+        // state describes it.
+        if unsafe { prepare_memory(base, &mut state, bytes, image) }.is_err() {
+            // SAFETY: the reservation is ours and nothing refers to it.
+            unsafe {
+                let _ = rustix::mm::munmap(base.cast(), self.reservation);
+            }
+            return None;
+        }
+        Some(base)
+    }
+
+    /// Takes back the reservation at `base` of a dropped memory, which had
+    /// its first `len` bytes accessible, the first `image.len` of them
+    /// mapped from `image`; or unmaps it if the cache is full or the reset
+    /// fails.
+    ///
+    /// # Safety
+    ///
+    /// `base` is a reservation of `self.reservation` bytes that nothing
+    /// refers to any more, laid out as described.
+    pub(crate) unsafe fn put(&self, base: *mut u8, len: usize, image: Option<ImageKey>) {
+        let full = || self.free.lock().unwrap_or_else(|e| e.into_inner()).len() >= self.capacity;
+        let image_len = image.map_or(0, |k| k.len);
+        // Reset outside the lock, so that threads dropping memories at
+        // once do not wait for each other's `madvise`.
+        // SAFETY: forwarded contract.
+        if !full() && unsafe { reset_memory(base, len, image_len, 0) } {
+            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            if free.len() < self.capacity {
+                free.push((
+                    base as usize,
+                    MemoryState {
+                        accessible: len,
+                        image,
+                    },
+                ));
+                return;
+            }
+        }
+        // SAFETY: forwarded contract.
+        unsafe {
+            let _ = rustix::mm::munmap(base.cast(), self.reservation);
+        }
+    }
+}
+
+impl Drop for MemoryCache {
+    fn drop(&mut self) {
+        let free = self.free.get_mut().unwrap_or_else(|e| e.into_inner());
+        for (base, _) in free.drain(..) {
+            // SAFETY: every cached reservation is the cache's own.
+            unsafe {
+                let _ = rustix::mm::munmap(base as *mut _, self.reservation);
+            }
+        }
+    }
 }
 
 /// Resets a memory slot's accessible prefix of `len` bytes, the first
