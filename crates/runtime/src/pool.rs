@@ -17,40 +17,65 @@
 //!
 //! Each kind has a free list under a mutex (the only lock, held for a push
 //! or a pop), used last-in first-out so a hot slot is reused while its
-//! pages are still resident. Taking a slot from an empty list is an error
-//! that names the limit ([`PoolError`]), never an abort.
+//! pages are still resident; a memory is taken preferably from one of the
+//! last `AFFINITY_SEARCH` slots returned that still maps the wanted
+//! image (see below). Taking a slot from an empty list is an error that
+//! names the limit ([`PoolError`]), never an abort.
 //!
 //! # What a free slot looks like (the invariants)
 //!
 //! * **Context slot:** every byte is zero.
 //! * **Table slot:** every element is zero (null).
 //! * **Memory slot:** the first `accessible` bytes (recorded with the slot
-//!   in the free list) are read+write and read as zero, backed by
-//!   anonymous memory; every byte after them is inaccessible. A memory
-//!   taken from the pool changes the protection of exactly the pages
-//!   between `accessible` and its minimum size, so it starts with
-//!   `minimum` bytes accessible and everything after faulting, as an
-//!   on-demand memory does.
+//!   in the free list, `MemoryState`) are read+write; every byte after
+//!   them is inaccessible. The first `image.len` of them map a module's
+//!   memory image copy-on-write, with none of its pages written (they
+//!   read as the image); the others read as zero, backed by anonymous
+//!   memory. `image.len <= accessible`.
 //!
-//! Returning a slot restores these before the slot is pushed:
+//! # Taking a memory slot
+//!
+//! A memory of `minimum` bytes with image `I` (or none) is made from a
+//! free slot in at most three steps, each skipped when the slot already
+//! is as wanted (`prepare_memory`):
+//!
+//! 1. if the slot maps another image than `I` (or one when none is
+//!    wanted), fresh anonymous pages are mapped over that image's range,
+//!    which then reads as zero (one `mmap`);
+//! 2. the protection of exactly the pages between `accessible` and
+//!    `minimum` changes (one `mprotect`), so the memory starts with
+//!    `minimum` bytes accessible and everything after faulting, as an
+//!    on-demand memory does;
+//! 3. `I` is mapped over the start (one `mmap`) unless step 1 kept it.
+//!
+//! The same module instantiated again gets its own last slot back: no
+//! system call at all.
+//!
+//! # Returning a slot
+//!
+//! Returning a slot restores the invariants before the slot is pushed:
 //!
 //! * a context is zeroed over the size its module used;
 //! * a table is zeroed over the elements it had: the first
 //!   `table_keep_resident` bytes with `memset`, the rest of its pages with
 //!   `madvise(MADV_DONTNEED)`, which gives them back to the kernel;
-//! * a memory that had a copy-on-write image mapped gets fresh anonymous
-//!   pages over the image's range (one `mmap`, which drops the instance's
-//!   private copies and the image together); every other byte it had is
-//!   reset by `memset` within the first `linear_memory_keep_resident`
-//!   bytes and by `madvise(MADV_DONTNEED)` beyond them (private anonymous
-//!   pages then read as zero). The cost is proportional to what the
-//!   instance had accessible, and pages it never touched cost nothing but
-//!   their page-table walk.
+//! * a memory gets one `madvise(MADV_DONTNEED)` over everything it had
+//!   accessible (`reset_memory`): that drops the instance's private
+//!   copies of image pages, which read as the image again, and makes
+//!   anonymous pages read as zero; the image stays mapped for the next
+//!   user. Anonymous bytes within the first `linear_memory_keep_resident`
+//!   are zeroed with `memset` instead, and stay resident. The cost is
+//!   proportional to what the instance had accessible, and pages it never
+//!   touched cost nothing but their page-table walk.
 //!
 //! So nothing of one instance (memory bytes, table entries, globals and
-//! everything else in its context) is visible to the next user of a slot.
-//! A slot whose reset fails (a failing `mmap` or `madvise`) is never
-//! reused.
+//! everything else in its context) is visible to the next user of a slot:
+//! what a reused memory shows before its own segments apply is its own
+//! image or zeros, never a byte the last user wrote. A slot whose reset
+//! fails (a failing `mmap` or `madvise`) is never reused.
+//!
+//! [`MemoryCache`] applies the same steps to the reservations of dropped
+//! on-demand memories.
 
 use kiln_environ::{Module, WASM_PAGE_SIZE};
 use std::sync::Mutex;
