@@ -596,7 +596,7 @@ unsafe fn prepare_memory(
     if let (Some(image), None) = (image, state.image) {
         // SAFETY: the image's range lies inside the accessible prefix,
         // which reads as zeros and which nothing refers to.
-        unsafe { image.map_at(base) }.map_err(|e| PoolError::Protect(e.into()))?;
+        unsafe { image.map_at(base) }.map_err(PoolError::Protect)?;
         state.image = want;
     }
     Ok(())

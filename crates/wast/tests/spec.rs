@@ -62,7 +62,7 @@ struct Totals {
 
 /// Where a trial's script runs: a new engine of its own, or a shared one.
 enum Setup {
-    Config(kiln::Config),
+    Config(Box<kiln::Config>),
     Engine(kiln::Engine),
 }
 
@@ -215,7 +215,7 @@ fn main() {
                 &path,
                 reason.as_deref(),
                 &totals,
-                Setup::Config(kiln::Config::default()),
+                Setup::Config(Box::default()),
             )
         }));
     }
@@ -258,7 +258,7 @@ fn main() {
             let mut config = kiln::Config::default();
             enable(&mut config);
             trials.push(Trial::test(format!("proposals/{name}/{stem}"), move || {
-                run_one(&path, None, &totals, Setup::Config(config))
+                run_one(&path, None, &totals, Setup::Config(Box::new(config)))
             }));
         }
     }
