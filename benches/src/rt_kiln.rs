@@ -1,25 +1,50 @@
-//! Kiln, through its public API (`crates/api`), default configuration.
+//! Kiln, through its public API (`crates/api`), default configuration, and
+//! for `*-pooling` the pooling instance allocator sized as Wasmtime's.
 
 use crate::elf;
-use crate::runtime::{expect_count, expect_same, loop_count, OrMsg, Prepared, Runtime};
+use crate::runtime::{
+    expect_count, expect_same, loop_count, run_on_threads, OrMsg, Prepared, Runtime,
+};
 use crate::workloads::Budget;
 use crate::workloads::{self, Kind, ScratchDir, SizePart};
-use kiln::{Engine, FuncType, Linker, Module, Store, Val, ValType};
+use kiln::{
+    Config, Engine, FuncType, InstanceAllocationStrategy, Linker, Module, PoolingAllocationConfig,
+    Store, Val, ValType,
+};
 use kiln_wasi::pipe::MemoryOutputPipe;
 use kiln_wasi::{DirPerms, FilePerms, WasiCtxBuilder};
 use std::hint::black_box;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 pub struct Kiln {
     engine: Engine,
+    pooling: OnceLock<Result<Engine, String>>,
 }
 
 impl Kiln {
     pub fn new() -> Kiln {
         Kiln {
             engine: Engine::default(),
+            pooling: OnceLock::new(),
         }
+    }
+
+    /// An engine with the pooling allocator, sized exactly as Wasmtime's
+    /// in `rt_wasmtime.rs` (100 slots, memories up to 128 MiB).
+    fn pooling_engine(&self) -> Result<Engine, String> {
+        self.pooling
+            .get_or_init(|| {
+                let mut pool = PoolingAllocationConfig::default();
+                pool.total_core_instances(100)
+                    .total_memories(100)
+                    .total_tables(100)
+                    .max_memory_size(128 << 20);
+                let mut config = Config::new();
+                config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+                Engine::new(&config).msg("kiln pooling engine")
+            })
+            .clone()
     }
 }
 
@@ -97,7 +122,7 @@ impl Runtime for Kiln {
                         .func_wrap("host", "inc", |x: i32| x + 1)
                         .msg("func_wrap")?;
                 } else {
-                    let ty = FuncType::new([ValType::I32], [ValType::I32]);
+                    let ty = FuncType::new(engine, [ValType::I32], [ValType::I32]);
                     linker
                         .func_new("host", "inc", ty, |_caller, params, results| {
                             let Val::I32(x) = params[0] else {
@@ -253,16 +278,19 @@ impl Runtime for Kiln {
                     }),
                 })
             }
-            Kind::Instantiate { pooling: true, .. } => Ok(Prepared::NotImplemented(
-                "no pooling instance allocator yet".into(),
-            )),
             Kind::Instantiate {
                 wasm,
-                pooling: false,
+                pooling,
                 probes,
+                threads,
             } => {
-                let module = Module::new(engine, &wasm[..]).msg("compile")?;
-                let mut linker = Linker::new(engine);
+                let engine = if *pooling {
+                    self.pooling_engine()?
+                } else {
+                    engine.clone()
+                };
+                let module = Module::new(&engine, &wasm[..]).msg("compile")?;
+                let mut linker = Linker::new(&engine);
                 linker
                     .func_wrap("host", "f1", |x: i32| x + 1)
                     .msg("func_wrap")?;
@@ -271,7 +299,7 @@ impl Runtime for Kiln {
                     .msg("func_wrap")?;
                 let pre = linker.instantiate_pre(&module).msg("instantiate_pre")?;
                 let check = {
-                    let mut store = Store::new(engine, ());
+                    let mut store = Store::new(&engine, ());
                     let instance = pre.instantiate(&mut store).msg("instantiate")?;
                     let memory = instance.get_memory(&mut store, "memory").msg("memory")?;
                     let data = memory.data(&store);
@@ -280,17 +308,18 @@ impl Runtime for Kiln {
                         .map(|&p| data.get(p).copied().unwrap_or(0) as i64)
                         .sum()
                 };
-                let engine = engine.clone();
+                let threads = *threads;
                 Ok(Prepared::Timed {
                     check: Some(check),
                     run: Box::new(move |iters| {
-                        let start = Instant::now();
-                        for _ in 0..iters {
-                            let mut store = Store::new(&engine, ());
-                            black_box(pre.instantiate(&mut store).msg("instantiate")?);
-                            drop(store);
-                        }
-                        Ok(start.elapsed())
+                        run_on_threads(iters, threads, |n| {
+                            for _ in 0..n {
+                                let mut store = Store::new(&engine, ());
+                                black_box(pre.instantiate(&mut store).msg("instantiate")?);
+                                drop(store);
+                            }
+                            Ok(())
+                        })
                     }),
                 })
             }

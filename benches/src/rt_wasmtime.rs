@@ -3,7 +3,9 @@
 //! instance allocator.
 
 use crate::elf;
-use crate::runtime::{expect_count, expect_same, loop_count, OrMsg, Prepared, Runtime};
+use crate::runtime::{
+    expect_count, expect_same, loop_count, run_on_threads, OrMsg, Prepared, Runtime,
+};
 use crate::workloads::Budget;
 use crate::workloads::{self, Kind, ScratchDir, SizePart};
 use std::hint::black_box;
@@ -284,6 +286,7 @@ impl Runtime for Wasmtime {
                 wasm,
                 pooling,
                 probes,
+                threads,
             } => {
                 let engine = if *pooling {
                     self.pooling_engine()?
@@ -309,16 +312,18 @@ impl Runtime for Wasmtime {
                         .map(|&p| data.get(p).copied().unwrap_or(0) as i64)
                         .sum()
                 };
+                let threads = *threads;
                 Ok(Prepared::Timed {
                     check: Some(check),
                     run: Box::new(move |iters| {
-                        let start = Instant::now();
-                        for _ in 0..iters {
-                            let mut store = Store::new(&engine, ());
-                            black_box(pre.instantiate(&mut store).msg("instantiate")?);
-                            drop(store);
-                        }
-                        Ok(start.elapsed())
+                        run_on_threads(iters, threads, |n| {
+                            for _ in 0..n {
+                                let mut store = Store::new(&engine, ());
+                                black_box(pre.instantiate(&mut store).msg("instantiate")?);
+                                drop(store);
+                            }
+                            Ok(())
+                        })
                     }),
                 })
             }

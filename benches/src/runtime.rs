@@ -86,3 +86,34 @@ pub fn locked_version(package: &str) -> String {
         })
         .unwrap_or_else(|| "?".to_string())
 }
+
+/// Runs `iters` iterations of `one` (which does `n` iterations and checks
+/// them) on `threads` threads at once, each taking an equal share, and
+/// returns the wall-clock time of the whole: with one thread, on the
+/// calling thread.
+pub fn run_on_threads(
+    iters: u64,
+    threads: usize,
+    one: impl Fn(u64) -> Result<(), String> + Sync,
+) -> Result<Duration, String> {
+    let start = std::time::Instant::now();
+    if threads <= 1 {
+        one(iters)?;
+        return Ok(start.elapsed());
+    }
+    let t = threads as u64;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..t)
+            .map(|i| {
+                let n = iters / t + u64::from(i < iters % t);
+                let one = &one;
+                s.spawn(move || one(n))
+            })
+            .collect();
+        for h in handles {
+            h.join().map_err(|_| "a thread panicked".to_string())??;
+        }
+        Ok::<(), String>(())
+    })?;
+    Ok(start.elapsed())
+}

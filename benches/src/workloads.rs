@@ -47,10 +47,15 @@ pub enum Kind {
     /// `InstancePre` (host functions `host.f1: [i32] -> [i32]` and
     /// `host.f2: [i64] -> []` are defined) and drops the store. The check
     /// value is the sum of the bytes of the exported `memory` at `probes`.
+    /// With `threads > 1`, the iterations of a sample are shared out
+    /// between that many threads, each with its own stores, instantiating
+    /// from one `InstancePre` at once: the time per iteration is then the
+    /// inverse of the throughput.
     Instantiate {
         wasm: Wasm,
         pooling: bool,
         probes: Vec<usize>,
+        threads: usize,
     },
     /// The size of one part of the compiled artifact, in bytes.
     Size { wasm: Wasm, part: SizePart },
@@ -144,6 +149,7 @@ const SIEVE: &str = include_str!("workloads/sieve.wat");
 const MATMUL: &str = include_str!("workloads/matmul.wat");
 const HASH: &str = include_str!("workloads/hash.wat");
 const SMALL: &str = include_str!("workloads/small.wat");
+const IMPORTS_TABLE100: &str = include_str!("workloads/imports_table100.wat");
 
 /// The binary of a `.wat` workload, parsed once.
 pub fn calls_wasm() -> Wasm {
@@ -544,29 +550,48 @@ pub fn all(c_dir: &Path, c_out: &Path) -> Vec<Workload> {
         );
     }
 
-    for pooling in [false, true] {
-        let suffix = if pooling { "-pooling" } else { "" };
-        add(
-            &format!("instantiate/small{suffix}"),
-            Box::new(move || {
-                Ok(Kind::Instantiate {
-                    wasm: wat("small", SMALL),
-                    pooling,
-                    probes: vec![16, 17],
-                })
-            }),
-        );
-        for mib in [1usize, 64] {
+    for threads in [1usize, 2] {
+        for pooling in [false, true] {
+            let suffix = format!(
+                "{}{}",
+                if pooling { "-pooling" } else { "" },
+                if threads > 1 { "-2threads" } else { "" }
+            );
             add(
-                &format!("instantiate/{mib}MiB-data{suffix}"),
+                &format!("instantiate/small{suffix}"),
                 Box::new(move || {
                     Ok(Kind::Instantiate {
-                        wasm: data_module(mib << 20),
+                        wasm: wat("small", SMALL),
                         pooling,
-                        probes: vec![0, (mib << 20) / 2 + 7, (mib << 20) - 1, mib << 20],
+                        probes: vec![16, 17],
+                        threads,
                     })
                 }),
             );
+            add(
+                &format!("instantiate/imports-table100{suffix}"),
+                Box::new(move || {
+                    Ok(Kind::Instantiate {
+                        wasm: wat("imports_table100", IMPORTS_TABLE100),
+                        pooling,
+                        probes: vec![16, 17],
+                        threads,
+                    })
+                }),
+            );
+            for mib in [1usize, 64] {
+                add(
+                    &format!("instantiate/{mib}MiB-data{suffix}"),
+                    Box::new(move || {
+                        Ok(Kind::Instantiate {
+                            wasm: data_module(mib << 20),
+                            pooling,
+                            probes: vec![0, (mib << 20) / 2 + 7, (mib << 20) - 1, mib << 20],
+                            threads,
+                        })
+                    }),
+                );
+            }
         }
     }
 

@@ -530,6 +530,9 @@ pub(crate) struct EngineInner {
     artifact_header: std::sync::OnceLock<String>,
     /// The pooling allocator, with `InstanceAllocationStrategy::Pooling`.
     pub(crate) pool: Option<Arc<kiln_runtime::Pool>>,
+    /// On demand, the reservations of dropped memories kept for the next
+    /// ones (see `pooling.rs`).
+    pub(crate) memory_cache: Option<Arc<kiln_runtime::MemoryCache>>,
 }
 
 /// Compiles modules and owns what modules and stores of it share. Cheap
@@ -559,6 +562,10 @@ impl Engine {
         let compiler =
             Compiler::new(config.compiler.clone()).map_err(|e| Error::msg(e.to_string()))?;
         let pool = config.allocation.pool(&config.compiler.tunables)?;
+        let memory_cache = match pool {
+            Some(_) => None,
+            None => crate::pooling::memory_cache(&config.compiler.tunables)?,
+        };
         let engine = Engine {
             inner: Arc::new(EngineInner {
                 compiler,
@@ -568,6 +575,7 @@ impl Engine {
                 host_trampolines: Mutex::new(HashMap::new()),
                 artifact_header: std::sync::OnceLock::new(),
                 pool,
+                memory_cache,
             }),
         };
         // Code for the host must run on the host: the check that loading

@@ -2,13 +2,18 @@
 
 use crate::format_err;
 use crate::func::enter_wasm;
+use crate::func::HostFunc;
 use crate::store::StoreInner;
 use crate::{
     AsContext, AsContextMut, Engine, Error, Extern, ExternType, Func, Global, Memory, Module,
     Result, StoreContextMut, Table, TypedFunc, WasmParams, WasmResults,
 };
 use kiln_environ::{EntityIndex, MemoryType, TableType};
-use kiln_runtime::{Imports, InstantiationError, VMArrayCallFunction, VMContext, VMFunctionImport};
+use kiln_runtime::{
+    Imports, InstanceTemplate, InstantiationError, VMArrayCallFunction, VMContext, VMFuncRef,
+    VMFunctionImport,
+};
+use std::sync::Arc;
 
 pub(crate) struct InstanceData {
     pub(crate) rt: usize,
@@ -109,7 +114,19 @@ impl Instance {
         imports: &[Extern],
     ) -> Result<Instance> {
         let s = store.as_context_mut().0;
-        instantiate(s, module, imports)
+        let m = module.compiled.module();
+        if imports.len() != m.imports.len() {
+            return Err(Error::msg(format!(
+                "expected {} imports, got {}",
+                m.imports.len(),
+                imports.len()
+            )));
+        }
+        // Nothing resolved ahead: every import is checked and written at
+        // this one instantiation.
+        let shared = Arc::new(PreShared::new(module, &vec![None; m.num_imported_funcs]));
+        let imports: Vec<Option<Extern>> = imports.iter().cloned().map(Some).collect();
+        instantiate(s, module, &shared, &imports)
     }
 
     pub(crate) fn data<'a, T>(&self, s: &'a StoreInner<T>) -> &'a InstanceData {
@@ -207,24 +224,106 @@ impl Instance {
     }
 }
 
+/// What an [`InstancePre`](crate::InstancePre) (or one `Instance::new`)
+/// computed once: the runtime's context template, with the imported host
+/// functions it points at and the funcref copies it made for them. Every
+/// store that instantiates from it keeps it alive.
+pub(crate) struct PreShared {
+    pub(crate) template: InstanceTemplate,
+    /// The host functions whose contexts and funcrefs the template holds.
+    _host_funcs: Vec<Arc<HostFunc>>,
+    /// Copies of host functions' funcrefs with the module's wasm-to-native
+    /// trampoline as `wasm_call`, for imports that escape (see
+    /// `kiln_runtime::VMFuncRef`: a shared funcref is never written).
+    _func_ref_copies: Vec<FuncRefCopy>,
+}
+
+/// A funcref copy owned by a [`PreShared`].
+struct FuncRefCopy(#[allow(dead_code, reason = "owns the copy Wasm points at")] Box<VMFuncRef>);
+
+// SAFETY: the copy's pointers name code (kept alive by the module, which
+// every instantiating store keeps) and a host function context (kept alive
+// by `PreShared::_host_funcs`); it is never written after creation.
+unsafe impl Send for FuncRefCopy {}
+// SAFETY: see `Send`: shared access only reads it.
+unsafe impl Sync for FuncRefCopy {}
+
+impl PreShared {
+    /// The template of `module`, with the host functions of `host` (by
+    /// import index, `None` for an import given at each instantiation)
+    /// resolved into it. Their types were checked by the caller.
+    pub(crate) fn new(module: &Module, host: &[Option<Arc<HostFunc>>]) -> PreShared {
+        let m = module.compiled.module();
+        let mut copies = Vec::new();
+        let funcs: Vec<Option<VMFunctionImport>> = m
+            .imports
+            .iter()
+            .filter_map(|imp| match imp.index {
+                EntityIndex::Function(fi) => Some(fi),
+                _ => None,
+            })
+            .zip(host)
+            .map(|(fi, h)| {
+                let h = h.as_ref()?;
+                let info = m.functions[fi];
+                let fr = h.func_ref();
+                // SAFETY: a host function's funcref lives as long as the
+                // function, which `h` keeps alive.
+                let (mut wasm_call, vmctx) = unsafe { ((*fr).wasm_call, (*fr).vmctx) };
+                let mut func_ref = fr;
+                if wasm_call.is_null() {
+                    // A host function without a Wasm entry: this module's
+                    // trampoline for the import's type, in the instances'
+                    // own import slots, and, if the import escapes, in a
+                    // funcref copy of ours.
+                    wasm_call = module.compiled.wasm_to_native(info.type_index);
+                    if info.escapes {
+                        // SAFETY: as above.
+                        let copy = Box::new(VMFuncRef {
+                            wasm_call,
+                            ..unsafe { *fr }
+                        });
+                        func_ref = &*copy;
+                        copies.push(FuncRefCopy(copy));
+                    }
+                }
+                Some(VMFunctionImport {
+                    wasm_call,
+                    vmctx,
+                    func_ref,
+                })
+            })
+            .collect();
+        // SAFETY: every resolved import points at a host function in
+        // `host` or at a copy in `copies`, both kept with the template.
+        let template = unsafe { InstanceTemplate::new(&module.compiled, &funcs) };
+        PreShared {
+            template,
+            _host_funcs: host.iter().flatten().cloned().collect(),
+            _func_ref_copies: copies,
+        }
+    }
+}
+
+/// Instantiates `shared`'s module into `s`. `imports` has one entry per
+/// import of the module, in order: `None` for a host function the template
+/// resolved, otherwise the item, whose type and store are checked here.
 pub(crate) fn instantiate<T>(
     s: &mut StoreInner<T>,
     module: &Module,
-    imports: &[Extern],
+    shared: &Arc<PreShared>,
+    imports: &[Option<Extern>],
 ) -> Result<Instance> {
     if !Engine::same(&s.engine, module.engine()) {
         return Err(Error::msg("module was compiled by another engine"));
     }
     let m = module.compiled.module();
-    if imports.len() != m.imports.len() {
-        return Err(Error::msg(format!(
-            "expected {} imports, got {}",
-            m.imports.len(),
-            imports.len()
-        )));
-    }
+    debug_assert_eq!(imports.len(), m.imports.len());
     let mut rt = Imports::default();
     for (imp, ext) in m.imports.iter().zip(imports) {
+        let Some(ext) = ext else {
+            continue;
+        };
         let expected = module.entity_type(imp.index);
         let actual = ext.ty(crate::StoreContext(s));
         check_import(&actual, &expected).map_err(|reason| {
@@ -274,10 +373,11 @@ pub(crate) fn instantiate<T>(
         }
     }
     s.bump_resource_counts(m)?;
+    s.keep_pre(shared);
     let (opaque, mut limiter) = s.opaque_and_limiter();
     let rt_index = opaque
         .instantiate(
-            &module.compiled,
+            &shared.template,
             rt,
             limiter
                 .as_mut()

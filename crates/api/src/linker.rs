@@ -1,6 +1,7 @@
 //! [`Linker`] and [`InstancePre`]: resolving imports by name.
 
 use crate::func::HostFunc;
+use crate::instance::PreShared;
 use crate::store::StoreInner;
 use crate::{bail, format_err};
 use crate::{
@@ -257,9 +258,29 @@ impl<T: 'static> Linker<T> {
             }
             defs.push(d.clone());
         }
+        // The host functions go into the template; everything else belongs
+        // to a store and is given at each instantiation.
+        let host: Vec<Option<Arc<HostFunc>>> = module
+            .imports()
+            .zip(&defs)
+            .filter(|(i, _)| matches!(i.ty(), crate::ExternType::Func(_)))
+            .map(|(_, d)| match d {
+                Definition::HostFunc(h) => Some(h.clone()),
+                Definition::Extern(_) => None,
+            })
+            .collect();
+        let shared = Arc::new(PreShared::new(module, &host));
+        let imports = defs
+            .into_iter()
+            .map(|d| match d {
+                Definition::HostFunc(_) => None,
+                Definition::Extern(e) => Some(e),
+            })
+            .collect();
         Ok(InstancePre {
             module: module.clone(),
-            defs,
+            imports,
+            shared,
             _marker: std::marker::PhantomData,
         })
     }
@@ -286,10 +307,21 @@ fn resolve<T>(s: &mut StoreInner<T>, d: &Definition) -> Extern {
     }
 }
 
-/// A module with its imports resolved; instantiates without name lookups.
+/// A module with its imports resolved and type-checked, and everything an
+/// instantiation copies computed: instantiates without name lookups.
+///
+/// The imported host functions (`Linker::func_wrap`, `func_new`) are
+/// checked and written into the module's context template here, once
+/// (see `kiln_runtime`'s `template.rs`); an instantiation copies that
+/// template. Items that belong to a store (memories, tables, globals and
+/// functions defined with `Linker::define`) can only be checked against
+/// the store they are used in, so each instantiation checks those.
 pub struct InstancePre<T> {
     module: Module,
-    defs: Vec<Definition>,
+    /// Per import: `None` for a host function in the template, else the
+    /// store's item.
+    imports: Vec<Option<Extern>>,
+    shared: Arc<PreShared>,
     _marker: std::marker::PhantomData<fn(T)>,
 }
 
@@ -297,7 +329,8 @@ impl<T> Clone for InstancePre<T> {
     fn clone(&self) -> Self {
         InstancePre {
             module: self.module.clone(),
-            defs: self.defs.clone(),
+            imports: self.imports.clone(),
+            shared: self.shared.clone(),
             _marker: std::marker::PhantomData,
         }
     }
@@ -312,7 +345,6 @@ impl<T> InstancePre<T> {
     /// Instantiates into `store`.
     pub fn instantiate(&self, mut store: impl AsContextMut<Data = T>) -> Result<Instance> {
         let s = store.as_context_mut().0;
-        let imports: Vec<Extern> = self.defs.iter().map(|d| resolve(s, d)).collect();
-        crate::instance::instantiate(s, &self.module, &imports)
+        crate::instance::instantiate(s, &self.module, &self.shared, &self.imports)
     }
 }

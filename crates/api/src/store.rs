@@ -42,6 +42,9 @@ pub struct StoreInner<T> {
     func_ref_copies: Vec<OwnedFuncRef>,
     trampoline_modules: Vec<Arc<kiln_runtime::CompiledModule>>,
     pub(crate) instances: Vec<crate::instance::InstanceData>,
+    /// The templates (with their host functions) this store's instances
+    /// were made from.
+    pres: Vec<Arc<crate::instance::PreShared>>,
     /// Argument and result storage reused by `Func::new` host functions.
     pub(crate) hostcall_vals: Vec<crate::Val>,
     /// The embedder's hook for calls between host and Wasm, if any.
@@ -189,6 +192,7 @@ impl<T> Store<T> {
             func_ref_copies: Vec::new(),
             trampoline_modules: Vec::new(),
             instances: Vec::new(),
+            pres: Vec::new(),
             hostcall_vals: Vec::new(),
             call_hook: None,
             limiter: Default::default(),
@@ -198,6 +202,9 @@ impl<T> Store<T> {
         let p: *mut StoreInner<T> = &mut *inner;
         inner.opaque.set_store_ptr(p.cast());
         inner.opaque.set_pool(engine.inner.pool.clone());
+        inner
+            .opaque
+            .set_memory_cache(engine.inner.memory_cache.clone());
         Store { inner }
     }
 
@@ -501,6 +508,14 @@ impl<T> StoreInner<T> {
         self.funcs[index].func_ref = p;
         self.func_by_ref.insert(p as usize, index);
         Ok(p)
+    }
+
+    /// Keeps `pre` (what an instance's context points at) alive as long
+    /// as the store.
+    pub(crate) fn keep_pre(&mut self, pre: &Arc<crate::instance::PreShared>) {
+        if !self.pres.iter().rev().take(4).any(|p| Arc::ptr_eq(p, pre)) {
+            self.pres.push(pre.clone());
+        }
     }
 
     /// The `Func` for a raw funcref from Wasm (non-null).

@@ -9,10 +9,11 @@
 //! points at is freed before the store is dropped.
 
 use crate::limits::{BoxError, EpochHook, Limiter, LimiterHook};
-use crate::memory::{LinearMemory, MemoryError};
+use crate::memory::{Allocator, LinearMemory, MemoryError};
 use crate::module::CompiledModule;
-use crate::pool::{Pool, PoolError, Slot};
+use crate::pool::{MemoryCache, Pool, PoolError, Slot};
 use crate::table::{Table, TableError};
+use crate::template::InstanceTemplate;
 use crate::vmcontext::*;
 use kiln_environ::*;
 use std::alloc::Layout;
@@ -42,7 +43,8 @@ pub enum InstantiationError {
 /// Resolved imports, in the module's import order per kind.
 #[derive(Default)]
 pub struct Imports {
-    /// Functions.
+    /// The functions the template does not hold (see
+    /// [`InstanceTemplate::new`]), one for each of its `None` entries.
     pub funcs: Vec<VMFunctionImport>,
     /// Tables.
     pub tables: Vec<*mut Table>,
@@ -196,40 +198,12 @@ impl Instance {
     }
 
     fn eval(&self, expr: &ConstExpr) -> ValRaw {
-        let mut stack: Vec<ValRaw> = Vec::with_capacity(2);
-        for op in &expr.ops {
-            let v = match *op {
-                ConstOp::I32Const(v) => ValRaw::i32(v),
-                ConstOp::I64Const(v) => ValRaw::i64(v),
-                ConstOp::F32Const(v) => ValRaw::f32(v),
-                ConstOp::F64Const(v) => ValRaw::f64(v),
-                ConstOp::V128Const(v) => ValRaw::u128(v),
-                // SAFETY: the global's definition is live (validated index).
-                ConstOp::GlobalGet(g) => unsafe { (*self.global(g)).get() },
-                ConstOp::RefNull(_) => ValRaw::ptr(0),
-                ConstOp::RefFunc(f) => ValRaw::ptr(self.func_ref(f) as usize),
-                ConstOp::I32Add | ConstOp::I32Sub | ConstOp::I32Mul => {
-                    let b = stack.pop().unwrap_or_default().get_i32();
-                    let a = stack.pop().unwrap_or_default().get_i32();
-                    ValRaw::i32(match *op {
-                        ConstOp::I32Add => a.wrapping_add(b),
-                        ConstOp::I32Sub => a.wrapping_sub(b),
-                        _ => a.wrapping_mul(b),
-                    })
-                }
-                ConstOp::I64Add | ConstOp::I64Sub | ConstOp::I64Mul => {
-                    let b = stack.pop().unwrap_or_default().get_i64();
-                    let a = stack.pop().unwrap_or_default().get_i64();
-                    ValRaw::i64(match *op {
-                        ConstOp::I64Add => a.wrapping_add(b),
-                        ConstOp::I64Sub => a.wrapping_sub(b),
-                        _ => a.wrapping_mul(b),
-                    })
-                }
-            };
-            stack.push(v);
-        }
-        stack.pop().unwrap_or_default()
+        eval_with(
+            expr,
+            // SAFETY: the global's definition is live (validated index).
+            |g| unsafe { (*self.global(g)).get() },
+            |f| self.func_ref(f) as usize,
+        )
     }
 
     fn elem_items(&self, seg: &ElemSegment) -> Vec<usize> {
@@ -346,6 +320,74 @@ impl Instance {
     }
 }
 
+/// Evaluates a constant expression, reading globals with `global` and
+/// taking functions' funcref addresses with `func`.
+pub(crate) fn eval_with(
+    expr: &ConstExpr,
+    global: impl Fn(GlobalIndex) -> ValRaw,
+    func: impl Fn(FuncIndex) -> usize,
+) -> ValRaw {
+    let mut stack: Vec<ValRaw> = Vec::new();
+    for op in &expr.ops {
+        let v = match *op {
+            ConstOp::I32Const(v) => ValRaw::i32(v),
+            ConstOp::I64Const(v) => ValRaw::i64(v),
+            ConstOp::F32Const(v) => ValRaw::f32(v),
+            ConstOp::F64Const(v) => ValRaw::f64(v),
+            ConstOp::V128Const(v) => ValRaw::u128(v),
+            ConstOp::GlobalGet(g) => global(g),
+            ConstOp::RefNull(_) => ValRaw::ptr(0),
+            ConstOp::RefFunc(f) => ValRaw::ptr(func(f)),
+            ConstOp::I32Add | ConstOp::I32Sub | ConstOp::I32Mul => {
+                let b = stack.pop().unwrap_or_default().get_i32();
+                let a = stack.pop().unwrap_or_default().get_i32();
+                ValRaw::i32(match *op {
+                    ConstOp::I32Add => a.wrapping_add(b),
+                    ConstOp::I32Sub => a.wrapping_sub(b),
+                    _ => a.wrapping_mul(b),
+                })
+            }
+            ConstOp::I64Add | ConstOp::I64Sub | ConstOp::I64Mul => {
+                let b = stack.pop().unwrap_or_default().get_i64();
+                let a = stack.pop().unwrap_or_default().get_i64();
+                ValRaw::i64(match *op {
+                    ConstOp::I64Add => a.wrapping_add(b),
+                    ConstOp::I64Sub => a.wrapping_sub(b),
+                    _ => a.wrapping_mul(b),
+                })
+            }
+        };
+        if expr.ops.len() == 1 {
+            return v;
+        }
+        stack.push(v);
+    }
+    stack.pop().unwrap_or_default()
+}
+
+/// The builtin function table every context points at.
+pub(crate) fn builtins() -> *const VMBuiltinFunctions {
+    &BUILTINS
+}
+
+/// The funcref of defined function `d` of `module`, with a null `vmctx`
+/// (which each instance writes).
+pub(crate) fn defined_func_ref(module: &CompiledModule, d: DefinedFuncIndex) -> VMFuncRef {
+    let m = module.module();
+    let info = &module.info().funcs[d];
+    VMFuncRef {
+        array_call: info
+            .array_to_wasm
+            .map_or(std::ptr::null(), |l| module.text_addr(l)),
+        native_call: info
+            .native_to_wasm
+            .map_or(std::ptr::null(), |l| module.text_addr(l)),
+        wasm_call: module.wasm_call(d),
+        type_index: module.type_id(m.functions[m.func_index(d)].type_index),
+        vmctx: std::ptr::null_mut(),
+    }
+}
+
 fn range(start: u64, len: u64, size: usize) -> Option<std::ops::Range<usize>> {
     let end = start.checked_add(len)?;
     if end > size as u64 {
@@ -386,6 +428,8 @@ pub struct StoreOpaque {
     epoch_hook: Option<EpochHook>,
     /// The engine's pooling allocator, or `None` to allocate on demand.
     pool: Option<Arc<Pool>>,
+    /// On demand, the engine's cache of memory reservations, if any.
+    memory_cache: Option<Arc<MemoryCache>>,
 }
 
 impl From<MemoryError> for InstantiationError {
@@ -440,6 +484,7 @@ impl StoreOpaque {
             limiter_hook: None,
             epoch_hook: None,
             pool: None,
+            memory_cache: None,
         };
         s.store_vmctx[0] = u64::from(VMCONTEXT_MAGIC);
         s.store_vmctx[(VMOffsets::RUNTIME_LIMITS / 8) as usize] = Arc::as_ptr(&s.limits) as u64;
@@ -494,6 +539,12 @@ impl StoreOpaque {
         self.pool = pool;
     }
 
+    /// Makes later on-demand instantiations take memory reservations from
+    /// `cache` (the engine's) and give them back to it.
+    pub fn set_memory_cache(&mut self, cache: Option<Arc<MemoryCache>>) {
+        self.memory_cache = cache;
+    }
+
     /// The context passed as `caller_vmctx` for calls from the host.
     pub fn host_vmctx(&self) -> *mut VMContext {
         self.store_vmctx.as_ptr() as *mut VMContext
@@ -509,17 +560,22 @@ impl StoreOpaque {
         unsafe { *(vmctx.cast::<u8>().add(VMOffsets::STORE as usize) as *const *mut ()) }
     }
 
-    /// Instantiates `module` with `imports`. Segments are applied in
-    /// order; on a segment trap the writes before it stay visible (as the
-    /// spec requires for imported tables and memories) and the instance
-    /// stays owned by the store, unreachable. `limiter`, if any, is asked
-    /// for each defined memory's and table's minimum size.
+    /// Instantiates `template`'s module with `imports` (those the template
+    /// does not hold). Segments are applied in order; on a segment trap
+    /// the writes before it stay visible (as the spec requires for
+    /// imported tables and memories) and the instance stays owned by the
+    /// store, unreachable. `limiter`, if any, is asked for each defined
+    /// memory's and table's minimum size.
+    ///
+    /// The context is the template's image, copied, plus the per-instance
+    /// pointers (see `template.rs`).
     pub fn instantiate(
         &mut self,
-        module: &Arc<CompiledModule>,
+        template: &InstanceTemplate,
         imports: Imports,
         mut limiter: Option<&mut dyn Limiter>,
     ) -> Result<usize, InstantiationError> {
+        let module = &template.module;
         module.verify_frames()?;
         // Before any of its code can run (the start function, or a
         // function an element segment stores into an imported table).
@@ -527,29 +583,33 @@ impl StoreOpaque {
             self.modules.push(module.clone());
         }
         let m = module.module();
-        let offsets = VMOffsets::new(m);
-        let layout = Layout::from_size_align(offsets.size().max(16) as usize, 16)
-            .map_err(|e| InstantiationError::Resource(e.to_string()))?;
+        let layout = template.layout;
         let pool = self.pool.clone();
         if let Some(p) = &pool {
             // Every pool limit of the module, before anything is taken.
             p.check_module(m, layout.size())?;
         }
 
-        let mut memories = imports.memories.clone();
-        let mut imaged = vec![false; m.memories.len()];
+        let mut memories = imports.memories;
+        memories.reserve_exact(m.memories.len() - m.num_imported_memories);
         for (mi, ty) in m.memories.iter().skip(m.num_imported_memories) {
             let lim = crate::limits::reborrow(&mut limiter);
-            let mem = LinearMemory::allocate(*ty, &self.tunables, lim, pool.as_ref())?;
             let d = m.defined_memory_index(mi).expect("defined");
-            // Mapped once every segment is applied (see `MemoryImage`).
-            if self.tunables.memory_images && module.memory_image(d).is_some() {
-                imaged[mi.index()] = true;
-            }
+            let image = module
+                .memory_image(d)
+                .filter(|_| self.tunables.memory_images);
+            // A pooled memory comes with its image mapped; on demand it is
+            // mapped once every segment is applied (see `MemoryImage`).
+            let alloc = match &pool {
+                Some(p) => Allocator::Pool(p),
+                None => Allocator::OnDemand(self.memory_cache.as_ref()),
+            };
+            let mem = LinearMemory::allocate(*ty, &self.tunables, lim, alloc, image)?;
             self.memories.push(Box::new(mem));
             memories.push(&mut **self.memories.last_mut().expect("pushed") as *mut LinearMemory);
         }
-        let mut tables = imports.tables.clone();
+        let mut tables = imports.tables;
+        tables.reserve_exact(m.tables.len() - m.num_imported_tables);
         for (_, ty) in m.tables.iter().skip(m.num_imported_tables) {
             let lim = crate::limits::reborrow(&mut limiter);
             let t = Table::allocate(*ty, 0, lim, pool.as_ref())?;
@@ -559,7 +619,7 @@ impl StoreOpaque {
 
         let (vmctx, vmctx_slot) = match &pool {
             Some(p) => {
-                // Zeroed, 64-byte aligned, and large enough (`check_module`).
+                // 64-byte aligned and large enough (`check_module`).
                 let (index, ptr) = p.take_instance()?;
                 let slot = Slot {
                     pool: p.clone(),
@@ -569,40 +629,57 @@ impl StoreOpaque {
             }
             None => {
                 // SAFETY: the layout has a non-zero size.
-                let vmctx = unsafe { std::alloc::alloc_zeroed(layout) };
+                let vmctx = unsafe { std::alloc::alloc(layout) };
                 if vmctx.is_null() {
                     std::alloc::handle_alloc_error(layout);
                 }
                 (vmctx, None)
             }
         };
+        // SAFETY: the template's image is `layout.size()` bytes, and so is
+        // (at least) the fresh context, which nothing else refers to.
+        unsafe { std::ptr::copy_nonoverlapping(template.image(), vmctx, layout.size()) };
         let mut inst = Box::new(Instance {
             module: module.clone(),
-            offsets,
+            offsets: template.offsets.clone(),
             vmctx,
             layout,
             vmctx_slot,
             memories,
             tables,
+            // Data segments are dropped as they are applied, below.
             dropped_data: vec![false; m.data.len()],
-            dropped_elems: vec![false; m.elems.len()],
+            // So are element segments, unless the template folded them all
+            // (then none can trap, and all are applied here).
+            dropped_elems: if template.elems_folded {
+                template.dropped_elems.to_vec()
+            } else {
+                m.elems
+                    .iter()
+                    .map(|(_, s)| matches!(s.kind, ElemKind::Declared))
+                    .collect()
+            },
             limiter_hook: self.limiter_hook,
             epoch_hook: self.epoch_hook,
         });
         let inst_ptr: *mut Instance = &mut *inst;
         let o = &inst.offsets;
         // SAFETY: every write below targets an offset `VMOffsets` assigned
-        // inside the fresh allocation, with the field's own type.
+        // inside the context, with the field's own type; the template
+        // wrote everything else (see `template.rs`).
         unsafe {
-            *inst.at::<u32>(VMOffsets::MAGIC) = VMCONTEXT_MAGIC;
             *inst.at::<*const VMRuntimeLimits>(VMOffsets::RUNTIME_LIMITS) =
                 Arc::as_ptr(&self.limits);
-            *inst.at::<*const VMBuiltinFunctions>(VMOffsets::BUILTINS) = &BUILTINS;
-            *inst.at::<*const SharedTypeIndex>(VMOffsets::TYPE_IDS) = module.type_ids().as_ptr();
             *inst.at::<u64>(VMOffsets::STORE) = self.store_vmctx[(VMOffsets::STORE / 8) as usize];
             *inst.at::<*mut Instance>(VMOffsets::INSTANCE) = inst_ptr;
-            for (i, f) in imports.funcs.iter().enumerate() {
-                *inst.at::<VMFunctionImport>(o.imported_function(FuncIndex::new(i))) = *f;
+            let mut given = imports.funcs.iter();
+            for (i, resolved) in template.resolved_funcs.iter().enumerate() {
+                if !resolved {
+                    let f = given.next().ok_or_else(|| {
+                        InstantiationError::Resource("missing function import".into())
+                    })?;
+                    *inst.at::<VMFunctionImport>(o.imported_function(FuncIndex::new(i))) = *f;
+                }
             }
             for (i, g) in imports.globals.iter().enumerate() {
                 *inst.at::<*mut VMGlobalDefinition>(o.imported_global(GlobalIndex::new(i))) = *g;
@@ -617,39 +694,43 @@ impl StoreOpaque {
                 // right for the memory's lifetime.
                 *inst.at::<*mut u8>(o.memory_base(MemoryIndex::new(i))) = (*def).base;
             }
-            for d in m.defined_funcs() {
-                if let Some(slot) = m.func_ref_slots[d] {
-                    let f = m.func_index(d);
-                    let info = &module.info().funcs[d];
-                    let ptr = inst.at::<VMFuncRef>(o.func_ref(slot));
-                    ptr.write(VMFuncRef {
-                        array_call: info
-                            .array_to_wasm
-                            .map_or(std::ptr::null(), |l| module.text_addr(l)),
-                        native_call: info
-                            .native_to_wasm
-                            .map_or(std::ptr::null(), |l| module.text_addr(l)),
-                        wasm_call: module.wasm_call(d),
-                        type_index: module.type_id(m.functions[f].type_index),
-                        vmctx: vmctx.cast(),
-                    });
-                }
+            for slot in 0..o.num_escaping_funcs {
+                let f = inst.at::<VMFuncRef>(o.func_ref(slot));
+                (*f).vmctx = vmctx.cast();
             }
         }
-        // Globals, in order: an initialiser may read earlier globals.
-        for (d, init) in m.global_inits.iter() {
-            let v = inst.eval(init);
+        // Globals that depend on the instance, in order: an initialiser may
+        // read earlier globals.
+        for &d in template.dynamic_globals.iter() {
+            let v = inst.eval(&m.global_inits[d]);
             let g: *mut VMGlobalDefinition = inst.at(inst.offsets.defined_global(d));
             // SAFETY: the definition lies inside the context.
             unsafe { (*g).set(v) };
         }
-        // Defined tables with an initialiser expression.
-        for (d, init) in m.table_inits.iter() {
-            if let Some(init) = init {
-                let v = inst.eval(init).get_ptr();
-                let t = TableIndex::new(m.num_imported_tables + d.index());
-                // SAFETY: the table is live.
-                unsafe { (*inst.table(t)).fill(0, v, (*inst.table(t)).size()) };
+        if template.elems_folded {
+            // Every segment fits and none can trap (see `template.rs`).
+            for (d, image) in template.table_images.iter().enumerate() {
+                let t = TableIndex::new(m.num_imported_tables + d);
+                // SAFETY: the table is live, defined by this instance, and
+                // at least its minimum long, which bounds the image.
+                let elems = unsafe { (*inst.table(t)).elements_mut() };
+                for (e, &v) in elems.iter_mut().zip(image.iter()) {
+                    *e = if v & crate::template::RELATIVE != 0 {
+                        vmctx as usize + (v >> 1)
+                    } else {
+                        v
+                    };
+                }
+            }
+        } else {
+            // Defined tables with an initialiser expression.
+            for (d, init) in m.table_inits.iter() {
+                if let Some(init) = init {
+                    let v = inst.eval(init).get_ptr();
+                    let t = TableIndex::new(m.num_imported_tables + d.index());
+                    // SAFETY: the table is live.
+                    unsafe { (*inst.table(t)).fill(0, v, (*inst.table(t)).size()) };
+                }
             }
         }
         self.instances.push(inst);
@@ -657,9 +738,9 @@ impl StoreOpaque {
         let inst = &mut self.instances[id];
 
         // Element segments, then data segments, in order.
-        for (e, seg) in m.elems.iter() {
-            match &seg.kind {
-                ElemKind::Active { table, offset } => {
+        if !template.elems_folded {
+            for (e, seg) in m.elems.iter() {
+                if let ElemKind::Active { table, offset } = &seg.kind {
                     let off = inst.eval(offset).get_i32() as u32;
                     let items = inst.elem_items(seg);
                     // SAFETY: the table is live.
@@ -669,10 +750,12 @@ impl StoreOpaque {
                     t.elements_mut()[r].copy_from_slice(&items);
                     inst.dropped_elems[e.index()] = true;
                 }
-                ElemKind::Declared => inst.dropped_elems[e.index()] = true,
-                ElemKind::Passive => {}
             }
         }
+        let imaged = |mi: MemoryIndex| {
+            m.defined_memory_index(mi)
+                .is_some_and(|d| self.tunables.memory_images && module.memory_image(d).is_some())
+        };
         let copy_segment =
             |inst: &mut Instance, seg: &kiln_environ::DataSegment| -> Result<(), Trap> {
                 let DataKind::Active { memory, offset } = &seg.kind else {
@@ -694,17 +777,25 @@ impl StoreOpaque {
         for (d, seg) in m.data.iter() {
             if let DataKind::Active { memory, .. } = &seg.kind {
                 inst.dropped_data[d.index()] = true;
-                if imaged[memory.index()] {
+                if imaged(*memory) {
                     // Applied below, through the memory's image.
                     continue;
                 }
             }
             if let Err(trap) = copy_segment(inst, seg) {
                 // The imaged memories get what the spec's order gives them:
-                // their segments before this one, copied.
+                // their segments before this one, copied, and not the image
+                // a pooled memory came with.
+                for (mi, _) in m.memories.iter().skip(m.num_imported_memories) {
+                    if imaged(mi) {
+                        // SAFETY: the memory is live and nothing wrote to
+                        // it: its segments were all skipped above.
+                        unsafe { &mut *inst.memory(mi) }.clear_image()?;
+                    }
+                }
                 for (_, earlier) in m.data.iter().take(d.index()) {
                     if let DataKind::Active { memory, .. } = &earlier.kind {
-                        if imaged[memory.index()] {
+                        if imaged(*memory) {
                             copy_segment(inst, earlier)
                                 .expect("an imaged memory's segments fit (see `MemoryImage`)");
                         }
@@ -713,16 +804,18 @@ impl StoreOpaque {
                 return Err(trap.into());
             }
         }
-        // Nothing trapped: map the images over the untouched memories.
+        // Nothing trapped: map the images over the untouched memories that
+        // do not have theirs yet.
         for (mi, _) in m.memories.iter().skip(m.num_imported_memories) {
-            if imaged[mi.index()] {
+            if imaged(mi) {
                 let d = m.defined_memory_index(mi).expect("defined");
                 let image = module.memory_image(d).expect("checked above");
                 // SAFETY: the memory is live and nothing wrote to it: its
                 // segments were all skipped above.
                 let mem = unsafe { &mut *inst.memory(mi) };
-                mem.map_image(image)
-                    .map_err(|e| InstantiationError::Resource(e.to_string()))?;
+                if !mem.has_image() {
+                    mem.map_image(image)?;
+                }
             }
         }
         Ok(id)

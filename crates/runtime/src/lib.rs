@@ -39,6 +39,7 @@ mod memory;
 mod module;
 mod pool;
 mod table;
+mod template;
 mod traphandlers;
 mod vmcontext;
 
@@ -46,7 +47,8 @@ pub use instance::*;
 pub use limits::*;
 pub use memory::*;
 pub use module::*;
-pub use pool::{Pool, PoolError, PoolingConfig};
+pub use pool::{MemoryCache, Pool, PoolError, PoolingConfig};
 pub use table::*;
+pub use template::InstanceTemplate;
 pub use traphandlers::*;
 pub use vmcontext::*;

@@ -13,7 +13,7 @@
 //! faults.
 
 use crate::limits::{BoxError, GrowFailure, Limiter};
-use crate::pool::{Pool, PoolError, Slot};
+use crate::pool::{ImageKey, MemoryCache, Pool, PoolError, Slot};
 use crate::vmcontext::VMMemoryDefinition;
 use kiln_environ::{MemoryType, Tunables, WASM_PAGE_SIZE};
 use std::sync::atomic::Ordering;
@@ -38,6 +38,15 @@ pub enum MemoryError {
     Pool(#[from] PoolError),
 }
 
+/// Where a memory's reservation comes from.
+#[derive(Copy, Clone)]
+pub enum Allocator<'a> {
+    /// A fresh mapping, or one from the cache if given.
+    OnDemand(Option<&'a std::sync::Arc<MemoryCache>>),
+    /// A slot of the pool.
+    Pool(&'a std::sync::Arc<Pool>),
+}
+
 /// A linear memory.
 pub struct LinearMemory {
     def: Box<VMMemoryDefinition>,
@@ -49,8 +58,11 @@ pub struct LinearMemory {
     /// (of `mapping` bytes).
     slot: Option<Slot>,
     mapping: usize,
-    /// Bytes at the start mapped from a memory image.
-    image_len: usize,
+    /// Where an own mapping goes when the memory drops: back to this
+    /// cache, or (`None`) to the kernel.
+    cache: Option<std::sync::Arc<MemoryCache>>,
+    /// The memory image mapped at the start, if any.
+    image: Option<ImageKey>,
 }
 
 // SAFETY: the raw base names this memory's own reservation, a process-wide
@@ -68,18 +80,29 @@ impl LinearMemory {
         tunables: &Tunables,
         limiter: Option<&mut dyn Limiter>,
     ) -> Result<LinearMemory, MemoryError> {
-        LinearMemory::allocate(ty, tunables, limiter, None)
+        LinearMemory::allocate(ty, tunables, limiter, Allocator::OnDemand(None), None)
     }
 
-    /// As [`LinearMemory::new`], in a slot of `pool` when one is given:
-    /// the memory may then grow to the pool's `max_memory_size` at most,
-    /// and its slot goes back to the pool, reset, when it drops.
+    /// As [`LinearMemory::new`], from `alloc`: in a slot of a pool, the
+    /// memory may grow to the pool's `max_memory_size` at most, and its
+    /// slot goes back to the pool, reset, when it drops; on demand with a
+    /// cache, the reservation comes from the cache if it has one and goes
+    /// back to it. A memory from a slot or a cached reservation may start
+    /// with `image` mapped (see [`LinearMemory::has_image`]), usually
+    /// without a system call, since both prefer a reservation that still
+    /// maps it; otherwise the caller maps it with
+    /// [`LinearMemory::map_image`] once segments are applied.
     pub fn allocate(
         ty: MemoryType,
         tunables: &Tunables,
         limiter: Option<&mut dyn Limiter>,
-        pool: Option<&std::sync::Arc<Pool>>,
+        alloc: Allocator<'_>,
+        image: Option<&MemoryImage>,
     ) -> Result<LinearMemory, MemoryError> {
+        let (pool, cache) = match alloc {
+            Allocator::Pool(p) => (Some(p), None),
+            Allocator::OnDemand(c) => (None, c),
+        };
         let absolute_max = if ty.memory64 {
             // Without 64-bit bounds checks against a reservation, a 64-bit
             // memory reserves its maximum (capped) and checks dynamically.
@@ -108,7 +131,8 @@ impl LinearMemory {
             if min > max {
                 return Err(PoolError::MemorySize(ty.minimum, max).into());
             }
-            let (index, base) = pool.take_memory(min)?;
+            let image = image.filter(|i| i.len <= min);
+            let (index, base) = pool.take_memory(min, image)?;
             return Ok(LinearMemory {
                 def: Box::new(VMMemoryDefinition {
                     base,
@@ -122,11 +146,30 @@ impl LinearMemory {
                     index,
                 }),
                 mapping: 0,
-                image_len: 0,
+                cache: None,
+                image: image.map(MemoryImage::key),
             });
         }
         let reservation =
             (tunables.static_memory_reservation + tunables.memory_guard_size) as usize;
+        let image = image.filter(|i| i.len <= min);
+        if let Some(c) = cache.filter(|c| c.reservation() == reservation) {
+            if let Some(base) = c.take(min, image) {
+                return Ok(LinearMemory {
+                    def: Box::new(VMMemoryDefinition {
+                        base,
+                        current_length: min.into(),
+                    }),
+                    reservation,
+                    maximum_pages,
+                    ty,
+                    slot: None,
+                    mapping: reservation,
+                    cache: Some(c.clone()),
+                    image: image.map(MemoryImage::key),
+                });
+            }
+        }
         // SAFETY: a fresh anonymous, inaccessible, unreserved mapping.
         let base = unsafe {
             rustix::mm::mmap_anonymous(
@@ -148,7 +191,8 @@ impl LinearMemory {
             ty,
             slot: None,
             mapping: reservation,
-            image_len: 0,
+            cache: cache.filter(|c| c.reservation() == reservation).cloned(),
+            image: None,
         };
         if ty.minimum > 0 && m.grow(ty.minimum).is_none() {
             return Err(MemoryError::TooLarge(ty.minimum));
@@ -291,10 +335,16 @@ impl Drop for LinearMemory {
         match self.slot.take() {
             // The pool resets the slot (see `pool.rs`): nothing refers to
             // the memory any more.
-            Some(s) => s.pool.put_memory(s.index, self.byte_size(), self.image_len),
-            // SAFETY: the mapping belongs to this memory.
-            None => unsafe {
-                let _ = rustix::mm::munmap(self.def.base.cast(), self.mapping);
+            Some(s) => s.pool.put_memory(s.index, self.byte_size(), self.image),
+            None => match &self.cache {
+                // SAFETY: the mapping belongs to this memory, is
+                // `reservation` bytes long as the cache's are (checked at
+                // creation), and nothing refers to it any more.
+                Some(c) => unsafe { c.put(self.def.base, self.byte_size(), self.image) },
+                // SAFETY: the mapping belongs to this memory.
+                None => unsafe {
+                    let _ = rustix::mm::munmap(self.def.base.cast(), self.mapping);
+                },
             },
         }
     }
@@ -323,7 +373,12 @@ impl Drop for LinearMemory {
 pub struct MemoryImage {
     fd: rustix::fd::OwnedFd,
     len: usize,
+    /// Unique in the process, so that a pool slot can tell whether it
+    /// still maps this image (see `pool.rs`).
+    id: u64,
 }
+
+static NEXT_IMAGE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl std::fmt::Debug for MemoryImage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -370,6 +425,7 @@ impl MemoryImage {
         Some(MemoryImage {
             fd,
             len: len as usize,
+            id: NEXT_IMAGE_ID.fetch_add(1, Ordering::Relaxed),
         })
     }
 
@@ -382,6 +438,36 @@ impl MemoryImage {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    pub(crate) fn key(&self) -> ImageKey {
+        ImageKey {
+            id: self.id,
+            len: self.len,
+        }
+    }
+
+    /// Maps the image copy-on-write over the `len` bytes at `base`.
+    ///
+    /// # Safety
+    ///
+    /// The range is read+write memory of the caller's that nothing refers
+    /// to; `MAP_FIXED` replaces exactly those pages, with the same
+    /// protection.
+    pub(crate) unsafe fn map_at(&self, base: *mut u8) -> std::io::Result<()> {
+        // SAFETY: forwarded contract.
+        unsafe {
+            rustix::mm::mmap(
+                base.cast(),
+                self.len,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::FIXED,
+                &self.fd,
+                0,
+            )
+        }
+        .map(|_| ())
+        .map_err(Into::into)
+    }
 }
 
 impl LinearMemory {
@@ -393,20 +479,38 @@ impl LinearMemory {
             return Err(MemoryError::TooLarge(self.pages()));
         }
         // SAFETY: the range lies at the start of this memory's own
-        // reservation and is accessible (within `byte_size`); MAP_FIXED
-        // replaces exactly those pages, with the same protection.
-        unsafe {
-            rustix::mm::mmap(
+        // reservation and is accessible (within `byte_size`).
+        unsafe { image.map_at(self.def.base) }.map_err(|e| MemoryError::Reserve(image.len, e))?;
+        self.image = Some(image.key());
+        Ok(())
+    }
+
+    /// Whether a memory image is mapped at the start of this memory (a
+    /// pooled memory created with one).
+    pub fn has_image(&self) -> bool {
+        self.image.is_some()
+    }
+
+    /// Replaces the mapped image, if any, with zero pages, as if the
+    /// memory had been created without it. Must be called before anything
+    /// was written.
+    pub fn clear_image(&mut self) -> Result<(), MemoryError> {
+        let Some(image) = self.image.take() else {
+            return Ok(());
+        };
+        // SAFETY: the image's range lies at the start of this memory's
+        // own, accessible reservation, and nothing refers into it yet.
+        let r = unsafe {
+            rustix::mm::mmap_anonymous(
                 self.def.base.cast(),
                 image.len,
                 rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-                rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::FIXED,
-                &image.fd,
-                0,
+                rustix::mm::MapFlags::PRIVATE
+                    | rustix::mm::MapFlags::FIXED
+                    | rustix::mm::MapFlags::NORESERVE,
             )
-        }
-        .map_err(|e| MemoryError::Reserve(image.len, e.into()))?;
-        self.image_len = image.len;
-        Ok(())
+        };
+        r.map(|_| ())
+            .map_err(|e| MemoryError::Reserve(image.len, e.into()))
     }
 }

@@ -17,40 +17,65 @@
 //!
 //! Each kind has a free list under a mutex (the only lock, held for a push
 //! or a pop), used last-in first-out so a hot slot is reused while its
-//! pages are still resident. Taking a slot from an empty list is an error
-//! that names the limit ([`PoolError`]), never an abort.
+//! pages are still resident; a memory is taken preferably from one of the
+//! last `AFFINITY_SEARCH` slots returned that still maps the wanted
+//! image (see below). Taking a slot from an empty list is an error that
+//! names the limit ([`PoolError`]), never an abort.
 //!
 //! # What a free slot looks like (the invariants)
 //!
 //! * **Context slot:** every byte is zero.
 //! * **Table slot:** every element is zero (null).
 //! * **Memory slot:** the first `accessible` bytes (recorded with the slot
-//!   in the free list) are read+write and read as zero, backed by
-//!   anonymous memory; every byte after them is inaccessible. A memory
-//!   taken from the pool changes the protection of exactly the pages
-//!   between `accessible` and its minimum size, so it starts with
-//!   `minimum` bytes accessible and everything after faulting, as an
-//!   on-demand memory does.
+//!   in the free list, `MemoryState`) are read+write; every byte after
+//!   them is inaccessible. The first `image.len` of them map a module's
+//!   memory image copy-on-write, with none of its pages written (they
+//!   read as the image); the others read as zero, backed by anonymous
+//!   memory. `image.len <= accessible`.
 //!
-//! Returning a slot restores these before the slot is pushed:
+//! # Taking a memory slot
+//!
+//! A memory of `minimum` bytes with image `I` (or none) is made from a
+//! free slot in at most three steps, each skipped when the slot already
+//! is as wanted (`prepare_memory`):
+//!
+//! 1. if the slot maps another image than `I` (or one when none is
+//!    wanted), fresh anonymous pages are mapped over that image's range,
+//!    which then reads as zero (one `mmap`);
+//! 2. the protection of exactly the pages between `accessible` and
+//!    `minimum` changes (one `mprotect`), so the memory starts with
+//!    `minimum` bytes accessible and everything after faulting, as an
+//!    on-demand memory does;
+//! 3. `I` is mapped over the start (one `mmap`) unless step 1 kept it.
+//!
+//! The same module instantiated again gets its own last slot back: no
+//! system call at all.
+//!
+//! # Returning a slot
+//!
+//! Returning a slot restores the invariants before the slot is pushed:
 //!
 //! * a context is zeroed over the size its module used;
 //! * a table is zeroed over the elements it had: the first
 //!   `table_keep_resident` bytes with `memset`, the rest of its pages with
 //!   `madvise(MADV_DONTNEED)`, which gives them back to the kernel;
-//! * a memory that had a copy-on-write image mapped gets fresh anonymous
-//!   pages over the image's range (one `mmap`, which drops the instance's
-//!   private copies and the image together); every other byte it had is
-//!   reset by `memset` within the first `linear_memory_keep_resident`
-//!   bytes and by `madvise(MADV_DONTNEED)` beyond them (private anonymous
-//!   pages then read as zero). The cost is proportional to what the
-//!   instance had accessible, and pages it never touched cost nothing but
-//!   their page-table walk.
+//! * a memory gets one `madvise(MADV_DONTNEED)` over everything it had
+//!   accessible (`reset_memory`): that drops the instance's private
+//!   copies of image pages, which read as the image again, and makes
+//!   anonymous pages read as zero; the image stays mapped for the next
+//!   user. Anonymous bytes within the first `linear_memory_keep_resident`
+//!   are zeroed with `memset` instead, and stay resident. The cost is
+//!   proportional to what the instance had accessible, and pages it never
+//!   touched cost nothing but their page-table walk.
 //!
 //! So nothing of one instance (memory bytes, table entries, globals and
-//! everything else in its context) is visible to the next user of a slot.
-//! A slot whose reset fails (a failing `mmap` or `madvise`) is never
-//! reused.
+//! everything else in its context) is visible to the next user of a slot:
+//! what a reused memory shows before its own segments apply is its own
+//! image or zeros, never a byte the last user wrote. A slot whose reset
+//! fails (a failing `mmap` or `madvise`) is never reused.
+//!
+//! [`MemoryCache`] applies the same steps to the reservations of dropped
+//! on-demand memories.
 
 use kiln_environ::{Module, WASM_PAGE_SIZE};
 use std::sync::Mutex;
@@ -191,6 +216,26 @@ impl Drop for Region {
     }
 }
 
+/// How many of the most recently freed memory slots a take searches for
+/// one that already maps the wanted image.
+const AFFINITY_SEARCH: usize = 16;
+
+/// What a free memory slot holds (see the module docs): its first
+/// `accessible` bytes are read+write, and the first `image.len` of them
+/// map that image copy-on-write (`image.len <= accessible`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+struct MemoryState {
+    accessible: usize,
+    image: Option<ImageKey>,
+}
+
+/// A memory image as a slot remembers it: its engine-unique id and length.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ImageKey {
+    pub(crate) id: u64,
+    pub(crate) len: usize,
+}
+
 /// Slots and pool of one kind.
 struct Slots<S> {
     region: Region,
@@ -218,6 +263,23 @@ impl<S: Copy> Slots<S> {
         self.free.lock().unwrap_or_else(|e| e.into_inner()).pop()
     }
 
+    /// Takes the most recently returned free slot among the last
+    /// [`AFFINITY_SEARCH`] whose state satisfies `prefer`, or else the most
+    /// recently returned one.
+    fn take_preferring(&self, prefer: impl Fn(&S) -> bool) -> Option<(u32, S)> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        let n = free.len();
+        let hit = free
+            .iter()
+            .rev()
+            .take(AFFINITY_SEARCH)
+            .position(|(_, st)| prefer(st));
+        match hit {
+            Some(k) => Some(free.remove(n - 1 - k)),
+            None => free.pop(),
+        }
+    }
+
     fn put(&self, i: u32, state: S) {
         self.free
             .lock()
@@ -240,8 +302,8 @@ pub struct Pool {
     config: PoolingConfig,
     /// Context slots; no state.
     instances: Slots<()>,
-    /// Memory slots; the state is the accessible (zero) prefix in bytes.
-    memories: Slots<usize>,
+    /// Memory slots, with what each free one holds.
+    memories: Slots<MemoryState>,
     /// Table slots; no state.
     tables: Slots<()>,
     /// What one memory slot may make accessible.
@@ -282,7 +344,15 @@ impl Pool {
             .min(memory_stride);
         Ok(Pool {
             instances: Slots::new(config.total_core_instances, instance_stride, true, ())?,
-            memories: Slots::new(config.total_memories, memory_stride, false, 0)?,
+            memories: Slots::new(
+                config.total_memories,
+                memory_stride,
+                false,
+                MemoryState {
+                    accessible: 0,
+                    image: None,
+                },
+            )?,
             tables: Slots::new(config.total_tables, table_stride, true, ())?,
             memory_max,
             config: config.clone(),
@@ -364,41 +434,40 @@ impl Pool {
     }
 
     /// Takes a memory slot and makes exactly its first `bytes` accessible
-    /// (at most [`Pool::memory_max`]): its index and base.
-    pub(crate) fn take_memory(&self, bytes: usize) -> Result<(u32, *mut u8), PoolError> {
-        let (i, accessible) = self
+    /// (at most [`Pool::memory_max`]), mapping `image` (whose length is at
+    /// most `bytes`) over its start if one is given: its index and base.
+    /// A slot that already maps `image` is preferred, which makes the
+    /// common case (the same module instantiated again) cost no system
+    /// call at all.
+    pub(crate) fn take_memory(
+        &self,
+        bytes: usize,
+        image: Option<&crate::MemoryImage>,
+    ) -> Result<(u32, *mut u8), PoolError> {
+        let want = image.map(|i| i.key());
+        debug_assert!(want.is_none_or(|w| w.len <= bytes));
+        let (i, mut state) = self
             .memories
-            .take()
+            .take_preferring(|st| want.is_some() && st.image == want)
             .ok_or(PoolError::Memories(self.memories.total))?;
         let base = self.memories.base(i);
-        let (start, len, prot) = if accessible > bytes {
-            (
-                bytes,
-                accessible - bytes,
-                rustix::mm::MprotectFlags::empty(),
-            )
-        } else {
-            (
-                accessible,
-                bytes - accessible,
-                rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::WRITE,
-            )
-        };
-        if len > 0 {
-            // SAFETY: the range lies inside the slot, which is ours and
-            // which nothing refers to yet.
-            if let Err(e) = unsafe { rustix::mm::mprotect(base.add(start).cast(), len, prot) } {
-                self.memories.put(i, accessible);
-                return Err(PoolError::Protect(e.into()));
-            }
+        // SAFETY: the slot is ours, nothing refers to it yet, and every
+        // range below lies inside it; the slot's state says what it holds.
+        let r = unsafe { prepare_memory(base, &mut state, bytes, image) };
+        if let Err(e) = r {
+            // `prepare_memory` left the state describing the slot.
+            self.memories.put(i, state);
+            return Err(e);
         }
         Ok((i, base))
     }
 
     /// Returns memory slot `i`, which had its first `len` bytes accessible,
-    /// the first `image_len` of them mapped from a memory image.
-    pub(crate) fn put_memory(&self, i: u32, len: usize, image_len: usize) {
+    /// the first `image.len` of them mapped from `image`.
+    pub(crate) fn put_memory(&self, i: u32, len: usize, image: Option<ImageKey>) {
         let base = self.memories.base(i);
+        let image_len = image.map_or(0, |k| k.len);
+        debug_assert!(image_len <= len);
         // SAFETY: the slot is this caller's and nothing refers to it any
         // more; every range below lies within its accessible prefix.
         let ok = unsafe {
@@ -410,7 +479,13 @@ impl Pool {
             )
         };
         if ok {
-            self.memories.put(i, len);
+            self.memories.put(
+                i,
+                MemoryState {
+                    accessible: len,
+                    image,
+                },
+            );
         }
     }
 
@@ -476,42 +551,233 @@ unsafe fn reset(base: *mut u8, len: usize, keep_resident: usize) -> bool {
     true
 }
 
+/// Makes a free memory slot (or cached reservation) described by `state` hold exactly `bytes`
+/// accessible bytes with `image` mapped at its start, updating `state`
+/// as it goes (so that on an error it still describes the slot).
+///
+/// # Safety
+///
+/// `base` is a memory slot (of a pool or a [`MemoryCache`]) that nothing
+/// refers to, and `state` describes it.
+unsafe fn prepare_memory(
+    base: *mut u8,
+    state: &mut MemoryState,
+    bytes: usize,
+    image: Option<&crate::MemoryImage>,
+) -> Result<(), PoolError> {
+    let want = image.map(|i| i.key());
+    if let Some(old) = state.image.filter(|_| state.image != want) {
+        // Another image (or none wanted): fresh anonymous pages over
+        // the old image's range, which is accessible (`old.len <=
+        // accessible`), so the slot reads as zeros again.
+        // SAFETY: the range lies inside the slot (contract).
+        unsafe { map_anonymous(base, old.len) }?;
+        state.image = None;
+    }
+    let (start, len, prot) = if state.accessible > bytes {
+        (
+            bytes,
+            state.accessible - bytes,
+            rustix::mm::MprotectFlags::empty(),
+        )
+    } else {
+        (
+            state.accessible,
+            bytes - state.accessible,
+            rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::WRITE,
+        )
+    };
+    if len > 0 {
+        // SAFETY: the range lies inside the slot (contract).
+        unsafe { rustix::mm::mprotect(base.add(start).cast(), len, prot) }
+            .map_err(|e| PoolError::Protect(e.into()))?;
+        state.accessible = bytes;
+    }
+    if let (Some(image), None) = (image, state.image) {
+        // SAFETY: the image's range lies inside the accessible prefix,
+        // which reads as zeros and which nothing refers to.
+        unsafe { image.map_at(base) }.map_err(PoolError::Protect)?;
+        state.image = want;
+    }
+    Ok(())
+}
+
+/// On demand, the reservations of dropped memories, kept for the next
+/// memories of the engine instead of being unmapped (see `pooling.rs` in
+/// `kiln` for why): at most `capacity` of them, each reset exactly as a
+/// pool's memory slot is, with what it holds recorded, so that the next
+/// memory of the same module usually needs no system call at all.
+///
+/// A cached reservation is address space only: its pages were given back
+/// with `madvise(MADV_DONTNEED)`, and the kernel reclaims the page cache
+/// of an image it still maps as it would any file's.
+pub struct MemoryCache {
+    free: Mutex<Vec<(usize, MemoryState)>>,
+    capacity: usize,
+    /// The length of each reservation.
+    reservation: usize,
+}
+
+impl MemoryCache {
+    /// A cache of at most `capacity` reservations of `reservation` bytes.
+    pub fn new(capacity: usize, reservation: usize) -> MemoryCache {
+        MemoryCache {
+            free: Mutex::new(Vec::with_capacity(capacity)),
+            capacity,
+            reservation,
+        }
+    }
+
+    /// The length of each reservation.
+    pub(crate) fn reservation(&self) -> usize {
+        self.reservation
+    }
+
+    /// A cached reservation prepared as [`Pool::take_memory`] prepares a
+    /// slot (preferring one that maps `image`), or `None` if there is none
+    /// or preparing one failed (it is then unmapped).
+    pub(crate) fn take(&self, bytes: usize, image: Option<&crate::MemoryImage>) -> Option<*mut u8> {
+        let want = image.map(|i| i.key());
+        let (base, mut state) = {
+            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            let n = free.len();
+            let hit = free
+                .iter()
+                .rev()
+                .position(|(_, st)| want.is_some() && st.image == want);
+            match hit {
+                Some(k) => free.remove(n - 1 - k),
+                None => free.pop()?,
+            }
+        };
+        let base = base as *mut u8;
+        // SAFETY: a cached reservation is ours alone once taken, and its
+        // state describes it.
+        if unsafe { prepare_memory(base, &mut state, bytes, image) }.is_err() {
+            // SAFETY: the reservation is ours and nothing refers to it.
+            unsafe {
+                let _ = rustix::mm::munmap(base.cast(), self.reservation);
+            }
+            return None;
+        }
+        Some(base)
+    }
+
+    /// Takes back the reservation at `base` of a dropped memory, which had
+    /// its first `len` bytes accessible, the first `image.len` of them
+    /// mapped from `image`; or unmaps it if the cache is full or the reset
+    /// fails.
+    ///
+    /// # Safety
+    ///
+    /// `base` is a reservation of `self.reservation` bytes that nothing
+    /// refers to any more, laid out as described.
+    pub(crate) unsafe fn put(&self, base: *mut u8, len: usize, image: Option<ImageKey>) {
+        let full = || self.free.lock().unwrap_or_else(|e| e.into_inner()).len() >= self.capacity;
+        let image_len = image.map_or(0, |k| k.len);
+        // Reset outside the lock, so that threads dropping memories at
+        // once do not wait for each other's `madvise`.
+        // SAFETY: forwarded contract.
+        if !full() && unsafe { reset_memory(base, len, image_len, 0) } {
+            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            if free.len() < self.capacity {
+                free.push((
+                    base as usize,
+                    MemoryState {
+                        accessible: len,
+                        image,
+                    },
+                ));
+                return;
+            }
+        }
+        // SAFETY: forwarded contract.
+        unsafe {
+            let _ = rustix::mm::munmap(base.cast(), self.reservation);
+        }
+    }
+}
+
+impl Drop for MemoryCache {
+    fn drop(&mut self) {
+        let free = self.free.get_mut().unwrap_or_else(|e| e.into_inner());
+        for (base, _) in free.drain(..) {
+            // SAFETY: every cached reservation is the cache's own.
+            unsafe {
+                let _ = rustix::mm::munmap(base as *mut _, self.reservation);
+            }
+        }
+    }
+}
+
 /// Resets a memory slot's accessible prefix of `len` bytes, the first
-/// `image_len` mapped from an image (see the module docs).
+/// `image_len` mapped copy-on-write from an image, which stays mapped (see
+/// the module docs): `madvise(MADV_DONTNEED)` drops the instance's private
+/// copies of the image's pages, which then read as the image again, and
+/// makes anonymous pages read as zero. The anonymous pages within the
+/// first `keep_resident` bytes are zeroed with `memset` instead. With
+/// nothing to `memset`, that is one system call for the whole prefix.
 ///
 /// # Safety
 ///
 /// As for [`reset`], except that the first `image_len` bytes may be a
 /// private file mapping.
 unsafe fn reset_memory(base: *mut u8, len: usize, image_len: usize, keep_resident: usize) -> bool {
-    if image_len > 0 {
-        // SAFETY: replaces exactly the image's pages of our slot with fresh
-        // anonymous ones, with the protection they had.
-        let r = unsafe {
-            rustix::mm::mmap_anonymous(
-                base.cast(),
-                image_len,
-                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-                rustix::mm::MapFlags::PRIVATE
-                    | rustix::mm::MapFlags::FIXED
-                    | rustix::mm::MapFlags::NORESERVE,
-            )
-        };
-        if r.is_err() {
-            return false;
-        }
+    let page = page();
+    let memset_end = keep_resident.next_multiple_of(page).clamp(image_len, len);
+    if memset_end == image_len {
+        // SAFETY: the whole prefix is ours (contract).
+        return unsafe { dontneed(base, len) };
     }
-    if len <= image_len {
+    // SAFETY: as above; `reset` handles the anonymous rest.
+    unsafe {
+        dontneed(base, image_len)
+            && reset(
+                base.add(image_len),
+                len - image_len,
+                keep_resident.saturating_sub(image_len),
+            )
+    }
+}
+
+/// `madvise(MADV_DONTNEED)` over `len` bytes at `base` (page-aligned);
+/// `false` if the kernel refused.
+///
+/// # Safety
+///
+/// The range is a private mapping of the caller's that nothing refers to.
+unsafe fn dontneed(base: *mut u8, len: usize) -> bool {
+    if len == 0 {
         return true;
     }
-    // SAFETY: forwarded contract; the rest is anonymous.
+    let len = len.next_multiple_of(page());
+    // SAFETY: forwarded contract.
+    unsafe { rustix::mm::madvise(base.cast(), len, rustix::mm::Advice::LinuxDontNeed) }.is_ok()
+}
+
+/// Replaces `len` bytes at `base` (page-aligned) with fresh read+write
+/// anonymous pages, without swap reservation.
+///
+/// # Safety
+///
+/// The range is part of a mapping of the caller's that nothing refers to.
+unsafe fn map_anonymous(base: *mut u8, len: usize) -> Result<(), PoolError> {
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: MAP_FIXED replaces exactly those pages (contract).
     unsafe {
-        reset(
-            base.add(image_len),
-            len - image_len,
-            keep_resident.saturating_sub(image_len),
+        rustix::mm::mmap_anonymous(
+            base.cast(),
+            len,
+            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+            rustix::mm::MapFlags::PRIVATE
+                | rustix::mm::MapFlags::FIXED
+                | rustix::mm::MapFlags::NORESERVE,
         )
     }
+    .map(|_| ())
+    .map_err(|e| PoolError::Protect(e.into()))
 }
 
 /// A pooled slot (of a memory, table or context), returned to the pool

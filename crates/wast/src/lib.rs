@@ -95,6 +95,17 @@ pub fn run_file(path: &Path, config: &Config) -> Result<WastStats, WastError> {
     run_str(&path.display().to_string(), &text, config)
 }
 
+/// Runs the `.wast` script at `path` in a new store of `engine` (to share
+/// one engine, and its pooling allocator if it has one, between scripts).
+pub fn run_file_with_engine(path: &Path, engine: &Engine) -> Result<WastStats, WastError> {
+    let text = std::fs::read_to_string(path).map_err(|source| WastError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut cx = WastContext::new(engine).map_err(WastError::Setup)?;
+    cx.run(&path.display().to_string(), &text)
+}
+
 /// Runs the `.wast` script `text`, named `name` in failure messages, with a
 /// new engine built from `config`.
 pub fn run_str(name: &str, text: &str, config: &Config) -> Result<WastStats, WastError> {

@@ -1,5 +1,7 @@
 //! Runs every `.wast` file of the WebAssembly spec testsuite's `core/`
-//! directory, one trial per file.
+//! directory, one trial per file, then every one again with the pooling
+//! allocator (`pooling/<file>`, see `pooling_config`), so that pooled
+//! slots are taken, reset and reused by the whole suite.
 //!
 //! The suite is looked for in `$KILN_TESTSUITE/core`, or else in
 //! `<workspace>/../shared/testsuite/core`. Files listed in
@@ -58,17 +60,21 @@ struct Totals {
     failed: AtomicUsize,
 }
 
-fn run_one(
-    path: &Path,
-    known: Option<&str>,
-    totals: &Totals,
-    config: kiln::Config,
-) -> Result<(), Failed> {
+/// Where a trial's script runs: a new engine of its own, or a shared one.
+enum Setup {
+    Config(Box<kiln::Config>),
+    Engine(kiln::Engine),
+}
+
+fn run_one(path: &Path, known: Option<&str>, totals: &Totals, setup: Setup) -> Result<(), Failed> {
     let p = path.to_path_buf();
     let handle = std::thread::Builder::new()
         .name(path.file_name().unwrap().to_string_lossy().into_owned())
         .stack_size(STACK_SIZE)
-        .spawn(move || kiln_wast::run_file(&p, &config))
+        .spawn(move || match setup {
+            Setup::Config(config) => kiln_wast::run_file(&p, &config),
+            Setup::Engine(engine) => kiln_wast::run_file_with_engine(&p, &engine),
+        })
         .map_err(|e| format!("spawning thread: {e}"))?;
     let stats = match handle.join() {
         Ok(Ok(stats)) => stats,
@@ -112,6 +118,33 @@ fn run_one(
     }
 }
 
+/// The engine of the `pooling/*` trials: every core file again, with every
+/// instance, memory and table of the file (its one store keeps them all)
+/// in slots of one pooling allocator shared by all files, so that each
+/// file reuses slots that others dirtied and returned (a store returns
+/// its slots when its file ends). It is sized so that no two files
+/// running at once run out of slots or meet a per-module limit the spec
+/// does not have.
+fn pooled_engine() -> kiln::Engine {
+    static ENGINE: std::sync::OnceLock<kiln::Engine> = std::sync::OnceLock::new();
+    ENGINE
+        .get_or_init(|| kiln::Engine::new(&pooling_config()).expect("a pooled engine"))
+        .clone()
+}
+
+fn pooling_config() -> kiln::Config {
+    let mut p = kiln::PoolingAllocationConfig::new();
+    p.total_core_instances(1000)
+        .total_memories(1000)
+        .total_tables(1000)
+        .max_memories_per_module(1)
+        .max_tables_per_module(100)
+        .table_elements(100_000);
+    let mut c = kiln::Config::default();
+    c.allocation_strategy(kiln::InstanceAllocationStrategy::Pooling(p));
+    c
+}
+
 fn main() {
     let args = Arguments::from_args();
     let dir = suite_dir();
@@ -152,6 +185,7 @@ fn main() {
         }
     }
     let mut skipped = Vec::new();
+    let pooled_totals = Arc::new(Totals::default());
     for path in files {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let reason = known.get(&name).cloned();
@@ -163,9 +197,26 @@ fn main() {
             trials.push(Trial::test(trial_name, move || Err(msg.into())).with_ignored_flag(true));
             continue;
         }
+        {
+            let (path, reason) = (path.clone(), reason.clone());
+            let totals = Arc::clone(&pooled_totals);
+            trials.push(Trial::test(format!("pooling/{trial_name}"), move || {
+                run_one(
+                    &path,
+                    reason.as_deref(),
+                    &totals,
+                    Setup::Engine(pooled_engine()),
+                )
+            }));
+        }
         let totals = Arc::clone(&totals);
         trials.push(Trial::test(trial_name, move || {
-            run_one(&path, reason.as_deref(), &totals, kiln::Config::default())
+            run_one(
+                &path,
+                reason.as_deref(),
+                &totals,
+                Setup::Config(Box::default()),
+            )
         }));
     }
     // Proposals beyond 2.0 that Kiln implements, each run with its feature
@@ -207,7 +258,7 @@ fn main() {
             let mut config = kiln::Config::default();
             enable(&mut config);
             trials.push(Trial::test(format!("proposals/{name}/{stem}"), move || {
-                run_one(&path, None, &totals, config)
+                run_one(&path, None, &totals, Setup::Config(Box::new(config)))
             }));
         }
     }
@@ -221,6 +272,11 @@ fn main() {
         "spec: {} passed, {} failed",
         totals.passed.load(Ordering::Relaxed),
         totals.failed.load(Ordering::Relaxed)
+    );
+    println!(
+        "spec with the pooling allocator: {} passed, {} failed",
+        pooled_totals.passed.load(Ordering::Relaxed),
+        pooled_totals.failed.load(Ordering::Relaxed)
     );
     if !skipped.is_empty() {
         println!("spec: not run (listed as crashing): {}", skipped.join(", "));

@@ -5,6 +5,7 @@ mod calls;
 mod cpu_features;
 mod errors;
 mod host;
+mod instance_pre;
 mod limits;
 mod memory;
 mod overflow;

@@ -113,6 +113,74 @@ fn reused_slots_are_clean_with_keep_resident() {
     }));
 }
 
+/// On demand, dropped memories' reservations are reused too (see
+/// `kiln::pooling`): the same isolation holds.
+#[test]
+fn reused_on_demand_reservations_show_nothing_of_the_last_instance() {
+    check_isolation(&Config::new());
+    let mut c = Config::new();
+    c.memory_init_cow(false);
+    check_isolation(&c);
+}
+
+/// A slot or cached reservation keeps the image of its last user mapped;
+/// one reused by a module with another image, or none, shows only its
+/// own data, however often the users alternate.
+#[test]
+fn reservations_switch_between_images_cleanly() {
+    let a = r#"(module (memory 2) (data (i32.const 100) "AAAA") (data (i32.const 70000) "aa")
+         (func (export "load") (param i32) (result i32) local.get 0 i32.load)
+         (func (export "dirty") (i32.store (i32.const 100) (i32.const -1))
+                                (i32.store (i32.const 200) (i32.const -1))))"#;
+    let b = r#"(module (memory 1) (data (i32.const 200) "BBBB")
+         (func (export "load") (param i32) (result i32) local.get 0 i32.load)
+         (func (export "dirty") (i32.store (i32.const 100) (i32.const -1))
+                                (i32.store (i32.const 200) (i32.const -1))))"#;
+    let c = r#"(module (memory 2)
+         (func (export "load") (param i32) (result i32) local.get 0 i32.load)
+         (func (export "dirty") (i32.store (i32.const 100) (i32.const -1))
+                                (i32.store (i32.const 70000) (i32.const -1))))"#;
+    let word = |s: &[u8; 4]| i32::from_le_bytes(*s);
+    let expect: [(&str, [(i32, i32); 3]); 3] = [
+        (
+            a,
+            [
+                (100, word(b"AAAA")),
+                (200, 0),
+                (70000, i32::from(u16::from_le_bytes(*b"aa"))),
+            ],
+        ),
+        (b, [(100, 0), (200, word(b"BBBB")), (60000, 0)]),
+        (c, [(100, 0), (200, 0), (70000, 0)]),
+    ];
+    for config in [
+        pooled(|p| {
+            p.total_memories(1);
+        }),
+        Config::new(),
+    ] {
+        let engine = Engine::new(&config).unwrap();
+        let modules: Vec<Module> = expect
+            .iter()
+            .map(|(wat, _)| Module::new(&engine, wat).unwrap())
+            .collect();
+        for round in [0, 1, 0, 2, 1, 1, 2, 0, 0] {
+            let mut store = Store::new(&engine, ());
+            let i = Instance::new(&mut store, &modules[round], &[]).unwrap();
+            let load = i.get_typed_func::<i32, i32>(&mut store, "load").unwrap();
+            for (addr, want) in expect[round].1 {
+                assert_eq!(
+                    load.call(&mut store, addr).unwrap(),
+                    want,
+                    "module {round} at {addr}"
+                );
+            }
+            let dirty = i.get_typed_func::<(), ()>(&mut store, "dirty").unwrap();
+            dirty.call(&mut store, ()).unwrap();
+        }
+    }
+}
+
 #[test]
 fn a_slot_imaged_by_one_module_is_clean_for_another() {
     let engine = Engine::new(&pooled(|p| {
