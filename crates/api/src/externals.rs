@@ -131,7 +131,10 @@ impl Memory {
     }
 
     /// The memory's contents, mutably.
-    pub fn data_mut<'a, T: 'a>(&self, store: impl Into<crate::StoreContextMut<'a, T>>) -> &'a mut [u8] {
+    pub fn data_mut<'a, T: 'a>(
+        &self,
+        store: impl Into<crate::StoreContextMut<'a, T>>,
+    ) -> &'a mut [u8] {
         self.get_mut(store.into().0).data_mut()
     }
 

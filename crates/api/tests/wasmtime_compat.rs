@@ -753,9 +753,7 @@ fn host_functions_reach_memory_through_caller() -> Result<()> {
     instance
         .get_typed_func::<(), ()>(&mut store, "run")?
         .call(&mut store, ())?;
-    let memory = instance
-        .get_memory(&mut store, "memory")
-        .expect("exported");
+    let memory = instance.get_memory(&mut store, "memory").expect("exported");
     assert_eq!(&memory.data(&store)[..4], b"KILN");
     assert_eq!(*store.data(), 4);
     Ok(())
