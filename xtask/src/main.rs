@@ -21,7 +21,8 @@
 //!   lld with apt-get when they are missing and we are root (the C
 //!   benchmark programs are compiled to Wasm at bench time).
 //! * `cross aarch64 [--setup-only]` runs Kiln's tests on AArch64 under
-//!   qemu-user (`cross.rs` says how and why).
+//!   qemu-user (`cross.rs` says how and why); `cross x86_64-old` runs the
+//!   API tests under qemu-x86_64 on older x86-64 CPU models.
 //! * `fuzz --seconds N [TARGET]` runs the cargo-fuzz targets (see
 //!   `fuzz.rs`); `sanitize` runs the API tests under ASan and TSan (see
 //!   `sanitize.rs`).
@@ -67,6 +68,8 @@ commands:
                           qemu 10, binfmt_misc; needs root), check the
                           declared rust-version, run every test under
                           qemu-user on two CPU models, build an AArch64 kiln
+  cross x86_64-old        the API tests under qemu-x86_64 -cpu Nehalem and
+                          -cpu qemu64 (CPUs without AVX / SSSE3)
   fuzz --seconds N [TARGET]
                           build and run the cargo-fuzz targets (nightly) for
                           N seconds each; fails on a crash
