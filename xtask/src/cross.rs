@@ -210,7 +210,9 @@ fn old_x86(root: &Path, dir: &Path, setup_only: bool, started: Instant) -> Resul
     }
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     step("build the API tests for the host");
-    status(Command::new(&cargo).current_dir(root).args([
+    // The API suites: `all` (the advisory regressions among them) and
+    // `wasmtime_compat`.
+    const API_TESTS: &[&str] = &[
         "test",
         "-p",
         "kiln",
@@ -218,8 +220,13 @@ fn old_x86(root: &Path, dir: &Path, setup_only: bool, started: Instant) -> Resul
         "all",
         "--test",
         "wasmtime_compat",
-        "--no-run",
-    ]))?;
+    ];
+    status(
+        Command::new(&cargo)
+            .current_dir(root)
+            .args(API_TESTS)
+            .arg("--no-run"),
+    )?;
     let mut summary = Vec::new();
     for (cpu, what) in OLD_X86_CPUS {
         step(&format!(
@@ -228,15 +235,7 @@ fn old_x86(root: &Path, dir: &Path, setup_only: bool, started: Instant) -> Resul
         let t = Instant::now();
         let out = Command::new(&cargo)
             .current_dir(root)
-            .args([
-                "test",
-                "-p",
-                "kiln",
-                "--test",
-                "all",
-                "--test",
-                "wasmtime_compat",
-            ])
+            .args(API_TESTS)
             .env(
                 "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER",
                 format!("{} -cpu {cpu}", qemu.display()),

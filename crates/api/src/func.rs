@@ -81,11 +81,14 @@ pub(crate) fn trap_to_error<T>(t: Box<TrapRecord>, store: &mut StoreInner<T>) ->
         .into_iter()
         .filter_map(|f| crate::FrameInfo::new(f, &store.engine, store.opaque.modules()))
         .collect();
-    let coredump = store.engine.inner.config.coredump_on_trap;
-    // `Config::wasm_backtrace(false)`: no backtrace on the error.
-    let shown = match store.engine.inner.config.wasm_backtrace {
-        true => frames.clone(),
-        false => Vec::new(),
+    let config = &store.engine.inner.config;
+    // A copy only for a core dump, which keeps the frames even with
+    // `Config::wasm_backtrace(false)` (then the error shows none).
+    let dumped = config.coredump_on_trap.then(|| frames.clone());
+    let shown = if config.wasm_backtrace {
+        frames
+    } else {
+        Vec::new()
     };
     let err = match reason {
         TrapReason::Wasm(code) => crate::error::trap_error(code, shown, backtrace_truncated),
@@ -98,7 +101,7 @@ pub(crate) fn trap_to_error<T>(t: Box<TrapRecord>, store: &mut StoreInner<T>) ->
             crate::error::with_backtrace(e, shown, backtrace_truncated)
         }
     };
-    if coredump {
+    if let Some(frames) = dumped {
         let bt = crate::WasmBacktrace::new(frames, backtrace_truncated);
         err.context(crate::WasmCoreDump::new(store, bt))
     } else {
